@@ -1,0 +1,1 @@
+"""Membership-inference auditing of released synthetic data and models."""

@@ -1,0 +1,90 @@
+import json
+
+import pytest
+import torch
+
+from trainkit import (
+    EMA,
+    CheckpointError,
+    StageTimer,
+    create_run_dir,
+    derive_seed,
+    load_checkpoint,
+    make_generator,
+    save_checkpoint,
+    select_device,
+)
+
+
+def test_derive_seed_is_stable_and_key_sensitive():
+    assert derive_seed(0, "z", 5) == derive_seed(0, "z", 5)
+    assert derive_seed(0, "z", 5) != derive_seed(0, "z", 6)
+    assert derive_seed(0, "z", 5) != derive_seed(1, "z", 5)
+    a = torch.randn(3, generator=make_generator(7, "x"))
+    b = torch.randn(3, generator=make_generator(7, "x"))
+    assert torch.equal(a, b)
+
+
+def test_checkpoint_round_trip_and_truncation(tmp_path):
+    # Prepare
+    obj = {"w": torch.arange(1000.0), "step": 3}
+    path = save_checkpoint(obj, tmp_path / "ckpt.pt")
+    # Execute / Assert: round trip
+    back = load_checkpoint(path)
+    assert back["step"] == 3 and torch.equal(back["w"], obj["w"])
+    # a truncated file gives a clear error that names the path
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_checkpoint(path)
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    # no temp files are left behind
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]
+
+
+def test_ema_store_copy_restore():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, decay=0.5)
+    start = [p.detach().clone() for p in model.parameters()]
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(2.0)
+    ema.update(model)
+    ema.store(model)
+    ema.copy_to(model)
+    for s, p in zip(start, model.parameters()):
+        assert torch.allclose(p, s + 1.0)  # halfway with decay 0.5
+    ema.restore(model)
+    for s, p in zip(start, model.parameters()):
+        assert torch.allclose(p, s + 2.0)
+    with pytest.raises(ValueError, match="decay"):
+        EMA(model, decay=1.5)
+
+
+def test_run_dir_records_config_seed_commit(tmp_path):
+    run = create_run_dir(tmp_path, {"lr": 0.1}, seed=3, name="r")
+    meta = json.loads((run / "config.json").read_text())
+    assert meta["config"] == {"lr": 0.1} and meta["seed"] == 3
+    assert "git_commit" in meta
+    with pytest.raises(FileExistsError):
+        create_run_dir(tmp_path, {}, seed=0, name="r")
+
+
+def test_select_device_cpu_and_errors():
+    setup = select_device("cpu")
+    assert setup.device.type == "cpu" and setup.amp_dtype is None
+    with pytest.raises(ValueError, match="device"):
+        select_device("tpu")
+
+
+def test_stage_timer_accumulates():
+    timer = StageTimer()
+    with timer("a"):
+        pass
+    with timer("a"):
+        pass
+    assert "a" in timer.timings and timer.timings["a"] >= 0

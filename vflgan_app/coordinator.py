@@ -1,0 +1,312 @@
+"""Coordinator: the server's top critic D_S and the training loop (the Algorithm box).
+
+Per iteration t (research/vflgan.md section 3):
+
+1. sample a batch (row indices only; parties hold the rows);
+2. each party derives the shared z and alpha from (seed, t), generates its fake columns
+   and sends the IFs of real, fake and interpolated rows;
+3. the server scores the concatenated IFs with D_S, adds its GP term, steps D_S and
+   returns dL_D/dIF to each party;
+4. each party backpropagates, adds its own terms and steps D_Ck and D_pk;
+5. every ``n_critic`` iterations: parties send IFs of fresh fakes (same z), the server
+   returns dL_G/dIF, parties step G_k.
+
+Round trips are fused: the gradients of one exchange ride with the next request, so a
+step costs one round trip, plus one more on generator steps (line 5 needs the critic
+updated first): ``1 + 1/n_critic`` round trips per step.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from vflgan_app.losses import head_penalty, wasserstein_critic_loss, wasserstein_generator_loss
+from vflgan_app.model import Architecture, build_top_critic
+from vflgan_app.party import ADAM_BETAS
+from vflgan_app.sampling import batch_indices
+from vflgan_app.transport import Call, Transport
+
+logger = logging.getLogger(__name__)
+
+CRITIC_FEATURES = ("h_real", "h_fake", "h_hat")
+
+
+class HandshakeError(ValueError):
+    """The parties cannot train together (missing/duplicate parties, misaligned rows)."""
+
+
+class ReplyError(RuntimeError):
+    """A party's reply is malformed (wrong keys, shape, dtype, non-finite values)."""
+
+
+@dataclass
+class History:
+    """Per-step losses (``d_loss`` every step, ``g_loss`` on generator steps)."""
+
+    d_loss: list[float] = field(default_factory=list)
+    g_loss: dict[int, float] = field(default_factory=dict)
+
+
+class Coordinator:
+    """Runs VFLGAN training over a :class:`Transport`.
+
+    Args:
+        transport: how to reach the parties.
+        arch: architecture preset (D_S sizes, lambda_gp, lr, batch size).
+        seed: run seed (batches; D_S initialisation).
+        n_critic: critic iterations per generator iteration.
+        sampler: batch sampler name (see :func:`vflgan_app.sampling.batch_indices`).
+        lambda_gp: GP weight (default ``arch.lambda_gp``).
+        device: where D_S lives.
+        expected_parties: number of parties that must be present (default: whatever the
+            transport reaches, at least 2).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        arch: Architecture,
+        seed: int = 0,
+        n_critic: int = 5,
+        sampler: str = "shuffle",
+        lambda_gp: float | None = None,
+        device: str | torch.device = "cpu",
+        expected_parties: int | None = None,
+    ) -> None:
+        self.transport = transport
+        self.arch = arch
+        self.seed = seed
+        self.n_critic = n_critic
+        self.sampler = sampler
+        self.lambda_gp = arch.lambda_gp if lambda_gp is None else lambda_gp
+        self.device = torch.device(device)
+        self.expected_parties = expected_parties
+        self.step = 0
+        self.history = History()
+        self.hellos: dict[int, dict] = {}
+        self.D_S: torch.nn.Module | None = None
+        self.opt_S: torch.optim.Optimizer | None = None
+        self._pending: dict[int, list[Call]] = {}
+        # DP / accounting hooks: called before each step (may raise to stop training)
+        self.before_step: list[Callable[[int], None]] = []
+
+    # -- start-up ---------------------------------------------------------------------
+    def handshake(self) -> None:
+        """Ask every party to describe itself and refuse to start on any mismatch.
+
+        Raises:
+            HandshakeError: fewer than 2 parties, duplicate or missing party ids, a
+                different number of rows or a different id-list hash (misaligned rows).
+        """
+        pids = self.transport.party_ids()
+        replies = self.transport.exchange({pid: [Call("hello")] for pid in pids})
+        hellos = [r[-1] for r in replies.values()]
+        ids = [h["party_id"] for h in hellos]
+        if len(ids) != len(set(ids)):
+            dup = sorted({i for i in ids if ids.count(i) > 1})
+            raise HandshakeError(f"party ids {dup} are claimed by more than one node; expected unique ids")
+        want = self.expected_parties or max(len(ids), 2)
+        missing = sorted(set(range(want)) - set(ids))
+        if missing or len(ids) < 2:
+            raise HandshakeError(
+                f"parties {missing or ids} missing: got party ids {sorted(ids)}, expected "
+                f"0..{want - 1}"
+            )
+        extra = sorted(set(ids) - set(range(want)))
+        if extra:
+            raise HandshakeError(f"unexpected party ids {extra}; expected 0..{want - 1}")
+        by_id = {h["party_id"]: h for h in hellos}
+        ref = by_id[0]
+        for pid, h in sorted(by_id.items()):
+            if h["n_rows"] != ref["n_rows"]:
+                raise HandshakeError(
+                    f"party {pid} holds {h['n_rows']} rows but party 0 holds {ref['n_rows']}; "
+                    "expected the same aligned rows at every party"
+                )
+            if h["id_hash"] != ref["id_hash"]:
+                raise HandshakeError(
+                    f"record ids of party {pid} do not match party 0 (id-list hashes "
+                    f"{h['id_hash'][:12]} vs {ref['id_hash'][:12]}): the rows are misaligned"
+                )
+            if h["if_dim"] != self.arch.if_dim:
+                raise HandshakeError(
+                    f"party {pid} has IF width {h['if_dim']}; expected {self.arch.if_dim}"
+                )
+        self.hellos = by_id
+        self.D_S = build_top_critic(self.arch, [by_id[p]["if_dim"] for p in sorted(by_id)],
+                                    self.seed).to(self.device)
+        self.opt_S = torch.optim.Adam(self.D_S.parameters(), lr=self.arch.lr, betas=ADAM_BETAS)
+
+    @property
+    def party_ids(self) -> list[int]:
+        """Party ids in concatenation order."""
+        return sorted(self.hellos)
+
+    @property
+    def n_rows(self) -> int:
+        """Rows every party holds."""
+        return int(self.hellos[0]["n_rows"])
+
+    # -- the Algorithm box ------------------------------------------------------------
+    def train_step(self) -> float:
+        """Run iteration ``self.step`` and return its critic loss L_D."""
+        if self.D_S is None:
+            raise RuntimeError("call handshake() before training")
+        t = self.step
+        for hook in self.before_step:
+            hook(t)
+        B = self.arch.batch_size
+        # 1. the batch: row indices only
+        idx = batch_indices(self.seed, t, self.n_rows, B, self.sampler)
+        # 2. parties: IFs of real, fake and interpolated rows (+ last step's gradients)
+        feats = self._round_trip(lambda pid: Call("critic_forward", {"step": t, "idx": idx}))
+        self._check_features(feats, CRITIC_FEATURES, B)
+        # 3. server: D_S loss and GP term, step D_S, dL_D/dIF per party
+        grads, server_loss = self.server_critic_step(feats)
+        d_loss = server_loss + sum(f["loss"] for f in feats.values())
+        self.history.d_loss.append(d_loss)
+        # 4. parties apply the critic gradients (fused into the next round trip)
+        backward = {pid: Call("critic_backward", {"step": t, "grads": grads[pid]}) for pid in grads}
+        if t % self.n_critic == 0:
+            # 5. generator step, after the critic update
+            for pid, call in backward.items():
+                self._pending.setdefault(pid, []).append(call)
+            gen = self._round_trip(
+                lambda pid: Call("generator_forward", {"step": t, "batch_size": B})
+            )
+            self._check_features(gen, ("h_gen",), B)
+            ggrads, gserver = self.server_generator_grads(gen)
+            self.history.g_loss[t] = gserver + sum(f["loss"] for f in gen.values())
+            for pid in ggrads:
+                self._pending.setdefault(pid, []).append(
+                    Call("generator_backward", {"step": t, "grads": ggrads[pid]})
+                )
+        else:
+            for pid, call in backward.items():
+                self._pending.setdefault(pid, []).append(call)
+        self.step += 1
+        return d_loss
+
+    def server_critic_step(self, feats: dict[int, dict]) -> tuple[dict[int, dict], float]:
+        """D_S's part of L_D (Wasserstein terms + its GP term); steps D_S.
+
+        Returns:
+            ``({party: {"h_real", "h_fake", "h_hat"}: dL_D/dIF}, server part of L_D)``.
+        """
+        pids = self.party_ids
+        leaves = {
+            name: [torch.as_tensor(feats[p][name]).to(self.device).detach().requires_grad_(True)
+                   for p in pids]
+            for name in CRITIC_FEATURES
+        }
+        s_real = self.D_S(torch.cat(leaves["h_real"], dim=1))
+        s_fake = self.D_S(torch.cat(leaves["h_fake"], dim=1))
+        h_hat = torch.cat(leaves["h_hat"], dim=1)
+        loss = wasserstein_critic_loss(s_real, s_fake) + self.lambda_gp * head_penalty(
+            self.D_S(h_hat), h_hat
+        )
+        self.opt_S.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_S.step()
+        grads = {
+            p: {name: leaves[name][i].grad.detach() for name in CRITIC_FEATURES}
+            for i, p in enumerate(pids)
+        }
+        return grads, float(loss.detach())
+
+    def server_generator_grads(self, feats: dict[int, dict]) -> tuple[dict[int, dict], float]:
+        """D_S's part of L_G and dL_G/dIF per party (D_S is not stepped)."""
+        pids = self.party_ids
+        leaves = [torch.as_tensor(feats[p]["h_gen"]).to(self.device).detach().requires_grad_(True)
+                  for p in pids]
+        loss = wasserstein_generator_loss(self.D_S(torch.cat(leaves, dim=1)))
+        grads = torch.autograd.grad(loss, leaves)
+        return {p: {"h_gen": g.detach()} for p, g in zip(pids, grads, strict=True)}, float(loss.detach())
+
+    # -- loop ---------------------------------------------------------------------------
+    def fit(self, steps: int, progress: bool = False, log_every: int = 100) -> History:
+        """Train until ``self.step == steps`` (resumes from the current step)."""
+        from trainkit import progress_bar
+
+        bar = progress_bar(total=steps, initial=self.step, desc="VFLGAN", disable=not progress)
+        while self.step < steps:
+            d_loss = self.train_step()
+            bar.update(1)
+            if self.step % log_every == 0 or self.step == steps:
+                g = self.history.g_loss[max(self.history.g_loss)] if self.history.g_loss else math.nan
+                bar.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g:.3f}")
+                logger.debug("step %d d_loss %.4f g_loss %.4f", self.step, d_loss, g)
+        bar.close()
+        self.flush()
+        return self.history
+
+    def flush(self) -> None:
+        """Deliver pending gradients (one round trip) so every party is up to date."""
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            self.transport.exchange(pending)
+
+    def sample(self, n: int, seed: int, independent: bool = False) -> list[np.ndarray]:
+        """Ask every party to generate ``n`` rows from the shared publication seed.
+
+        Returns:
+            Per-party encoded arrays in party order (concatenate for the joint table).
+        """
+        self.flush()
+        replies = self.transport.exchange(
+            {p: [Call("sample", {"n": n, "seed": seed, "independent": independent})]
+             for p in self.party_ids}
+        )
+        return [np.asarray(replies[p][-1]["x"]) for p in self.party_ids]
+
+    # -- helpers ----------------------------------------------------------------------
+    def _round_trip(self, make_call: Callable[[int], Call]) -> dict[int, dict]:
+        calls = {p: [*self._pending.pop(p, []), make_call(p)] for p in self.party_ids}
+        replies = self.transport.exchange(calls)
+        missing = sorted(set(self.party_ids) - set(replies))
+        if missing:
+            raise ReplyError(f"parties {missing} did not reply")
+        return {p: replies[p][-1] for p in self.party_ids}
+
+    def _check_features(self, feats: dict[int, dict], names: tuple[str, ...], B: int) -> None:
+        for pid, reply in feats.items():
+            for name in (*names, "loss"):
+                if name not in reply:
+                    raise ReplyError(f"party {pid}: reply has no {name!r}; expected keys {names}")
+            for name in names:
+                h = torch.as_tensor(reply[name])
+                want = (B, self.hellos[pid]["if_dim"])
+                if tuple(h.shape) != want:
+                    raise ReplyError(
+                        f"party {pid}: {name} has shape {tuple(h.shape)}; expected {want}"
+                    )
+                if not h.is_floating_point():
+                    raise ReplyError(f"party {pid}: {name} has dtype {h.dtype}; expected float")
+                if not torch.isfinite(h).all():
+                    raise ReplyError(f"party {pid}: {name} contains NaN or inf values")
+            if not math.isfinite(float(reply["loss"])):
+                raise ReplyError(f"party {pid}: loss is {reply['loss']}; expected a finite number")
+
+    # -- persistence ------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """The server's own state: D_S, its optimizer, progress (no party weights)."""
+        return {
+            "step": self.step,
+            "D_S": self.D_S.state_dict(),
+            "opt_S": self.opt_S.state_dict(),
+            "d_loss": list(self.history.d_loss),
+            "g_loss": dict(self.history.g_loss),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict` (after :meth:`handshake`)."""
+        self.step = int(state["step"])
+        self.D_S.load_state_dict(state["D_S"])
+        self.opt_S.load_state_dict(state["opt_S"])
+        self.history = History(list(state["d_loss"]), dict(state["g_loss"]))

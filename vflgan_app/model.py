@@ -1,0 +1,246 @@
+"""VFLGAN modules exactly as the paper's code: generator, bottom critic, heads.
+
+Per party k: a generator ``G_k`` fed the shared latent z, a bottom critic ``D_Ck`` that
+maps the party's columns to an intermediate feature (IF) vector, and a private critic
+head ``D_pk`` (one linear layer). The server holds the top critic ``D_S`` scoring the
+concatenated IFs. Layer sizes per dataset follow the official scripts
+(research/vflgan.md section 2.2), including ``BatchNorm1d(n, 0.8)`` where 0.8 is *eps*
+(a quirk of the PyTorch-GAN template the paper's code inherits).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainkit import derive_seed
+from vflgan_app.dataset import OutputSpan
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """Sizes and training constants of one dataset's VFLGAN (per party unless noted).
+
+    Attributes:
+        latent_dim: d, the size of the shared latent z.
+        gen_hidden: generator hidden widths; the first block has no BatchNorm.
+        critic_hidden: bottom critic widths; the last is the IF width.
+        server_hidden: top critic hidden widths (input = sum of IF widths).
+        bias: linear layers have biases (the DP models and red wine have none).
+        bn_eps: BatchNorm eps in the generator (0.8, the paper's quirk).
+        tau: Gumbel-softmax temperature for categorical outputs.
+        lambda_gp: gradient-penalty weight.
+        lr: Adam learning rate for every module.
+        batch_size: B.
+    """
+
+    latent_dim: int
+    gen_hidden: tuple[int, ...]
+    critic_hidden: tuple[int, ...]
+    server_hidden: tuple[int, ...]
+    bias: bool = True
+    bn_eps: float = 0.8
+    tau: float = 1.0
+    lambda_gp: float = 10.0
+    lr: float = 2e-4
+    batch_size: int = 64
+
+    @property
+    def if_dim(self) -> int:
+        """Width of one party's intermediate features."""
+        return self.critic_hidden[-1]
+
+
+# The official scripts' sizes (research/vflgan.md 2.2 and 3). digits and breast_cancer
+# are our CPU-scale defaults, shaped like the MNIST and Adult models.
+ARCHITECTURES: dict[str, Architecture] = {
+    "mnist": Architecture(100, (128, 256, 512, 1024), (512, 256), (256,),
+                          lambda_gp=40.0, lr=2e-4, batch_size=64),
+    "adult": Architecture(20, (32, 64, 128), (256, 128), (128,), tau=1.0,
+                          lambda_gp=30.0, lr=5e-4, batch_size=64),
+    "wine_red": Architecture(10, (16, 32, 64), (16, 32), (32,), bias=False, tau=0.2,
+                             lambda_gp=10.0, lr=5e-4, batch_size=16),
+    "wine_white": Architecture(10, (16, 32, 64), (16, 32), (32,), tau=0.2,
+                               lambda_gp=10.0, lr=4e-4, batch_size=64),
+    "digits": Architecture(32, (64, 128, 256), (128, 64), (64,),
+                           lambda_gp=10.0, lr=5e-4, batch_size=64),
+    "breast_cancer": Architecture(16, (32, 64, 128), (64, 32), (32,), tau=1.0,
+                                  lambda_gp=10.0, lr=5e-4, batch_size=64),
+}
+
+
+def get_architecture(name: str, **overrides) -> Architecture:
+    """Return the architecture preset ``name`` with ``overrides`` applied.
+
+    Raises:
+        ValueError: unknown preset name or override field.
+    """
+    if name not in ARCHITECTURES:
+        raise ValueError(f"architecture: got {name!r}, expected one of {list(ARCHITECTURES)}")
+    fields = Architecture.__dataclass_fields__
+    bad = [k for k in overrides if k not in fields]
+    if bad:
+        raise ValueError(f"architecture override: unknown field(s) {bad}; expected {list(fields)}")
+    return replace(ARCHITECTURES[name], **{k: v for k, v in overrides.items() if v is not None})
+
+
+# ---------------------------------------------------------------------------------
+# modules
+
+
+class OutputHead(nn.Module):
+    """Per-span output activations: identity, tanh, or hard Gumbel-softmax.
+
+    The Gumbel noise comes from an explicit ``torch.Generator`` so that the federated run
+    and the single-process reference draw the same noise.
+    """
+
+    def __init__(self, spans: Sequence[OutputSpan], tau: float) -> None:
+        super().__init__()
+        self.spans = list(spans)
+        self.tau = tau
+        self.all_tanh = all(s.kind == "tanh" for s in self.spans)
+        self.all_linear = all(s.kind == "linear" for s in self.spans)
+
+    def forward(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """Apply the activations to ``logits`` ``(B, width)``."""
+        if self.all_tanh:
+            return torch.tanh(logits)
+        if self.all_linear:
+            return logits
+        parts = []
+        for s in self.spans:
+            x = logits[:, s.start : s.end]
+            if s.kind == "tanh":
+                parts.append(torch.tanh(x))
+            elif s.kind == "linear":
+                parts.append(x)
+            else:
+                parts.append(hard_gumbel_softmax(x, self.tau, generator))
+        return torch.cat(parts, dim=1)
+
+
+def hard_gumbel_softmax(
+    logits: torch.Tensor, tau: float, generator: torch.Generator | None
+) -> torch.Tensor:
+    """Straight-through hard Gumbel-softmax (as ``F.gumbel_softmax(hard=True)``).
+
+    Forward value is one-hot at argmax((logits + g) / tau); the gradient is that of the
+    soft sample. ``g`` is Gumbel(0, 1) noise drawn from ``generator``.
+    """
+    u = torch.rand(logits.shape, generator=generator, device="cpu", dtype=logits.dtype)
+    u = u.to(logits.device)
+    e = -torch.log(u.clamp_min(1e-20))  # Exp(1)
+    g = -torch.log(e.clamp_min(1e-20))  # Gumbel(0, 1)
+    soft = F.softmax((logits + g) / tau, dim=-1)
+    index = soft.argmax(dim=-1, keepdim=True)
+    hard = torch.zeros_like(soft).scatter_(-1, index, 1.0)
+    return hard - soft.detach() + soft
+
+
+class Generator(nn.Module):
+    """G_k: z -> Linear/LeakyReLU blocks (BN eps 0.8 after the first) -> output head."""
+
+    def __init__(self, arch: Architecture, spans: Sequence[OutputSpan], out_dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = arch.latent_dim
+        for i, h in enumerate(arch.gen_hidden):
+            layers.append(nn.Linear(width, h, bias=arch.bias))
+            if i > 0:
+                layers.append(nn.BatchNorm1d(h, arch.bn_eps))
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+            width = h
+        layers.append(nn.Linear(width, out_dim, bias=arch.bias))
+        self.body = nn.Sequential(*layers)
+        self.head = OutputHead(spans, arch.tau)
+
+    def forward(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Map z ``(B, d)`` to this party's encoded columns ``(B, out_dim)``."""
+        return self.head(self.body(z), generator)
+
+
+def mlp(widths: Sequence[int], bias: bool, last_activation: bool) -> nn.Sequential:
+    """Linear layers with LeakyReLU(0.2) between them (and after the last if asked)."""
+    layers: list[nn.Module] = []
+    for i in range(len(widths) - 1):
+        layers.append(nn.Linear(widths[i], widths[i + 1], bias=bias))
+        if i < len(widths) - 2 or last_activation:
+            layers.append(nn.LeakyReLU(0.2, inplace=True))
+    return nn.Sequential(*layers)
+
+
+class BottomCritic(nn.Module):
+    """D_Ck: a party's columns -> intermediate features (LeakyReLU after every layer)."""
+
+    def __init__(self, arch: Architecture, in_dim: int) -> None:
+        super().__init__()
+        self.net = mlp([in_dim, *arch.critic_hidden], arch.bias, last_activation=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_dim)`` -> ``(B, if_dim)``."""
+        return self.net(x)
+
+
+class PrivateCritic(nn.Module):
+    """D_pk: one linear layer scoring a party's IF on its own."""
+
+    def __init__(self, arch: Architecture) -> None:
+        super().__init__()
+        self.net = nn.Linear(arch.if_dim, 1, bias=arch.bias)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``(B, if_dim)`` -> ``(B, 1)``."""
+        return self.net(h)
+
+
+class TopCritic(nn.Module):
+    """D_S (server): concatenated IFs -> one Wasserstein critic score."""
+
+    def __init__(self, arch: Architecture, in_dim: int) -> None:
+        super().__init__()
+        self.net = mlp([in_dim, *arch.server_hidden, 1], arch.bias, last_activation=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``(B, sum of IF widths)`` -> ``(B, 1)``."""
+        return self.net(h)
+
+
+def seeded_init(seed: int, *keys: object):
+    """Context in which module initialisation draws from ``derive_seed(seed, *keys)``.
+
+    Every party (and the reference implementation) builds its modules inside this, so
+    weights are identical wherever they are built and do not depend on build order.
+    """
+    return _SeededInit(derive_seed(seed, *keys))
+
+
+class _SeededInit:
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+
+    def __enter__(self) -> None:
+        self._fork = torch.random.fork_rng(devices=[])
+        self._fork.__enter__()
+        torch.manual_seed(self.seed)
+
+    def __exit__(self, *exc) -> None:
+        self._fork.__exit__(*exc)
+
+
+def build_party_modules(
+    arch: Architecture, spans: Sequence[OutputSpan], width: int, seed: int, party_id: int
+) -> tuple[Generator, BottomCritic, PrivateCritic]:
+    """Build (G_k, D_Ck, D_pk) for party ``party_id`` with seeded initialisation."""
+    with seeded_init(seed, "init", "party", party_id):
+        return Generator(arch, spans, width), BottomCritic(arch, width), PrivateCritic(arch)
+
+
+def build_top_critic(arch: Architecture, if_dims: Sequence[int], seed: int) -> TopCritic:
+    """Build D_S for the given IF widths with seeded initialisation."""
+    with seeded_init(seed, "init", "server"):
+        return TopCritic(arch, int(sum(if_dims)))

@@ -1,0 +1,243 @@
+"""Party: one data holder's columns, modules (G_k, D_Ck, D_pk), optimizers and RNG.
+
+One public method per protocol step. What a method returns is all that leaves the
+party: intermediate features (IFs) and scalar losses, never rows or weights. The shared
+latent z and the GP alpha are recomputed here from ``(seed, step)``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from trainkit import make_generator
+from vflgan_app.dataset import PartyData
+from vflgan_app.losses import (
+    bottom_critic_penalty,
+    head_penalty,
+    interpolate,
+    wasserstein_critic_loss,
+)
+from vflgan_app.model import Architecture, build_party_modules
+from vflgan_app.sampling import gp_alpha, gumbel_generator, shared_latent
+
+logger = logging.getLogger(__name__)
+
+ADAM_BETAS = (0.5, 0.999)
+
+
+@dataclass(frozen=True)
+class PartySettings:
+    """Training constants a party needs (all parties use the same values).
+
+    Attributes:
+        seed: run seed (derives z, alpha, Gumbel noise and module initialisation).
+        lambda_gp: gradient-penalty weight.
+        lambda_p: weight of the private critic heads.
+        lr: Adam learning rate.
+    """
+
+    seed: int
+    lambda_gp: float
+    lambda_p: float = 1.0
+    lr: float = 2e-4
+
+
+class ProtocolError(RuntimeError):
+    """A request arrived out of order (e.g. gradients for a step never forwarded)."""
+
+
+class Party:
+    """One party of VFLGAN.
+
+    Args:
+        data: the party's aligned, encoded columns.
+        arch: the architecture preset.
+        settings: seed and loss weights.
+        device: where the party's modules and data live.
+    """
+
+    def __init__(
+        self,
+        data: PartyData,
+        arch: Architecture,
+        settings: PartySettings,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.party_id = data.party_id
+        self.data = data
+        self.arch = arch
+        self.settings = settings
+        self.device = torch.device(device)
+        self.x = torch.as_tensor(data.x, dtype=torch.get_default_dtype(), device=self.device)
+        width = data.schema.width
+        self.G, self.D_C, self.D_p = build_party_modules(
+            arch, data.schema.output_spans(), width, settings.seed, self.party_id
+        )
+        for m in (self.G, self.D_C, self.D_p):
+            m.to(self.device)
+        adam = dict(lr=settings.lr, betas=ADAM_BETAS)
+        self.opt_G = torch.optim.Adam(self.G.parameters(), **adam)
+        self.opt_D_C = torch.optim.Adam(self.D_C.parameters(), **adam)
+        self.opt_D_p = torch.optim.Adam(self.D_p.parameters(), **adam)
+        # autograd state kept between a forward and its backward (one step in flight)
+        self._critic: tuple[int, torch.Tensor, list[torch.Tensor]] | None = None
+        self._gen: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        # hook for DP: called after the critic backward, before the optimizer steps
+        self.critic_grad_hook = None
+
+    # -- handshake ----------------------------------------------------------------
+    def hello(self) -> dict:
+        """Describe this party for the coordinator's start-up checks."""
+        return {
+            "party_id": self.party_id,
+            "n_rows": int(self.x.shape[0]),
+            "id_hash": self.data.id_hash,
+            "schema": self.data.schema.to_json(),
+            "width": int(self.data.schema.width),
+            "if_dim": int(self.arch.if_dim),
+        }
+
+    # -- critic step ----------------------------------------------------------------
+    def critic_forward(self, step: int, idx: torch.Tensor) -> dict:
+        """Algorithm lines 1-4 at this party: IFs of real, fake and interpolated rows.
+
+        Also builds the party's own part of L_D (private-head Wasserstein terms and its
+        two GP terms), kept for :meth:`critic_backward`.
+
+        Returns:
+            ``{"h_real", "h_fake", "h_hat"}`` IFs ``(B, if_dim)`` and ``"loss"`` (float).
+        """
+        s = self.settings
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        B = int(idx.shape[0])
+        z = shared_latent(s.seed, step, B, self.arch.latent_dim).to(self.x)
+        with torch.no_grad():  # the critic step does not train G; BN stats still update
+            x_fake = self.G(z, gumbel_generator(s.seed, self.party_id, step, "critic"))
+        x_real = self.x[idx.to(self.device)]
+        h_real = self.D_C(x_real)
+        h_fake = self.D_C(x_fake)
+        x_hat = interpolate(x_real, x_fake, gp_alpha(s.seed, step, B).to(self.x))
+        h_hat = self.D_C(x_hat)
+        local = s.lambda_p * wasserstein_critic_loss(self.D_p(h_real), self.D_p(h_fake))
+        local = local + s.lambda_gp * (
+            bottom_critic_penalty(h_hat, x_hat) + head_penalty(self.D_p(h_hat), h_hat)
+        )
+        self._critic = (step, local, [h_real, h_fake, h_hat])
+        return {
+            "h_real": h_real.detach(),
+            "h_fake": h_fake.detach(),
+            "h_hat": h_hat.detach(),
+            "loss": float(local.detach()),
+        }
+
+    def critic_backward(self, step: int, grads: dict) -> dict:
+        """Algorithm line 5 at this party: backpropagate and step D_Ck and D_pk.
+
+        Args:
+            step: the step whose forward this completes.
+            grads: ``{"h_real", "h_fake", "h_hat"}``: dL_D/dIF from the server.
+        """
+        if self._critic is None or self._critic[0] != step:
+            raise ProtocolError(
+                f"party {self.party_id}: critic gradients for step {step} but the pending "
+                f"forward is {self._critic[0] if self._critic else None}"
+            )
+        _, local, feats = self._critic
+        upstream = [torch.as_tensor(grads[k]).to(feats[0]) for k in ("h_real", "h_fake", "h_hat")]
+        self.opt_D_C.zero_grad(set_to_none=True)
+        self.opt_D_p.zero_grad(set_to_none=True)
+        torch.autograd.backward([local, *feats], [torch.ones_like(local), *upstream])
+        if self.critic_grad_hook is not None:
+            self.critic_grad_hook(self, step)
+        self.opt_D_C.step()
+        self.opt_D_p.step()
+        self._critic = None
+        return {}
+
+    # -- generator step ------------------------------------------------------------
+    def generator_forward(self, step: int, batch_size: int) -> dict:
+        """Algorithm line 6 at this party: IFs of fresh fakes from the same z.
+
+        Args:
+            step: the step (its z is reused, as in the paper's code).
+            batch_size: B.
+
+        Returns:
+            ``{"h_gen"}`` IFs ``(B, if_dim)`` and ``"loss"`` (this party's part of L_G).
+        """
+        s = self.settings
+        z = shared_latent(s.seed, step, int(batch_size), self.arch.latent_dim).to(self.x)
+        x_fake = self.G(z, gumbel_generator(s.seed, self.party_id, step, "gen"))
+        h_gen = self.D_C(x_fake)
+        local = -s.lambda_p * self.D_p(h_gen).mean()
+        self._gen = (step, local, h_gen)
+        return {"h_gen": h_gen.detach(), "loss": float(local.detach())}
+
+    def generator_backward(self, step: int, grads: dict) -> dict:
+        """Backpropagate dL_G/dIF from the server and step G_k."""
+        if self._gen is None or self._gen[0] != step:
+            raise ProtocolError(
+                f"party {self.party_id}: generator gradients for step {step} but the "
+                f"pending forward is {self._gen[0] if self._gen else None}"
+            )
+        _, local, h_gen = self._gen
+        self.opt_G.zero_grad(set_to_none=True)
+        torch.autograd.backward(
+            [local, h_gen], [torch.ones_like(local), torch.as_tensor(grads["h_gen"]).to(h_gen)]
+        )
+        self.opt_G.step()
+        self._gen = None
+        return {}
+
+    # -- publication ----------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, seed: int, independent: bool = False) -> dict:
+        """Generate ``n`` rows of this party's encoded columns (G in eval mode).
+
+        Args:
+            n: number of rows.
+            seed: publication seed; every party derives the same z from it.
+            independent: draw z from a party-specific stream instead (the
+                independent-latent control: cross-party dependence destroyed).
+
+        Returns:
+            ``{"x": ndarray (n, width)}``. Published to the data recipient, not the
+            server, in a real deployment.
+        """
+        keys = ("sample", self.party_id) if independent else ("sample",)
+        z = torch.randn(n, self.arch.latent_dim, generator=make_generator(seed, *keys))
+        gumbel = make_generator(seed, "sample-gumbel", self.party_id)
+        was_training = self.G.training
+        self.G.eval()
+        out = []
+        for chunk in torch.split(z, 4096):
+            out.append(self.G(chunk.to(self.x), gumbel).cpu())
+        self.G.train(was_training)
+        return {"x": torch.cat(out).numpy().astype(np.float32)}
+
+    # -- persistence ------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """This party's modules and optimizers (nothing of any other party)."""
+        return {
+            "party_id": self.party_id,
+            "G": self.G.state_dict(), "D_C": self.D_C.state_dict(), "D_p": self.D_p.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D_C": self.opt_D_C.state_dict(),
+            "opt_D_p": self.opt_D_p.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore from :meth:`state_dict` (refuses another party's state)."""
+        if state["party_id"] != self.party_id:
+            raise ValueError(
+                f"state of party {state['party_id']} cannot be loaded into party {self.party_id}"
+            )
+        self.G.load_state_dict(state["G"])
+        self.D_C.load_state_dict(state["D_C"])
+        self.D_p.load_state_dict(state["D_p"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D_C.load_state_dict(state["opt_D_C"])
+        self.opt_D_p.load_state_dict(state["opt_D_p"])
