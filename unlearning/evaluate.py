@@ -1,0 +1,172 @@
+"""Metrics on generated samples: forget rate, p_forget, retained accuracy, Frechet
+distances, and which parameters a method changed.
+
+* forget rate: fraction of samples generated with the forgotten label that the judge
+  labels as that class (UA = 1 - forget rate; after DiMRA: relearning accuracy).
+* p_forget: mean judge probability of the forgotten class on those samples.
+* retain accuracy: judge accuracy on samples of the retained classes.
+* judge-space Frechet distance: retained-class samples vs real held-out images, in the
+  judge's penultimate features (an offline stand-in for FID).
+* Inception FID: only if ``pytorch_fid`` and its Inception weights are present locally.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy import linalg
+from torch import nn
+
+from trainkit import make_generator
+from unlearning.config import EvalConfig
+from unlearning.data import ImageData
+from unlearning.judge import Judge
+from unlearning.pipeline import ClassConditionalDDPMPipeline
+
+logger = logging.getLogger(__name__)
+
+
+def frechet_distance(feat_a: np.ndarray, feat_b: np.ndarray) -> float:
+    """||mu_a - mu_b||^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) (Heusel et al. 2017)."""
+    mu_a, mu_b = feat_a.mean(0), feat_b.mean(0)
+    s_a = np.cov(feat_a, rowvar=False)
+    s_b = np.cov(feat_b, rowvar=False)
+    covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
+    if not np.isfinite(covmean).all():
+        eps = 1e-6 * np.eye(s_a.shape[0])
+        covmean = linalg.sqrtm((s_a + eps) @ (s_b + eps))
+    covmean = covmean.real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * covmean))
+
+
+@torch.no_grad()
+def judge_outputs(judge: Judge, images: torch.Tensor, batch: int = 1024):
+    """(probabilities (N, K), features (N, d)) as NumPy arrays."""
+    judge.eval()
+    dev = next(judge.parameters()).device
+    probs, feats = [], []
+    for lo in range(0, len(images), batch):
+        f = judge.features(images[lo : lo + batch].to(dev))
+        probs.append(torch.softmax(judge.head(f), dim=1).cpu())
+        feats.append(f.cpu())
+    return torch.cat(probs).numpy(), torch.cat(feats).numpy()
+
+
+def forget_metrics(
+    pipe: ClassConditionalDDPMPipeline, judge: Judge, forget_class: int, n: int,
+    cfg: EvalConfig, stream: str = "forget",
+) -> dict[str, float]:
+    """Forget rate and p_forget on ``n`` samples generated with the forgotten label."""
+    dev = pipe.unet.device
+    gen = make_generator(cfg.seed, stream, device=dev)
+    images = pipe(
+        torch.full((n,), forget_class), generator=gen,
+        num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale,
+        eta=cfg.eta,
+    ).images
+    probs, _ = judge_outputs(judge, images)
+    return {
+        "forget_rate": float((probs.argmax(1) == forget_class).mean()),
+        "p_forget": float(probs[:, forget_class].mean()),
+    }
+
+
+def evaluate_pipeline(
+    pipe: ClassConditionalDDPMPipeline,
+    judge: Judge,
+    forget_class: int,
+    reference: ImageData,
+    cfg: EvalConfig,
+) -> dict[str, float | None | str]:
+    """All sample-based metrics of one model.
+
+    Args:
+        pipe: the model to score.
+        judge: the classifier trained on real data.
+        forget_class: c_f.
+        reference: real held-out images of the retained classes (Frechet reference).
+        cfg: sample counts, sampler settings and seed.
+    """
+    out: dict[str, float | None | str] = dict(
+        forget_metrics(pipe, judge, forget_class, cfg.forget_samples, cfg)
+    )
+    retained = [c for c in range(pipe.num_classes) if c != forget_class]
+    labels = torch.tensor(retained).repeat_interleave(cfg.retain_samples_per_class)
+    gen = make_generator(cfg.seed, "retain", device=pipe.unet.device)
+    images = pipe(
+        labels, generator=gen, num_inference_steps=cfg.num_inference_steps,
+        guidance_scale=cfg.guidance_scale, eta=cfg.eta,
+    ).images
+    probs, feats = judge_outputs(judge, images)
+    out["retain_acc"] = float((probs.argmax(1) == labels.numpy()).mean())
+    _, ref_feats = judge_outputs(judge, reference.images)
+    out["judge_fd"] = frechet_distance(feats, ref_feats)
+    fid, why = inception_fid(images, reference.images)
+    out["inception_fid"] = fid
+    if fid is None:
+        out["inception_fid_skipped"] = why
+    return out
+
+
+def _inception_weights_path() -> Path | None:
+    hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
+    for p in (hub / "hub" / "checkpoints").glob("pt_inception-2015-12-05-*.pth"):
+        return p
+    return None
+
+
+def inception_fid(
+    images: torch.Tensor, reference: torch.Tensor
+) -> tuple[float | None, str]:
+    """Inception-v3 FID via ``pytorch_fid`` if its weights are cached locally.
+
+    Never downloads: returns ``(None, reason)`` when the package or the weights file
+    (``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-*.pth``) is missing.
+    """
+    try:
+        from pytorch_fid.inception import InceptionV3
+    except ImportError:
+        return None, "pytorch_fid not installed (pip install pytorch-fid)"
+    if _inception_weights_path() is None:
+        return None, "Inception weights not found locally; not downloading"
+    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+
+    @torch.no_grad()
+    def feats(x: torch.Tensor) -> np.ndarray:
+        x = (x.clamp(-1, 1) + 1) / 2
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return torch.cat([model(x[i : i + 64])[0].flatten(1) for i in
+                          range(0, len(x), 64)]).numpy()
+
+    return frechet_distance(feats(images.cpu()), feats(reference.cpu())), ""
+
+
+@torch.no_grad()
+def parameter_change_norms(
+    before: nn.Module, after: nn.Module, forget_class: int | None = None
+) -> dict[str, float]:
+    """L2 norm of (after - before) per module, plus the forgotten class's embedding row.
+
+    Modules are grouped by the first one or two name components
+    (``class_embedding``, ``down_blocks.0``, ``time_mlp``, ...). The c_f row matters:
+    DiMRA on D_r never sends gradient to it (dimum.md section 8.7).
+    """
+    sq: dict[str, float] = {}
+    after_params = dict(after.named_parameters())
+    for name, p0 in before.named_parameters():
+        parts = name.split(".")
+        key = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
+        d = after_params[name].detach().cpu() - p0.detach().cpu()
+        sq[key] = sq.get(key, 0.0) + float(d.pow(2).sum())
+        if forget_class is not None and parts[0] == "class_embedding" and d.ndim == 2:
+            sq["class_embedding[c_f]"] = float(d[forget_class].pow(2).sum())
+    norms = {k: v**0.5 for k, v in sq.items()}
+    norms["total"] = sum(
+        v for k, v in sq.items() if k != "class_embedding[c_f]"
+    ) ** 0.5
+    return norms

@@ -1,0 +1,172 @@
+"""``ClassConditionalDDPMPipeline``: DDIM sampling with classifier-free guidance.
+
+diffusers' ``DDPMPipeline`` passes no ``class_labels``, and a class-conditional
+``UNet2DModel`` raises without them, hence our own pipeline. It keeps the training
+``DDPMScheduler`` (its alphas_cumprod) and runs the DDIM update itself so that it can
+clip x0 to [-1, 1] and re-derive epsilon from the clipped x0 before each update (without
+that re-derivation the pilot's samples were unreadable; dimum.md section 9.2).
+"""
+
+from __future__ import annotations
+
+import torch
+from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
+from torch import nn
+
+
+def guided_noise(
+    model: nn.Module,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    labels: torch.Tensor,
+    null_label: int,
+    w: float,
+) -> torch.Tensor:
+    """CFG noise (1 + w) eps(x_t | c) - w eps(x_t | null), one batched forward pass.
+
+    Args:
+        model: noise predictor called as ``model(x, t, class_labels=...).sample``.
+        x_t: (B, C, H, W) noisy images.
+        t: (B,) integer timesteps.
+        labels: (B,) class labels.
+        null_label: index of the unconditional embedding.
+        w: guidance weight (the baselines' convention; w=2 equals s=3 in eps_null +
+            s (eps_c - eps_null)).
+    """
+    if w == 0:
+        return model(x_t, t, class_labels=labels).sample
+    null = torch.full_like(labels, null_label)
+    eps = model(
+        torch.cat([x_t, x_t]), torch.cat([t, t]), class_labels=torch.cat([labels, null])
+    ).sample
+    eps_c, eps_null = eps.chunk(2)
+    return (1.0 + w) * eps_c - w * eps_null
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    eps: torch.Tensor,
+    alpha_t: torch.Tensor,
+    alpha_prev: torch.Tensor,
+    eta: float,
+    noise: torch.Tensor | None,
+) -> torch.Tensor:
+    """One DDIM update x_t -> x_{t_prev} (Song et al. 2021, eq. 12), with x0 clipping.
+
+    ``alpha_*`` are cumulative products (alpha-bar). x0 is clipped to [-1, 1] and eps is
+    re-derived from the clipped x0 so that the direction term agrees with it.
+    """
+    x0 = (x_t - (1 - alpha_t).sqrt() * eps) / alpha_t.sqrt()
+    x0 = x0.clamp(-1.0, 1.0)
+    eps = (x_t - alpha_t.sqrt() * x0) / (1 - alpha_t).sqrt()
+    sigma = eta * ((1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)).sqrt()
+    x_prev = alpha_prev.sqrt() * x0 + (1 - alpha_prev - sigma**2).clamp(min=0).sqrt() * eps
+    if eta > 0:
+        assert noise is not None
+        x_prev = x_prev + sigma * noise
+    return x_prev
+
+
+class ClassConditionalDDPMPipeline(DiffusionPipeline):
+    """Sample a class-conditional DDPM with DDIM + CFG.
+
+    Components: ``unet`` (``UNet2DModel`` with ``num_class_embeds = K + 1``, or our
+    ``ClassConditionalMLP``) and ``scheduler`` (the training ``DDPMScheduler``).
+    """
+
+    model_cpu_offload_seq = "unet"
+
+    def __init__(self, unet: nn.Module, scheduler: DDPMScheduler) -> None:
+        super().__init__()
+        self.register_modules(unet=unet, scheduler=scheduler)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of real classes K (index K is the null label)."""
+        return int(self.unet.config.num_class_embeds) - 1
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of generated images."""
+        c = self.unet.config
+        size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
+        return (int(c.in_channels), int(size), int(size))
+
+    def ddim_timesteps(self, num_inference_steps: int) -> list[int]:
+        """Evenly spaced timesteps from high to low ("leading" spacing, as DDIM)."""
+        T = self.scheduler.config.num_train_timesteps
+        if not 1 <= num_inference_steps <= T:
+            raise ValueError(
+                f"num_inference_steps: got {num_inference_steps}, expected 1..{T}"
+            )
+        step = T // num_inference_steps
+        return list(range(0, T, step))[:num_inference_steps][::-1]
+
+    @torch.no_grad()
+    def __call__(
+        self,
+        class_labels: torch.Tensor | list[int],
+        generator: torch.Generator | None = None,
+        num_inference_steps: int = 50,
+        guidance_scale: float = 2.0,
+        eta: float = 0.0,
+        batch_size: int = 512,
+        output_type: str = "pt",
+        return_dict: bool = True,
+    ) -> ImagePipelineOutput | tuple:
+        """Generate one image per entry of ``class_labels``.
+
+        Args:
+            class_labels: (N,) class indices in [0, K).
+            generator: draws the initial noise (and the DDIM noise when eta > 0), so the
+                same generator state gives the same images.
+            num_inference_steps: DDIM steps.
+            guidance_scale: CFG weight w in (1 + w) eps_c - w eps_null.
+            eta: 0 for deterministic DDIM, 1 for DDPM-like stochastic steps.
+            batch_size: images per forward pass (memory bound).
+            output_type: "pt" (tensor in [-1, 1]), "np" (NHWC in [0, 1]) or "pil".
+            return_dict: return ``ImagePipelineOutput`` rather than a tuple.
+        """
+        device = self._execution_device
+        labels = torch.as_tensor(class_labels, dtype=torch.long).reshape(-1)
+        K = self.num_classes
+        if labels.numel() and (labels.min() < 0 or labels.max() >= K):
+            raise ValueError(
+                f"class_labels: got values in [{int(labels.min())}, {int(labels.max())}],"
+                f" expected [0, {K - 1}]"
+            )
+        gen_device = generator.device if generator is not None else torch.device("cpu")
+        # All noise is drawn up front, in one order, so batching does not change it.
+        shape = (labels.numel(), *self.image_shape)
+        x = torch.randn(shape, generator=generator, device=gen_device).to(device)
+        timesteps = self.ddim_timesteps(num_inference_steps)
+        step_noise = None
+        if eta > 0:
+            step_noise = torch.randn(
+                (len(timesteps), *shape), generator=generator, device=gen_device
+            ).to(device)
+        alphas = self.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+        labels = labels.to(device)
+        self.unet.eval()
+        out = []
+        for lo in range(0, labels.numel(), batch_size):
+            xb, yb = x[lo : lo + batch_size], labels[lo : lo + batch_size]
+            for i, t in enumerate(self.progress_bar(timesteps)):
+                # 1. predict the guided noise
+                tb = torch.full_like(yb, t)
+                eps = guided_noise(self.unet, xb, tb, yb, K, guidance_scale)
+                # 2. DDIM update to the previous timestep (alpha-bar 1 after the last)
+                t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+                a_prev = alphas[t_prev] if t_prev >= 0 else torch.ones((), device=device)
+                nz = step_noise[i, lo : lo + batch_size] if step_noise is not None else None
+                xb = ddim_step(xb, eps.float(), alphas[t], a_prev, eta, nz)
+            out.append(xb.clamp(-1.0, 1.0))
+        images = torch.cat(out) if out else x
+        if output_type in ("np", "pil"):
+            arr = ((images + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
+            images = self.numpy_to_pil(arr) if output_type == "pil" else arr
+        elif output_type != "pt":
+            raise ValueError(f"output_type: got {output_type!r}, expected pt, np or pil")
+        if not return_dict:
+            return (images,)
+        return ImagePipelineOutput(images=images)
