@@ -13,8 +13,8 @@ here is built to collapse when the parties of a record are paired at random:
   all pairs and over the pairs whose real |correlation| is in the top decile.
 * ``shuffle_two_sample_auc``: a classifier two-sample test of joint records against the
   same records with each party's rows permuted independently (0.5 = no dependence).
-* ``projected_mutual_information``: k-NN mutual information between the first principal
-  components of the parties (sees nonlinear dependence along those directions).
+* ``column_mutual_information``: the largest k-NN mutual information between a column
+  of one party and a column of another (sees nonlinear dependence between columns).
 
 ``dependence_report`` runs all of them on the real hold-out data, the model's samples
 and the model's independent-latent control, and says in words whether the model beats
@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
-from sklearn.decomposition import PCA
 from sklearn.ensemble import RandomForestClassifier, RandomForestRegressor
 from sklearn.feature_selection import mutual_info_regression
 from sklearn.linear_model import LogisticRegression
@@ -39,10 +38,12 @@ from sklearn.metrics import accuracy_score, r2_score, roc_auc_score
 
 MAX_ROWS = 2000  # rows drawn (without replacement) from each input by dependence_report
 TOP_FRACTION = 0.1  # share of cross-party pairs kept by the focused correlation error
+MI_COLUMNS = 8  # highest-variance columns per party for the mutual-information estimate
 
 # A model "beats" its control on a metric when its distance to the real value is smaller
-# than the control's by more than this margin (units of the metric). A metric is
+# than the control's by more than a margin (units of the metric). A metric is
 # "informative" only when the control itself is further than the margin from real.
+# margin = max(VERDICT_MARGINS[name], NOISE_SCALES[name] / sqrt(n)), n = rows evaluated.
 VERDICT_MARGINS: dict[str, float] = {
     "agreement": 0.02,
     "agreement_all": 0.02,
@@ -50,9 +51,32 @@ VERDICT_MARGINS: dict[str, float] = {
     "shuffle_auc_real_critic": 0.02,
     "corr_error_focused": 0.01,
     "corr_error_all": 0.005,
-    "pc_mutual_information": 0.02,
+    "mutual_information": 0.02,
     "utility_trts": 0.02,
     "utility_tstr": 0.02,
+}
+
+# Two standard errors of the difference of two independent estimates, times sqrt(n):
+# rates (agreement, accuracy) have variance <= 1/(4n), so 2 * sqrt(2 / 4); a null AUC on
+# m joint and m shuffled rows has variance ~ 1/(6m), with m = n/2 for the own-critic
+# test (half the rows are held out) and m = n for the real-trained critic; a single
+# correlation has standard error ~ 1/sqrt(n), so 2 * sqrt(2) for the focused error (a
+# few pairs, possibly one) and 1 for the mean over all pairs. The maximum-MI estimate of
+# independent parties reached 0.05 nats at 600 rows (about 1.2/sqrt(n)), hence 2. TRTS
+# R^2 is treated like a rate. TSTR is noisier: a forest fitted to party-shuffled rows
+# picks up spurious trends, and on real rows whose target is nearly a function of the
+# features its R^2 had sd 0.085 at 600 rows over 20 shuffles (about 2/sqrt(n)), hence 2
+# * sqrt(2) * 2 ~ 4 (rounded down because negative R^2 is clipped to 0 in the means).
+NOISE_SCALES: dict[str, float] = {
+    "agreement": 2 * math.sqrt(0.5),
+    "agreement_all": 2 * math.sqrt(0.5),
+    "shuffle_auc": 2 * math.sqrt(2 / 3),
+    "shuffle_auc_real_critic": 2 * math.sqrt(1 / 3),
+    "corr_error_focused": 2 * math.sqrt(2),
+    "corr_error_all": 1.0,
+    "mutual_information": 2.0,
+    "utility_trts": 2 * math.sqrt(0.5),
+    "utility_tstr": 4.0,
 }
 
 # "closer": the value closest to the real one is best; "lower": smaller is better
@@ -64,7 +88,7 @@ METRIC_DIRECTIONS: dict[str, Literal["closer", "lower"]] = {
     "shuffle_auc_real_critic": "closer",
     "corr_error_focused": "lower",
     "corr_error_all": "lower",
-    "pc_mutual_information": "closer",
+    "mutual_information": "closer",
     "utility_trts": "closer",
     "utility_tstr": "closer",
 }
@@ -76,7 +100,7 @@ METRIC_DESCRIPTIONS: dict[str, str] = {
     "shuffle_auc_real_critic": "party-shuffle two-sample AUC (critic trained on real)",
     "corr_error_focused": "cross-party correlation error, top-decile real pairs",
     "corr_error_all": "cross-party correlation error, all cross pairs",
-    "pc_mutual_information": "mutual information between parties' first PCs (nats)",
+    "mutual_information": "max mutual information of cross-party column pairs (nats)",
     "utility_trts": "cross-party utility, train real / test synthetic (mean score)",
     "utility_tstr": "cross-party utility, train synthetic / test real (mean score)",
 }
@@ -611,52 +635,66 @@ def shuffle_two_sample_auc(
 # ------------------------------------------------------- 3c. mutual information
 
 
-def fit_party_projections(x: np.ndarray, party_slices: Sequence[slice]) -> list[PCA]:
-    """Fit each party's first principal component on (real) data.
+def select_mi_columns(
+    x: np.ndarray, party_slices: Sequence[slice], n_columns: int = MI_COLUMNS
+) -> list[np.ndarray]:
+    """Pick each party's highest-variance columns for the mutual-information estimate.
 
     Args:
-        x: Encoded table, shape (N, D).
+        x: Real encoded table, shape (N, D).
         party_slices: Each party's contiguous columns.
+        n_columns: Columns kept per party (all if a party has fewer); ties keep the
+            earlier column.
 
     Returns:
-        K one-component PCAs, one per party.
+        K arrays of absolute column indices, one per party.
     """
-    return [PCA(n_components=1).fit(x[:, s]) for s in party_slices]
+    var = x.var(axis=0)  # (D,)
+    picked = []
+    for s in party_slices:
+        order = np.argsort(-var[s], kind="stable")[:n_columns]
+        picked.append(np.sort(order) + s.start)
+    return picked
 
 
-def projected_mutual_information(
-    projections: Sequence[PCA],
+def column_mutual_information(
+    columns: Sequence[np.ndarray],
     x: np.ndarray,
-    party_slices: Sequence[slice],
     seed: int = 0,
 ) -> float:
-    """Mean over party pairs of the k-NN mutual information between first PCs.
+    """Largest k-NN mutual information between a column of one party and one of another.
 
-    Uses scikit-learn's ``mutual_info_regression`` (Kraskov estimator, 3 neighbours) on
-    each party's projection onto its real first principal component. It sees nonlinear
-    dependence (e.g. B = A^2) but only along those directions; MI is clipped at 0 by
-    scikit-learn, so independent parties give a small positive bias.
+    For each party pair, scikit-learn's ``mutual_info_regression`` (Kraskov estimator,
+    3 neighbours) estimates the MI of every selected column of one party with every
+    selected column of the other (``select_mi_columns``, 8 per party by default); the
+    pair's value is the largest, and the result is the mean over party pairs. It sees
+    nonlinear dependence (B = A^2, where correlation is 0) but only between single
+    columns, so dependence spread thinly over many pixels shows up weakly. Estimates
+    are clipped at 0 by scikit-learn, and taking the maximum adds a small positive bias
+    (about 0.05 nats at 600 rows) for independent parties; constant columns score 0.
 
     Args:
-        projections: From ``fit_party_projections``.
+        columns: Per-party absolute column indices, from ``select_mi_columns``.
         x: Encoded table, shape (N, D).
-        party_slices: Each party's contiguous columns.
         seed: Seed for the estimator's jitter.
 
     Returns:
         Mutual information in nats.
     """
-    scores = [pca.transform(x[:, s])[:, 0] for pca, s in zip(projections, party_slices)]
+    keep = [c[np.ptp(x[:, c], axis=0) > 0] for c in columns]  # drop constant columns
     values = []
-    for i in range(len(scores)):
-        for j in range(i + 1, len(scores)):
-            if np.ptp(scores[i]) == 0 or np.ptp(scores[j]) == 0:
-                values.append(0.0)  # a constant projection carries no information
+    for i in range(len(keep)):
+        for j in range(i + 1, len(keep)):
+            if keep[i].size == 0 or keep[j].size == 0:
+                values.append(0.0)  # a constant party carries no information
                 continue
-            mi = mutual_info_regression(
-                scores[i][:, None], scores[j], n_neighbors=3, random_state=seed
+            best = max(
+                mutual_info_regression(
+                    x[:, keep[i]], x[:, c], n_neighbors=3, random_state=seed
+                ).max()
+                for c in keep[j]
             )
-            values.append(float(mi[0]))
+            values.append(float(best))
     return float(np.mean(values))
 
 
@@ -664,7 +702,12 @@ def projected_mutual_information(
 
 
 def judge_metric(
-    name: str, real: float, model: float, control: float, margin: float | None = None
+    name: str,
+    real: float,
+    model: float,
+    control: float,
+    margin: float | None = None,
+    n_rows: int | None = None,
 ) -> dict[str, Any]:
     """Decide whether the model beats its independent-latent control on one metric.
 
@@ -680,7 +723,10 @@ def judge_metric(
         real: Real-vs-real value.
         model: The model's value.
         control: The independent-latent control's value.
-        margin: Minimum difference that counts; default ``VERDICT_MARGINS[name]``.
+        margin: Minimum difference that counts; default
+            ``max(VERDICT_MARGINS[name], NOISE_SCALES[name] / sqrt(n_rows))``.
+        n_rows: Rows each value was computed on (the smallest table), for the
+            sampling-noise part of the default margin.
 
     Returns:
         ``beats_control`` (bool), ``informative`` (bool), ``margin`` and ``sentence``.
@@ -692,7 +738,9 @@ def judge_metric(
         raise ValueError(
             f"metric {name!r} is unknown, expected one of {sorted(METRIC_DIRECTIONS)}"
         )
-    margin = VERDICT_MARGINS[name] if margin is None else margin
+    if margin is None:
+        noise = NOISE_SCALES[name] / math.sqrt(n_rows) if n_rows else 0.0
+        margin = max(VERDICT_MARGINS[name], noise)
     if METRIC_DIRECTIONS[name] == "closer":
         d_model, d_control = abs(model - real), abs(control - real)
     else:
@@ -708,8 +756,9 @@ def judge_metric(
         )
     elif not informative:
         sentence = (
-            f"On {what} the independent-latent control is already within {margin} of "
-            f"real ({numbers}), so this metric cannot show cross-party dependence here."
+            f"On {what} the independent-latent control is already within "
+            f"{margin:.3f} of real ({numbers}), so this metric cannot show "
+            "cross-party dependence here."
         )
     else:
         sentence = (
@@ -740,7 +789,7 @@ def dependence_report(
     """Every cross-party dependence metric for real, model and independent control.
 
     Reference models (per-party label classifiers, utility forests, the real-trained
-    shuffle critic, the PCA projections, the correlation reference) are fitted on
+    shuffle critic, the MI column choice, the correlation reference) are fitted on
     ``real_train``. Each metric is then evaluated on three tables: ``real_holdout``
     ("real", the value a perfect generator would reach up to sampling noise),
     ``synthetic`` ("model") and ``synthetic_control`` ("control": the same generator
@@ -753,14 +802,17 @@ def dependence_report(
         agreement, agreement_all: only with labels; ``party_agreement`` pairwise rate
             and (only for K > 2 parties) all-parties rate.
         utility_trts, utility_tstr: only with targets; mean score over (source party,
-            target) pairs of ``cross_party_utility``; "real" is TRTR for both.
+            target) pairs of ``cross_party_utility``, each score clipped below at 0
+            (a negative R^2 predicts nothing; ``details["utility"]`` keeps the raw
+            values); "real" is TRTR for both.
         corr_error_focused, corr_error_all: ``cross_party_correlation_error`` against
             real_train.
         shuffle_auc: ``shuffle_two_sample_auc`` of each table on its own.
         shuffle_auc_real_critic: a critic fitted on real_train's joint vs shuffled rows,
             scored on each table's joint vs shuffled rows (does the table carry the
             *real* kind of dependence?).
-        pc_mutual_information: ``projected_mutual_information`` with real PCs.
+        mutual_information: ``column_mutual_information`` on real_train's
+            highest-variance columns.
 
     Args:
         real_train: Real encoded rows used to fit reference models, shape (N, D).
@@ -774,7 +826,9 @@ def dependence_report(
         targets: Optional cross-party utility targets.
         seed: Seed for subsampling, shuffles and all fitted models.
         max_rows: Row cap per input table.
-        margins: Overrides for ``VERDICT_MARGINS``.
+        margins: Fixed verdict margins per metric, replacing the default
+            ``max(VERDICT_MARGINS[name], NOISE_SCALES[name] / sqrt(n))`` where n is the
+            smallest evaluated table's row count.
 
     Returns:
         A JSON-serialisable dict::
@@ -838,7 +892,7 @@ def dependence_report(
             f"margins has unknown metric(s) {unknown}, expected a subset "
             f"of {sorted(VERDICT_MARGINS)}"
         )
-    all_margins = {**VERDICT_MARGINS, **(margins or {})}
+    margins = dict(margins or {})
 
     # 2. subsample each table
     rng = np.random.default_rng(seed)
@@ -879,11 +933,13 @@ def dependence_report(
             seed,
         )
         details["utility"] = rows
+        # Negative R^2 (worse than predicting the mean) counts as no utility (0) in
+        # the means; the per-pair rows keep the raw value.
         for mode in ("trts", "tstr"):
             metrics[f"utility_{mode}"] = {
-                "real": float(np.mean([r["trtr"] for r in rows])),
+                "real": float(np.mean([max(r["trtr"], 0.0) for r in rows])),
                 **{
-                    k: float(np.mean([r["synthetic"][k][mode] for r in rows]))
+                    k: float(np.mean([max(r["synthetic"][k][mode], 0.0) for r in rows]))
                     for k in ("model", "control")
                 },
             }
@@ -909,11 +965,10 @@ def dependence_report(
         k: shuffle_critic_auc(critic, x, slices, seed + 1) for k, x in tables.items()
     }
 
-    # 7. mutual information between first principal components
-    projections = fit_party_projections(real_train, slices)
-    metrics["pc_mutual_information"] = {
-        k: projected_mutual_information(projections, x, slices, seed)
-        for k, x in tables.items()
+    # 7. mutual information between cross-party column pairs
+    mi_columns = select_mi_columns(real_train, slices)
+    metrics["mutual_information"] = {
+        k: column_mutual_information(mi_columns, x, seed) for k, x in tables.items()
     }
 
     # 8. verdicts
@@ -925,7 +980,12 @@ def dependence_report(
             "description": METRIC_DESCRIPTIONS[name],
         }
         verdicts[name] = judge_metric(
-            name, values["real"], values["model"], values["control"], all_margins[name]
+            name,
+            values["real"],
+            values["model"],
+            values["control"],
+            margin=margins.get(name),
+            n_rows=min(len(x) for x in tables.values()),
         )
     return {
         "n_parties": len(slices),
