@@ -4,7 +4,7 @@ No RDP formula is written here: every per-step Renyi-DP curve comes from
 ``dp_accounting.rdp.RdpAccountant`` and every RDP -> (epsilon, delta)
 conversion from ``dp_accounting.rdp.compute_epsilon`` (the improved conversion
 of Balle et al. 2020 / Canonne et al. 2020). For the paper's settings our
-epsilons are 8-16 % below the paper's autodp numbers for the same sigma: mostly
+epsilons are 7-16 % below the paper's autodp numbers for the same sigma: mostly
 the conversion, plus, at epsilon ~ 5, dp-accounting's use of Wang, Balle and
 Kasiviswanathan's Theorem 27 where the paper's autodp call used Theorem 9. With
 the classic conversion our RDP curve gives autodp's Theorem-27 epsilon to 1e-6
