@@ -399,7 +399,12 @@ def _fit_target_model(
 ) -> RandomForestClassifier | RandomForestRegressor:
     cls = RandomForestClassifier if kind == "categorical" else RandomForestRegressor
     return cls(
-        n_estimators=50, max_depth=8, min_samples_leaf=3, random_state=seed, n_jobs=1
+        n_estimators=30,
+        max_depth=8,
+        min_samples_leaf=3,
+        max_features="sqrt",
+        random_state=seed,
+        n_jobs=-1,
     ).fit(features, y)
 
 
@@ -421,9 +426,10 @@ def cross_party_utility(
     """Predict each target from every *other* party's columns: TRTR, TRTS and TSTR.
 
     For every source party p and target t held by a party q != p, a small random forest
-    (50 trees, depth 8) predicts t from p's columns only. Scores are accuracy for
-    categorical targets (class = argmax of the one-hot span) and R^2 for numeric ones
-    (R^2 can be negative; on a constant y it is 1.0 if predicted exactly, else 0.0).
+    (30 trees, depth 8, sqrt(D_p) features per split) predicts t from p's columns only.
+    Scores are accuracy for categorical targets (class = argmax of the one-hot span) and
+    R^2 for numeric ones (R^2 can be negative; on a constant y it is 1.0 if predicted
+    exactly, else 0.0).
 
     Args:
         real_train: Real rows the "train real" models are fitted on, shape (N, D).
@@ -556,7 +562,7 @@ def fit_shuffle_critic(
 ) -> RandomForestClassifier:
     """Fit a classifier that tells joint records of ``x`` from party-shuffled ones.
 
-    A random forest (100 trees) is used on purpose: because both classes have the same
+    A random forest (50 trees) is used on purpose: because both classes have the same
     per-party marginals, no single-feature split has any gain at the root, which stalls
     greedy boosting; a forest's random feature subsets still grow into the cross-party
     interactions.
@@ -572,7 +578,7 @@ def fit_shuffle_critic(
     rng = np.random.default_rng(seed)
     features, y = _joint_vs_shuffled(x, party_slices, rng)
     return RandomForestClassifier(
-        n_estimators=100, min_samples_leaf=2, random_state=seed, n_jobs=-1
+        n_estimators=50, min_samples_leaf=2, random_state=seed, n_jobs=-1
     ).fit(features, y)
 
 

@@ -423,3 +423,21 @@ def test_targets_from_spans_rejects_span_crossing_parties():
 def test_validate_party_slices_rejects_stepped_slice():
     with pytest.raises(ValueError, match=r"party_slices\[0\].*step 1"):
         validate_party_slices([slice(0, 2, 2), slice(2, 5)], 5)
+
+
+def test_report_with_three_parties_includes_all_agree_rate():
+    rng = np.random.default_rng(0)
+    a0 = rng.uniform(-1.5, 1.5, 3 * 300)
+    x = np.column_stack([a0 + 0.1 * rng.normal(size=a0.size) for _ in range(3)])
+    labels = np.digitize(a0, [-0.5, 0.5])
+    slices = [slice(0, 1), slice(1, 2), slice(2, 3)]
+    train, holdout, fresh = x[:300], x[300:600], x[600:]
+    control = party_shuffle(holdout, slices, rng)
+
+    report = dependence_report(
+        train, holdout, fresh, control, slices, labels[:300], labels[300:600]
+    )
+
+    assert report["n_parties"] == 3
+    assert report["verdicts"]["agreement_all"]["beats_control"]
+    assert report["metrics"]["agreement_all"]["control"] < 0.25
