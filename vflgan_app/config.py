@@ -134,7 +134,7 @@ class VFLGANConfig:
 
 def _coerce(name: str, value: Any, default: Any) -> Any:
     """Convert TOML/CLI values: "" or "none" -> None; ints where ints are expected."""
-    if isinstance(value, str) and value.lower() in ("", "none", "null"):
+    if value is None or isinstance(value, str) and value.lower() in ("", "none", "null"):
         return None
     int_fields = {"steps", "batch_size", "latent_dim", "n_critic", "seed", "num_parties",
                   "max_rows", "n_samples", "threads", "log_every"}

@@ -405,7 +405,7 @@ def prepare_party(
     validate_table(table, f"party {party_id} table")
     ids = table[id_column]
     if ids.duplicated().any():
-        dup = ids[ids.duplicated()].iloc[0]
+        dup = ids[ids.duplicated()].tolist()[0]
         raise ValueError(
             f"party {party_id}: id {dup!r} appears more than once in {id_column!r}; "
             "expected unique record ids"
@@ -470,6 +470,12 @@ def prepare_parties(
     """
     if len(tables) < 2:
         raise ValueError(f"got {len(tables)} party table(s); expected at least 2")
+    for k, t in enumerate(tables):
+        if id_column not in t.columns:
+            raise ValueError(
+                f"party {k}: id column {id_column!r} not found; expected it among "
+                f"{list(t.columns)[:20]}"
+            )
     seen: dict[str, int] = {}
     for k, t in enumerate(tables):
         for c in t.columns:

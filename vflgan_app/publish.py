@@ -1,0 +1,99 @@
+"""Publishing: write the synthetic data and a report next to it.
+
+Tables become ``synthetic.csv`` with the original column names and decoded categories;
+images become ``synthetic.npz`` (uint8-range values, shape (N, H, W)) plus a PNG grid.
+``report.json`` carries the metrics, the resolved config, the seed and the git commit.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from trainkit import atomic_write_bytes, atomic_write_json, run_metadata
+
+
+def image_grid_png(images: np.ndarray, path: str | Path, nrow: int = 10,
+                   title: str | None = None) -> Path:
+    """Save images ``(N, H, W)`` (values in [0, 1]) as one PNG grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    ncol = nrow
+    rows = int(np.ceil(n / ncol))
+    fig, axes = plt.subplots(rows, ncol, figsize=(ncol * 0.8, rows * 0.8 + (0.4 if title else 0)))
+    for ax, i in zip(np.atleast_1d(axes).ravel(), range(rows * ncol)):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(images[i], cmap="gray", vmin=0, vmax=1)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def write_synthetic(
+    out_dir: str | Path,
+    table: pd.DataFrame,
+    image_shape: tuple[int, int] | None = None,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    preview_rows: int = 10,
+) -> dict[str, str]:
+    """Write the synthetic data; return ``{kind: relative file name}``.
+
+    Args:
+        out_dir: output folder (created).
+        table: decoded synthetic table (pixel columns for images).
+        image_shape: ``(H, W)`` for image data.
+        bounds: pixel value range of the decoded table (for the PNG scale).
+        preview_rows: rows printed into ``preview.md`` for tables.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, str] = {}
+    if image_shape is not None:
+        low, high = bounds
+        images = table.to_numpy(np.float32).reshape(len(table), *image_shape)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, images=images)
+        atomic_write_bytes(out / "synthetic.npz", buf.getvalue())
+        image_grid_png((images[:100] - low) / (high - low), out / "samples.png",
+                       title="synthetic samples (each row: top half from party 0, bottom from party 1)")
+        files.update(data="synthetic.npz", grid="samples.png")
+    else:
+        atomic_write_bytes(out / "synthetic.csv", table.to_csv(index=False).encode())
+        preview = table.head(preview_rows).to_markdown(index=False) if _has_tabulate() else \
+            table.head(preview_rows).to_string(index=False)
+        atomic_write_bytes(out / "preview.md", (preview + "\n").encode())
+        files.update(data="synthetic.csv", preview="preview.md")
+    return files
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def write_report(out_dir: str | Path, metrics: dict[str, Any], config: dict[str, Any],
+                 seed: int, files: dict[str, str], extra: dict[str, Any] | None = None) -> Path:
+    """Write ``report.json``: metrics, config, seed, git commit, file list."""
+    report = {**run_metadata(config, seed), "metrics": metrics, "files": files, **(extra or {})}
+    return atomic_write_json(Path(out_dir) / "report.json", report)
+
+
+def party_column_order(schemas: Sequence) -> list[str]:
+    """Original column names in published order (party 0's columns first)."""
+    return [n for s in schemas for n in s.names]
