@@ -1,0 +1,113 @@
+"""In-process federated VFLGAN step vs the single-process reference step.
+
+Same model (MNIST sizes by default: 2 parties x 392 pixels, B=64), same seeds, same
+data. Runs are interleaved (reference block, federated block, alternating which goes
+first) and the median of the per-block ratios is printed, with ms/step of each and the
+process's peak RSS. Appends a CSV row to simulations/benchmarks/results.csv.
+
+    python simulations/benchmarks/bench_step.py --threads 2 --blocks 7 --steps 50
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import resource
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from trainkit import git_commit
+from vflgan_app.coordinator import Coordinator
+from vflgan_app.dataset import prepare_parties
+from vflgan_app.model import get_architecture
+from vflgan_app.party import Party, PartySettings
+from vflgan_app.reference import ReferenceVFLGAN
+from vflgan_app.transport import InProcessTransport
+
+
+def build(arch_name: str, rows: int, seed: int):
+    arch = get_architecture(arch_name)
+    h = 28 if arch_name == "mnist" else 8
+    rng = np.random.default_rng(seed)
+    pix = rng.integers(0, 256, size=(rows, h * h)).astype(np.float32)
+    cols = [f"px_{i}" for i in range(h * h)]
+    table = pd.DataFrame(pix, columns=cols)
+    table.insert(0, "record_id", np.arange(rows))
+    half = len(cols) // 2
+    tables = [table[["record_id", *cols[:half]]], table[["record_id", *cols[half:]]]]
+    parties_data = prepare_parties(tables, "record_id", bounded={c: (0, 255) for c in cols})
+    settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr)
+    coord = Coordinator(InProcessTransport([Party(d, arch, settings) for d in parties_data]),
+                        arch, seed=seed)
+    coord.handshake()
+    ref = ReferenceVFLGAN([d.x for d in parties_data],
+                          [d.schema.output_spans() for d in parties_data], arch, seed)
+    return coord, ref
+
+
+def time_block(fn, steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        fn()
+    return (time.perf_counter() - t0) / steps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--arch", default="mnist")
+    ap.add_argument("--rows", type=int, default=2048)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--blocks", type=int, default=7, help="interleaved timing blocks per side")
+    ap.add_argument("--steps", type=int, default=50, help="steps per block (multiple of 5)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--csv", default="simulations/benchmarks/results.csv")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    coord, ref = build(args.arch, args.rows, args.seed)
+    fed_step = coord.train_step
+    ref_step = ref.train_step
+    time_block(fed_step, 10)  # warm-up
+    time_block(ref_step, 10)
+    ratios, fed_ms, ref_ms = [], [], []
+    for b in range(args.blocks):
+        order = [("ref", ref_step), ("fed", fed_step)]
+        if b % 2:
+            order.reverse()
+        got = {name: time_block(fn, args.steps) for name, fn in order}
+        ratios.append(got["fed"] / got["ref"])
+        fed_ms.append(1000 * got["fed"])
+        ref_ms.append(1000 * got["ref"])
+    coord.flush()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    row = {
+        "scenario": f"vflgan-step-{args.arch}", "device": platform.processor() or platform.machine(),
+        "threads": args.threads, "batch": coord.arch.batch_size, "blocks": args.blocks,
+        "steps_per_block": args.steps, "ref_ms_median": round(statistics.median(ref_ms), 2),
+        "fed_ms_median": round(statistics.median(fed_ms), 2),
+        "ratio_median": round(statistics.median(ratios), 3),
+        "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
+        "peak_rss_mb": round(peak_mb, 1), "commit": git_commit(),
+    }
+    for k, v in row.items():
+        print(f"{k:>16}: {v}")
+    print(f"federated/reference median ratio {row['ratio_median']} (goal <= 1.15); "
+          f"reference {row['ref_ms_median']} ms/step, federated {row['fed_ms_median']} ms/step; "
+          f"peak RSS {row['peak_rss_mb']} MB")
+    path = Path(args.csv)
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(row))
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
+if __name__ == "__main__":
+    main()
