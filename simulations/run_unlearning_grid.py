@@ -49,8 +49,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds")
     p.add_argument("--forget-class", type=int, default=0, help="class to forget")
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
-    p.add_argument("--arch", default="mlp", choices=["mlp", "unet"],
-                   help="noise predictor (mlp: the pilot's fast variant)")
+    p.add_argument(
+        "--arch",
+        default="mlp",
+        choices=["mlp", "unet"],
+        help="noise predictor (mlp: the pilot's fast variant)",
+    )
     p.add_argument("--pretrain-steps", type=int, default=3000, help="pre-train steps")
     p.add_argument("--pretrain-lr", type=float, default=1e-3, help="pre-train lr")
     p.add_argument("--unlearn-steps", type=int, default=600, help="unlearning steps")
@@ -58,10 +62,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--attack-lr", type=float, default=1e-3, help="DiMRA lr")
     p.add_argument("--attack-batch", type=int, default=128, help="DiMRA batch size")
     p.add_argument("--eval-every", type=int, default=250, help="DiMRA curve spacing")
-    p.add_argument("--forget-samples", type=int, default=300,
-                   help="forgotten-class samples per final measurement")
-    p.add_argument("--out", default="simulations/results/cache/unlearning_grid",
-                   help="output folder (git-ignored)")
+    p.add_argument(
+        "--forget-samples",
+        type=int,
+        default=300,
+        help="forgotten-class samples per final measurement",
+    )
+    p.add_argument(
+        "--out",
+        default="simulations/results/cache/unlearning_grid",
+        help="output folder (git-ignored)",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return p.parse_args(argv)
 
@@ -89,9 +100,14 @@ def main(argv=None) -> None:
             r = json.loads(line)
             done.add((r["seed"], r["method"]))
     attack = {
-        name: RelearnConfig(attack_data=name, steps=args.attack_steps, lr=args.attack_lr,
-                            batch_size=args.attack_batch, eval_every=args.eval_every,
-                            progress=False)
+        name: RelearnConfig(
+            attack_data=name,
+            steps=args.attack_steps,
+            lr=args.attack_lr,
+            batch_size=args.attack_batch,
+            eval_every=args.eval_every,
+            progress=False,
+        )
         for name in ("retain", "aux")
     }
     for seed in args.seeds:
@@ -100,29 +116,57 @@ def main(argv=None) -> None:
             base = load_pipeline(base_dir)
         else:
             t0 = time.perf_counter()
-            base = pretrain(data.train, PretrainConfig(
-                arch=args.arch, steps=args.pretrain_steps, lr=args.pretrain_lr,
-                seed=seed, device="cpu", progress=False))
+            base = pretrain(
+                data.train,
+                PretrainConfig(
+                    arch=args.arch,
+                    steps=args.pretrain_steps,
+                    lr=args.pretrain_lr,
+                    seed=seed,
+                    device="cpu",
+                    progress=False,
+                ),
+            )
             logger.info("seed %d: pretrain took %.1f s", seed, time.perf_counter() - t0)
-            save_pipeline(base, base_dir, {"dataset": "digits", "method": "pretrain",
-                                           "seed": seed, "arch": args.arch})
+            save_pipeline(
+                base,
+                base_dir,
+                {
+                    "dataset": "digits",
+                    "method": "pretrain",
+                    "seed": seed,
+                    "arch": args.arch,
+                },
+            )
         base.set_progress_bar_config(disable=True)
         base_metrics = evaluate_pipeline(base, judge, c_f, reference, eval_cfg)
         for method in args.methods:
             if (seed, method) in done:
                 continue
             t0 = time.perf_counter()
-            cfg = UnlearnConfig(method=method, forget_class=c_f,
-                                steps=args.unlearn_steps, seed=seed, device="cpu",
-                                progress=False, retrain_steps=args.pretrain_steps,
-                                retrain_lr=args.pretrain_lr)
+            cfg = UnlearnConfig(
+                method=method,
+                forget_class=c_f,
+                steps=args.unlearn_steps,
+                seed=seed,
+                device="cpu",
+                progress=False,
+                retrain_steps=args.pretrain_steps,
+                retrain_lr=args.pretrain_lr,
+            )
             pipe, log = unlearn_with_log(base, forget, retain, cfg)
             t_unlearn = time.perf_counter() - t0
             row = {
-                "seed": seed, "method": method, "forget_class": c_f,
-                "unlearn_steps_run": log.steps_run, "stopped_early": log.stopped_early,
-                "unlearn_s": t_unlearn, "base": base_metrics,
-                "after_unlearn": evaluate_pipeline(pipe, judge, c_f, reference, eval_cfg),
+                "seed": seed,
+                "method": method,
+                "forget_class": c_f,
+                "unlearn_steps_run": log.steps_run,
+                "stopped_early": log.stopped_early,
+                "unlearn_s": t_unlearn,
+                "base": base_metrics,
+                "after_unlearn": evaluate_pipeline(
+                    pipe, judge, c_f, reference, eval_cfg
+                ),
                 "param_change": parameter_change_norms(base.unet, pipe.unet, c_f),
                 "judge_holdout_acc": judge_acc,
             }
@@ -136,27 +180,44 @@ def main(argv=None) -> None:
                 d_att = retain if name == "retain" else aux
                 attacked, curve = run_relearning_attack(pipe, d_att, c_f, acfg, probe)
                 row[f"after_dimra_{name}"] = evaluate_pipeline(
-                    attacked, judge, c_f, reference, eval_cfg)
+                    attacked, judge, c_f, reference, eval_cfg
+                )
                 row[f"curve_{name}"] = curve.as_dict()
                 curves[f"{method} / D_{'r' if name == 'retain' else 'au'}"] = (
-                    curve.steps, curve.forget_rate)
+                    curve.steps,
+                    curve.forget_rate,
+                )
                 if seed == args.seeds[0]:
-                    save_class_grid(attacked, out / "grids" / f"{method}_dimra_{name}.png",
-                                    title=f"{method} after DiMRA on {name}")
+                    save_class_grid(
+                        attacked,
+                        out / "grids" / f"{method}_dimra_{name}.png",
+                        title=f"{method} after DiMRA on {name}",
+                    )
             row["wall_s"] = time.perf_counter() - t0
             if seed == args.seeds[0]:
-                save_class_grid(pipe, out / "grids" / f"{method}_after.png",
-                                title=f"{method}, forget {c_f}")
-            save_curves(curves, out / "curves" / f"seed{seed}_{method}.png",
-                        title=f"{method}, seed {seed}, attack lr {args.attack_lr}")
+                save_class_grid(
+                    pipe,
+                    out / "grids" / f"{method}_after.png",
+                    title=f"{method}, forget {c_f}",
+                )
+            save_curves(
+                curves,
+                out / "curves" / f"seed{seed}_{method}.png",
+                title=f"{method}, seed {seed}, attack lr {args.attack_lr}",
+            )
             with results_file.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
             a = row["after_unlearn"]
             logger.info(
-                "seed %d %-10s unlearn fr %.3f ret %.3f | DiMRA D_r %.3f D_au %.3f | %.0f s",
-                seed, method, a["forget_rate"], a["retain_acc"],
+                "seed %d %-10s unlearn fr %.3f ret %.3f | DiMRA D_r %.3f D_au %.3f"
+                " | %.0f s",
+                seed,
+                method,
+                a["forget_rate"],
+                a["retain_acc"],
                 row["after_dimra_retain"]["forget_rate"],
-                row["after_dimra_aux"]["forget_rate"], row["wall_s"],
+                row["after_dimra_aux"]["forget_rate"],
+                row["wall_s"],
             )
         if seed == args.seeds[0]:
             save_class_grid(base, out / "grids" / "base.png", title="pre-trained")
@@ -189,14 +250,19 @@ def summarize(results_file: Path, args, wall: float) -> str:
     base = [r["base"] for r in rows if r["method"] == methods[0]]
     lines.append(
         f"| (pre-trained) | {_ms([b['forget_rate'] for b in base])} | "
-        f"{_ms([b['p_forget'] for b in base])} | {_ms([b['retain_acc'] for b in base])} | "
+        f"{_ms([b['p_forget'] for b in base])} | "
+        f"{_ms([b['retain_acc'] for b in base])} | "
         f"{_ms([b['judge_fd'] for b in base])} | | | | | |"
     )
     for m in methods:
         rs = [r for r in rows if r["method"] == m]
-        g = lambda k, f: _ms([r[k][f] for r in rs])  # noqa: E731
-        emb = _ms([r["param_change"].get("class_embedding[c_f]", float("nan"))
-                   for r in rs])
+
+        def g(k: str, f: str, rs=rs) -> str:
+            return _ms([r[k][f] for r in rs])
+
+        emb = _ms(
+            [r["param_change"].get("class_embedding[c_f]", float("nan")) for r in rs]
+        )
         lines.append(
             f"| {m} | {g('after_unlearn', 'forget_rate')} | "
             f"{g('after_unlearn', 'p_forget')} | {g('after_unlearn', 'retain_acc')} | "
@@ -206,8 +272,11 @@ def summarize(results_file: Path, args, wall: float) -> str:
             f"{g('after_dimra_retain', 'retain_acc')} | {emb} | "
             f"{_ms([r['unlearn_s'] for r in rs])} |"
         )
-    lines += ["", f"Grid wall time of this invocation: {wall:.0f} s "
-              f"({len(rows)} seed x method cells in results.jsonl)."]
+    lines += [
+        "",
+        f"Grid wall time of this invocation: {wall:.0f} s "
+        f"({len(rows)} seed x method cells in results.jsonl).",
+    ]
     return "\n".join(lines) + "\n"
 
 

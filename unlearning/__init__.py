@@ -2,8 +2,9 @@
 
 Python API::
 
-    from unlearning import (load_dataset, split_forget_retain, auxiliary_set, pretrain,
-                            unlearn, run_relearning_attack, train_judge, evaluate_pipeline)
+    from unlearning import (load_dataset, split_forget_retain, auxiliary_set,
+                            pretrain, unlearn, run_relearning_attack, train_judge,
+                            evaluate_pipeline)
 """
 
 from unlearning.config import (
@@ -20,7 +21,12 @@ from unlearning.data import (
 )
 from unlearning.evaluate import evaluate_pipeline, parameter_change_norms
 from unlearning.judge import Judge, load_judge, save_judge, train_judge
-from unlearning.model import ClassConditionalMLP, build_model, build_scheduler, build_unet
+from unlearning.model import (
+    ClassConditionalMLP,
+    build_model,
+    build_scheduler,
+    build_unet,
+)
 from unlearning.pipeline import ClassConditionalDDPMPipeline
 from unlearning.relearn import RelearnCurve, run_relearning_attack
 from unlearning.train import pretrain

@@ -35,7 +35,11 @@ from unlearning.data import (
     load_dataset,
     split_forget_retain,
 )
-from unlearning.evaluate import evaluate_pipeline, forget_metrics, parameter_change_norms
+from unlearning.evaluate import (
+    evaluate_pipeline,
+    forget_metrics,
+    parameter_change_norms,
+)
 from unlearning.judge import load_judge, save_judge, train_judge
 from unlearning.plots import save_class_grid, save_curves
 from unlearning.relearn import run_relearning_attack
@@ -50,7 +54,8 @@ def _data_for(model_dir: Path, ns: argparse.Namespace) -> DatasetSplits:
     dataset = ns.dataset or meta.get("dataset")
     if dataset is None:
         raise ValueError(
-            f"dataset: {model_dir} has no unlearning_meta.json naming it; pass --dataset"
+            f"dataset: {model_dir} has no unlearning_meta.json naming it; "
+            "pass --dataset"
         )
     return load_dataset(dataset, ns.data_root or meta.get("data_root"))
 
@@ -76,14 +81,23 @@ def cmd_pretrain(ns: argparse.Namespace) -> None:
     with timer("pretrain"):
         pipe = pretrain(data.train, cfg, data.num_classes)
     pipe.set_progress_bar_config(disable=True)
-    save_pipeline(pipe, out / "model", {
-        "dataset": cfg.dataset, "data_root": cfg.data_root, "source_model": None,
-        "method": "pretrain", "forgotten_classes": [], "steps": cfg.steps,
-        "seed": cfg.seed,
-    })
+    save_pipeline(
+        pipe,
+        out / "model",
+        {
+            "dataset": cfg.dataset,
+            "data_root": cfg.data_root,
+            "source_model": None,
+            "method": "pretrain",
+            "forgotten_classes": [],
+            "steps": cfg.steps,
+            "seed": cfg.seed,
+        },
+    )
     with timer("judge"):
-        judge, acc = train_judge(data.name, data.train, data.holdout,
-                                 device=pipe.unet.device, seed=cfg.seed)
+        judge, acc = train_judge(
+            data.name, data.train, data.holdout, device=pipe.unet.device, seed=cfg.seed
+        )
         save_judge(judge, out / "judge.pt", acc)
     save_class_grid(pipe, out / "samples.png", seed=cfg.seed, title="pre-trained")
     logger.info("wrote %s", out)
@@ -103,18 +117,29 @@ def cmd_unlearn(ns: argparse.Namespace) -> None:
     with timer(f"unlearn {cfg.method}"):
         pipe, log = unlearn_with_log(base, forget, retain, cfg)
     meta = load_meta(model_dir)
-    save_pipeline(pipe, out / "model", {
-        "dataset": data.name, "data_root": ns.data_root or meta.get("data_root"),
-        "source_model": str(model_dir), "method": cfg.method,
-        "forgotten_classes": [cfg.forget_class], "steps": log.steps_run,
-        "stopped_early": log.stopped_early, "seed": cfg.seed,
-        "config": config_to_dict(cfg),
-    })
+    save_pipeline(
+        pipe,
+        out / "model",
+        {
+            "dataset": data.name,
+            "data_root": ns.data_root or meta.get("data_root"),
+            "source_model": str(model_dir),
+            "method": cfg.method,
+            "forgotten_classes": [cfg.forget_class],
+            "steps": log.steps_run,
+            "stopped_early": log.stopped_early,
+            "seed": cfg.seed,
+            "config": config_to_dict(cfg),
+        },
+    )
     norms = parameter_change_norms(base.unet, pipe.unet.cpu(), cfg.forget_class)
     atomic_write_json(out / "parameter_change.json", norms)
     save_class_grid(base, out / "samples_before.png", title="before unlearning")
-    save_class_grid(pipe, out / "samples_after.png",
-                    title=f"after {cfg.method} (forget {cfg.forget_class})")
+    save_class_grid(
+        pipe,
+        out / "samples_after.png",
+        title=f"after {cfg.method} (forget {cfg.forget_class})",
+    )
     logger.info("wrote %s (changed: total %.3f)", out, norms["total"])
 
 
@@ -128,42 +153,63 @@ def cmd_relearn(ns: argparse.Namespace) -> None:
     model_dir = Path(ns.model)
     pipe = load_pipeline(model_dir)
     meta = load_meta(model_dir)
-    c_f = ns.forget_class if ns.forget_class is not None else (
-        (meta.get("forgotten_classes") or [None])[0])
+    c_f = (
+        ns.forget_class
+        if ns.forget_class is not None
+        else ((meta.get("forgotten_classes") or [None])[0])
+    )
     if c_f is None:
-        raise ValueError("forget_class: not in unlearning_meta.json; pass --forget-class")
+        raise ValueError(
+            "forget_class: not in unlearning_meta.json; pass --forget-class"
+        )
     data = _data_for(model_dir, ns)
     check_forget_class(c_f, data.num_classes)
     _, retain = split_forget_retain(data.train, c_f, data.num_classes)
-    attack_data = retain if cfg.attack_data == "retain" else auxiliary_set(
-        data.holdout, c_f)
+    attack_data = (
+        retain if cfg.attack_data == "retain" else auxiliary_set(data.holdout, c_f)
+    )
     judge = _judge_for(ns, data, out, pipe.unet.device)
 
     def probe(p):
         return forget_metrics(p, judge, c_f, cfg.eval_samples, eval_cfg, "curve")
 
     attacked, curve = run_relearning_attack(pipe, attack_data, c_f, cfg, probe)
-    save_pipeline(attacked, out / "model", {
-        **meta, "source_model": str(model_dir), "method": f"dimra-{cfg.attack_data}",
-        "attack": config_to_dict(cfg), "seed": cfg.seed,
-    })
+    save_pipeline(
+        attacked,
+        out / "model",
+        {
+            **meta,
+            "source_model": str(model_dir),
+            "method": f"dimra-{cfg.attack_data}",
+            "attack": config_to_dict(cfg),
+            "seed": cfg.seed,
+        },
+    )
     atomic_write_json(out / "curve.json", curve.as_dict())
-    save_curves({f"DiMRA {cfg.attack_data}": (curve.steps, curve.forget_rate)},
-                out / "curve.png", title=f"forget class {c_f}")
+    save_curves(
+        {f"DiMRA {cfg.attack_data}": (curve.steps, curve.forget_rate)},
+        out / "curve.png",
+        title=f"forget class {c_f}",
+    )
     save_class_grid(attacked, out / "samples_attacked.png", title="after DiMRA")
     print(json.dumps(curve.as_dict()))
 
 
 def cmd_evaluate(ns: argparse.Namespace) -> None:
-    """Score a saved model: forget rate, p_forget, retain accuracy, Frechet distances."""
+    """Score a saved model: forget rate, p_forget, retain accuracy, Frechet."""
     cfg = config_from_args(EvalConfig, ns)
     model_dir = Path(ns.model)
     pipe = load_pipeline(model_dir)
     meta = load_meta(model_dir)
-    c_f = ns.forget_class if ns.forget_class is not None else (
-        (meta.get("forgotten_classes") or [None])[0])
+    c_f = (
+        ns.forget_class
+        if ns.forget_class is not None
+        else ((meta.get("forgotten_classes") or [None])[0])
+    )
     if c_f is None:
-        raise ValueError("forget_class: not in unlearning_meta.json; pass --forget-class")
+        raise ValueError(
+            "forget_class: not in unlearning_meta.json; pass --forget-class"
+        )
     data = _data_for(model_dir, ns)
     check_forget_class(c_f, data.num_classes)
     out = Path(ns.out) if ns.out else model_dir.parent
@@ -173,28 +219,47 @@ def cmd_evaluate(ns: argparse.Namespace) -> None:
     if ns.reference_model:
         ref = load_pipeline(ns.reference_model)
         metrics["parameter_change"] = parameter_change_norms(ref.unet, pipe.unet, c_f)
-    atomic_write_json(out / "metrics.json", {"metrics": metrics,
-                                             **run_metadata(config_to_dict(cfg), cfg.seed)})
+    atomic_write_json(
+        out / "metrics.json",
+        {"metrics": metrics, **run_metadata(config_to_dict(cfg), cfg.seed)},
+    )
     print(json.dumps(metrics, indent=1))
 
 
 def _add_model_args(p: argparse.ArgumentParser, need_forget: bool) -> None:
-    p.add_argument("--model", required=True, help="saved model folder (model_index.json)")
-    p.add_argument("--dataset", default=None, choices=DATASETS,
-                   help="dataset; default: the one in unlearning_meta.json")
+    p.add_argument(
+        "--model", required=True, help="saved model folder (model_index.json)"
+    )
+    p.add_argument(
+        "--dataset",
+        default=None,
+        choices=DATASETS,
+        help="dataset; default: the one in unlearning_meta.json",
+    )
     p.add_argument("--data-root", default=None, help="folder with MNIST/CIFAR-10 files")
     if need_forget:
-        p.add_argument("--forget-class", type=int, default=None,
-                       help="forgotten class; default: from unlearning_meta.json")
-        p.add_argument("--judge", default=None,
-                       help="judge checkpoint (judge.pt); default: train one")
+        p.add_argument(
+            "--forget-class",
+            type=int,
+            default=None,
+            help="forgotten class; default: from unlearning_meta.json",
+        )
+        p.add_argument(
+            "--judge",
+            default=None,
+            help="judge checkpoint (judge.pt); default: train one",
+        )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of all subcommands."""
     parser = argparse.ArgumentParser(prog="python -m unlearning", description=__doc__)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch CPU threads (default: torch's choice)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch CPU threads (default: torch's choice)",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -218,8 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a saved model with the judge")
     _add_model_args(p, need_forget=True)
     add_config_arguments(p, EvalConfig)
-    p.add_argument("--reference-model", default=None,
-                   help="model to compare parameters against (e.g. the pre-trained one)")
+    p.add_argument(
+        "--reference-model",
+        default=None,
+        help="model to compare parameters against (e.g. the pre-trained one)",
+    )
     p.add_argument("--out", default=None, help="folder for metrics.json")
     p.set_defaults(func=cmd_evaluate)
     return parser

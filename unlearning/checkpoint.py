@@ -1,4 +1,4 @@
-"""Publishing models in diffusers format (+ ``unlearning_meta.json``) and loading them."""
+"""Publish models in diffusers format (+ ``unlearning_meta.json``) and load them."""
 
 from __future__ import annotations
 
@@ -25,7 +25,9 @@ def save_pipeline(
     return out
 
 
-def load_pipeline(path: str | Path, device: str = "cpu") -> ClassConditionalDDPMPipeline:
+def load_pipeline(
+    path: str | Path, device: str = "cpu"
+) -> ClassConditionalDDPMPipeline:
     """Load a pipeline written by :func:`save_pipeline` (or ``save_pretrained``)."""
     p = Path(path)
     if not (p / "model_index.json").exists():

@@ -1,9 +1,9 @@
-"""Frozen config dataclasses for pretrain / unlearn / relearn / evaluate, and argparse glue.
+"""Frozen config dataclasses for pretrain/unlearn/relearn/evaluate and argparse glue.
 
-Every field carries its help string in ``metadata["help"]``; :func:`add_config_arguments`
-turns a dataclass into argparse flags (``--forget-class``), and :func:`config_from_args`
-turns the parsed namespace back into the dataclass, so conversion happens once, at the
-edge. Defaults run a tiny CPU job on sklearn digits.
+Every field carries its help string in ``metadata["help"]``.
+:func:`add_config_arguments` turns a dataclass into argparse flags (``--forget-class``)
+and :func:`config_from_args` turns the parsed namespace back into the dataclass, so
+conversion happens once, at the edge. Defaults run a tiny CPU job on sklearn digits.
 """
 
 from __future__ import annotations
@@ -56,7 +56,9 @@ def _check_common(cfg: Any) -> None:
         d = cfg.device
         _check(
             d in ("auto", "cpu") or d.startswith("cuda"),
-            "device", d, "'auto', 'cpu', 'cuda' or 'cuda:N'",
+            "device",
+            d,
+            "'auto', 'cpu', 'cuda' or 'cuda:N'",
         )
 
 
@@ -77,7 +79,9 @@ class PretrainConfig:
     batch_size: int = _f(256, "images per step")
     lr: float = _f(1e-3, "Adam learning rate")
     grad_clip: float = _f(1.0, "global gradient-norm clip")
-    label_dropout: float = _f(0.1, "probability of replacing the label by the null label")
+    label_dropout: float = _f(
+        0.1, "probability of replacing the label by the null label"
+    )
     ema_decay: float = _f(0.0, "EMA decay of the published weights; 0 disables EMA")
     seed: int = _f(0, "seed for init, batches, noise and the data split")
     device: str = _f("auto", "'auto', 'cpu', 'cuda' or 'cuda:N'")
@@ -91,7 +95,7 @@ class PretrainConfig:
 
 @dataclass(frozen=True)
 class UnlearnConfig:
-    """One fine-tuning-based unlearning run (defaults: dimum.md section 4, CPU-scaled)."""
+    """One fine-tuning-based unlearning run (defaults: dimum.md section 4, CPU)."""
 
     method: str = _f("dimum", f"unlearning method, one of {METHODS}")
     forget_class: int = _f(0, "class index to forget")
@@ -102,10 +106,16 @@ class UnlearnConfig:
     label_dropout: float = _f(
         0.1, "label dropout on the retain term (keeps the CFG null path trained)"
     )
-    retain_weight: float = _f(1.0, "weight of the retain loss (swap_label, ga, sa, dimum)")
+    retain_weight: float = _f(
+        1.0, "weight of the retain loss (swap_label, ga, sa, dimum)"
+    )
     salun_alpha: float = _f(1e-3, "SalUn retain weight alpha (README command: 1e-3)")
-    mask_ratio: float = _f(0.5, "SalUn: fraction of weights (largest saliency) that move")
-    mask_batches: int = _f(4, "SalUn: forget batches averaged for the saliency gradient")
+    mask_ratio: float = _f(
+        0.5, "SalUn: fraction of weights (largest saliency) that move"
+    )
+    mask_batches: int = _f(
+        4, "SalUn: forget batches averaged for the saliency gradient"
+    )
     erasediff_k: int = _f(2, "EraseDiff: inner steps K on the forget objective")
     erasediff_lambda: float = _f(
         0.1, "EraseDiff: lambda_bome; a negative value selects adaptive lambda"
@@ -149,17 +159,34 @@ class UnlearnConfig:
         _check(self.forget_class >= 0, "forget_class", self.forget_class, ">= 0")
         _check(0.0 < self.mask_ratio <= 1.0, "mask_ratio", self.mask_ratio, "in (0, 1]")
         _check(self.erasediff_k >= 1, "erasediff_k", self.erasediff_k, ">= 1")
-        _check(self.dimum_alt in ALT_SOURCES, "dimum_alt", self.dimum_alt,
-               f"one of {ALT_SOURCES}")
+        _check(
+            self.dimum_alt in ALT_SOURCES,
+            "dimum_alt",
+            self.dimum_alt,
+            f"one of {ALT_SOURCES}",
+        )
         _check(self.dimum_alt_size >= 1, "dimum_alt_size", self.dimum_alt_size, ">= 1")
-        _check(self.sa_samples_per_class >= 1, "sa_samples_per_class",
-               self.sa_samples_per_class, ">= 1")
-        for name in ("retain_weight", "salun_alpha", "sa_lambda", "sa_gamma",
-                     "dimum_lambda"):
+        _check(
+            self.sa_samples_per_class >= 1,
+            "sa_samples_per_class",
+            self.sa_samples_per_class,
+            ">= 1",
+        )
+        for name in (
+            "retain_weight",
+            "salun_alpha",
+            "sa_lambda",
+            "sa_gamma",
+            "dimum_lambda",
+        ):
             _check(getattr(self, name) >= 0, name, getattr(self, name), ">= 0")
         if self.dimum_alt_class is not None:
-            _check(self.dimum_alt_class != self.forget_class, "dimum_alt_class",
-                   self.dimum_alt_class, "a class other than forget_class")
+            _check(
+                self.dimum_alt_class != self.forget_class,
+                "dimum_alt_class",
+                self.dimum_alt_class,
+                "a class other than forget_class",
+            )
 
 
 @dataclass(frozen=True)
@@ -180,8 +207,12 @@ class RelearnConfig:
 
     def __post_init__(self) -> None:
         _check_common(self)
-        _check(self.attack_data in ATTACK_DATA, "attack_data", self.attack_data,
-               f"one of {ATTACK_DATA}")
+        _check(
+            self.attack_data in ATTACK_DATA,
+            "attack_data",
+            self.attack_data,
+            f"one of {ATTACK_DATA}",
+        )
         _check(self.eval_every >= 0, "eval_every", self.eval_every, ">= 0")
         _check(self.eval_samples >= 1, "eval_samples", self.eval_samples, ">= 1")
 
@@ -198,7 +229,11 @@ class EvalConfig:
     seed: int = _f(0, "seed of the sampling noise")
 
     def __post_init__(self) -> None:
-        for name in ("forget_samples", "retain_samples_per_class", "num_inference_steps"):
+        for name in (
+            "forget_samples",
+            "retain_samples_per_class",
+            "num_inference_steps",
+        ):
             v = getattr(self, name)
             _check(isinstance(v, int) and v >= 1, name, v, "an integer >= 1")
         _check(self.guidance_scale >= 0, "guidance_scale", self.guidance_scale, ">= 0")
@@ -250,7 +285,7 @@ def add_config_arguments(
 
 
 def config_from_args(cls: type[C], ns: argparse.Namespace, prefix: str = "") -> C:
-    """Build dataclass ``cls`` from the namespace filled by :func:`add_config_arguments`."""
+    """Build ``cls`` from the namespace filled by :func:`add_config_arguments`."""
     p = prefix.replace("-", "_")
     return cls(**{f.name: getattr(ns, p + f.name) for f in dataclasses.fields(cls)})
 
@@ -265,5 +300,7 @@ def config_from_dict(cls: type[C], values: dict[str, Any]) -> C:
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ValueError(f"{cls.__name__}: unknown keys {unknown}; known: {sorted(known)}")
+        raise ValueError(
+            f"{cls.__name__}: unknown keys {unknown}; known: {sorted(known)}"
+        )
     return cls(**values)

@@ -82,7 +82,9 @@ def load_dataset(
         return _load_digits(split_seed)
     if name == "mnist":
         if data_root is None:
-            raise ValueError("data_root: got None, expected the folder with MNIST IDX files")
+            raise ValueError(
+                "data_root: got None, expected the folder with MNIST IDX files"
+            )
         return _load_mnist(Path(data_root), split_seed)
     if name == "cifar10":
         if data_root is None:
@@ -146,15 +148,18 @@ def _mnist_to_tensor(images: np.ndarray) -> torch.Tensor:
 
 
 def _load_mnist(root: Path, split_seed: int) -> DatasetSplits:
-    test_x, test_y = _find_idx(root, "t10k-images-idx3-ubyte"), _find_idx(
-        root, "t10k-labels-idx1-ubyte"
+    test_x, test_y = (
+        _find_idx(root, "t10k-images-idx3-ubyte"),
+        _find_idx(root, "t10k-labels-idx1-ubyte"),
     )
-    train_x, train_y = _find_idx(root, "train-images-idx3-ubyte"), _find_idx(
-        root, "train-labels-idx1-ubyte"
+    train_x, train_y = (
+        _find_idx(root, "train-images-idx3-ubyte"),
+        _find_idx(root, "train-labels-idx1-ubyte"),
     )
     if test_x is None or test_y is None:
         raise FileNotFoundError(
-            f"MNIST: no t10k-images-idx3-ubyte[.gz] / t10k-labels-idx1-ubyte[.gz] under "
+            f"MNIST: no t10k-images-idx3-ubyte[.gz] / t10k-labels-idx1-ubyte[.gz] "
+            f"under "
             f"{root} (also looked in MNIST/raw and raw)"
         )
     x = _mnist_to_tensor(read_idx(test_x))
@@ -244,7 +249,7 @@ def sample_batch(
     )
     return data.images[idx], data.labels[idx]
 
-    
+
 def to_device(data: ImageData, device: torch.device | str) -> ImageData:
     """Return ``data`` on ``device``."""
     return ImageData(data.images.to(device), data.labels.to(device))

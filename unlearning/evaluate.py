@@ -1,5 +1,6 @@
-"""Metrics on generated samples: forget rate, p_forget, retained accuracy, Frechet
-distances, and which parameters a method changed.
+"""Metrics on generated samples, and which parameters a method changed.
+
+Sample metrics: forget rate, p_forget, retained accuracy, Frechet distances.
 
 * forget rate: fraction of samples generated with the forgotten label that the judge
   labels as that class (UA = 1 - forget rate; after DiMRA: relearning accuracy).
@@ -57,15 +58,21 @@ def judge_outputs(judge: Judge, images: torch.Tensor, batch: int = 1024):
 
 
 def forget_metrics(
-    pipe: ClassConditionalDDPMPipeline, judge: Judge, forget_class: int, n: int,
-    cfg: EvalConfig, stream: str = "forget",
+    pipe: ClassConditionalDDPMPipeline,
+    judge: Judge,
+    forget_class: int,
+    n: int,
+    cfg: EvalConfig,
+    stream: str = "forget",
 ) -> dict[str, float]:
     """Forget rate and p_forget on ``n`` samples generated with the forgotten label."""
     dev = pipe.unet.device
     gen = make_generator(cfg.seed, stream, device=dev)
     images = pipe(
-        torch.full((n,), forget_class), generator=gen,
-        num_inference_steps=cfg.num_inference_steps, guidance_scale=cfg.guidance_scale,
+        torch.full((n,), forget_class),
+        generator=gen,
+        num_inference_steps=cfg.num_inference_steps,
+        guidance_scale=cfg.guidance_scale,
         eta=cfg.eta,
     ).images
     probs, _ = judge_outputs(judge, images)
@@ -98,8 +105,11 @@ def evaluate_pipeline(
     labels = torch.tensor(retained).repeat_interleave(cfg.retain_samples_per_class)
     gen = make_generator(cfg.seed, "retain", device=pipe.unet.device)
     images = pipe(
-        labels, generator=gen, num_inference_steps=cfg.num_inference_steps,
-        guidance_scale=cfg.guidance_scale, eta=cfg.eta,
+        labels,
+        generator=gen,
+        num_inference_steps=cfg.num_inference_steps,
+        guidance_scale=cfg.guidance_scale,
+        eta=cfg.eta,
     ).images
     probs, feats = judge_outputs(judge, images)
     out["retain_acc"] = float((probs.argmax(1) == labels.numpy()).mean())
@@ -140,8 +150,9 @@ def inception_fid(
         x = (x.clamp(-1, 1) + 1) / 2
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)
-        return torch.cat([model(x[i : i + 64])[0].flatten(1) for i in
-                          range(0, len(x), 64)]).numpy()
+        return torch.cat(
+            [model(x[i : i + 64])[0].flatten(1) for i in range(0, len(x), 64)]
+        ).numpy()
 
     return frechet_distance(feats(images.cpu()), feats(reference.cpu())), ""
 
@@ -166,7 +177,5 @@ def parameter_change_norms(
         if forget_class is not None and parts[0] == "class_embedding" and d.ndim == 2:
             sq["class_embedding[c_f]"] = float(d[forget_class].pow(2).sum())
     norms = {k: v**0.5 for k, v in sq.items()}
-    norms["total"] = sum(
-        v for k, v in sq.items() if k != "class_embedding[c_f]"
-    ) ** 0.5
+    norms["total"] = sum(v for k, v in sq.items() if k != "class_embedding[c_f]") ** 0.5
     return norms

@@ -28,8 +28,9 @@ class _Block(nn.Module):
         self.skip = (
             nn.Identity()
             if stride == 1 and c_in == c_out
-            else nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False),
-                               nn.BatchNorm2d(c_out))
+            else nn.Sequential(
+                nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out)
+            )
         )
 
     def forward(self, x):
@@ -45,22 +46,38 @@ class Judge(nn.Module):
         self.dataset = dataset
         if dataset == "digits":
             self.body = nn.Sequential(
-                nn.Flatten(), nn.Linear(64, 256), nn.ReLU(), nn.Dropout(0.2),
-                nn.Linear(256, 64), nn.ReLU(),
+                nn.Flatten(),
+                nn.Linear(64, 256),
+                nn.ReLU(),
+                nn.Dropout(0.2),
+                nn.Linear(256, 64),
+                nn.ReLU(),
             )
             d = 64
         elif dataset == "mnist":
             self.body = nn.Sequential(
-                nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Flatten(), nn.Linear(64 * 4 * 4, 128), nn.ReLU(),
+                nn.Conv2d(1, 32, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Conv2d(32, 64, 3, padding=1),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+                nn.Flatten(),
+                nn.Linear(64 * 4 * 4, 128),
+                nn.ReLU(),
             )
             d = 128
         elif dataset == "cifar10":
             self.body = nn.Sequential(
-                nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU(),
-                _Block(64, 64, 1), _Block(64, 128, 2), _Block(128, 256, 2),
-                _Block(256, 512, 2), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                nn.Conv2d(3, 64, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(64),
+                nn.ReLU(),
+                _Block(64, 64, 1),
+                _Block(64, 128, 2),
+                _Block(128, 256, 2),
+                _Block(256, 512, 2),
+                nn.AdaptiveAvgPool2d(1),
+                nn.Flatten(),
             )
             d = 512
         else:
@@ -145,8 +162,12 @@ def train_judge(
 def save_judge(judge: Judge, path, accuracy_: float) -> None:
     """Save the judge's weights and held-out accuracy (atomic)."""
     save_checkpoint(
-        {"dataset": judge.dataset, "num_classes": judge.head.out_features,
-         "state_dict": judge.state_dict(), "holdout_accuracy": accuracy_},
+        {
+            "dataset": judge.dataset,
+            "num_classes": judge.head.out_features,
+            "state_dict": judge.state_dict(),
+            "holdout_accuracy": accuracy_,
+        },
         path,
     )
 

@@ -1,6 +1,7 @@
 """Pure loss functions of the unlearning methods (dimum.md sections 3 and 4).
 
-Each takes the noise predictor and tensors and returns a scalar; none steps an optimizer.
+Each takes the noise predictor and tensors and returns a scalar; none steps an
+optimizer.
 Notation: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, eps_theta(x_t | c) the
 conditional noise prediction, L_simple the DDPM loss (mean over pixels and batch).
 """
@@ -42,7 +43,10 @@ def diffusion_inputs(
 
 
 def denoising_loss(
-    model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+    model: nn.Module,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    eps: torch.Tensor,
     labels: torch.Tensor,
 ) -> torch.Tensor:
     """L_simple = E || eps - eps_theta(x_t, t, c) ||^2 (Ho et al. 2020, eq. 14)."""
@@ -50,7 +54,10 @@ def denoising_loss(
 
 
 def swap_label_loss(
-    model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, c_f: torch.Tensor,
+    model: nn.Module,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    c_f: torch.Tensor,
     c_prime: torch.Tensor,
 ) -> torch.Tensor:
     """SalUn-RL forget term || eps_theta(x_t | c_f) - sg[eps_theta(x_t | c')] ||^2.
@@ -63,8 +70,13 @@ def swap_label_loss(
 
 
 def cfg_denoising_loss(
-    model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
-    labels: torch.Tensor, null_label: int, w: float,
+    model: nn.Module,
+    x_t: torch.Tensor,
+    t: torch.Tensor,
+    eps: torch.Tensor,
+    labels: torch.Tensor,
+    null_label: int,
+    w: float,
 ) -> torch.Tensor:
     """|| eps - [(1+w) eps_theta(x_t|c) - w eps_theta(x_t|null)] ||^2.
 
@@ -89,5 +101,7 @@ def random_other_labels(
     c_f: int, num_classes: int, n: int, generator: torch.Generator
 ) -> torch.Tensor:
     """(n,) labels uniform over the classes other than c_f."""
-    r = torch.randint(num_classes - 1, (n,), generator=generator, device=generator.device)
+    r = torch.randint(
+        num_classes - 1, (n,), generator=generator, device=generator.device
+    )
     return r + (r >= c_f).long()

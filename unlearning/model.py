@@ -1,4 +1,4 @@
-"""Noise predictors and the noise schedule: diffusers ``UNet2DModel`` + ``DDPMScheduler``.
+"""Noise predictors and noise schedule: diffusers ``UNet2DModel`` + ``DDPMScheduler``.
 
 The UNet is the published, diffusers-format model. ``ClassConditionalMLP`` is a fast CPU
 variant for 8x8 digits (the dimum.md pilot's MLP) with the same call signature and the
@@ -22,22 +22,40 @@ from torch import nn
 # 0.1; dimum.md section 5), about 36M parameters here against their 38.6M.
 UNET_PRESETS: dict[str, dict] = {
     "digits": dict(
-        sample_size=8, in_channels=1, out_channels=1, block_out_channels=(32, 64),
-        layers_per_block=1, down_block_types=("DownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=8,
+        sample_size=8,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        down_block_types=("DownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
     ),
     "mnist": dict(
-        sample_size=16, in_channels=1, out_channels=1, block_out_channels=(32, 64, 64),
+        sample_size=16,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(32, 64, 64),
         layers_per_block=1,
         down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"), norm_num_groups=8,
+        up_block_types=("UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
+        norm_num_groups=8,
     ),
     "cifar10": dict(
-        sample_size=32, in_channels=3, out_channels=3,
-        block_out_channels=(128, 256, 256, 256), layers_per_block=2,
-        down_block_types=("DownBlock2D", "AttnDownBlock2D", "DownBlock2D", "DownBlock2D"),
+        sample_size=32,
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=(128, 256, 256, 256),
+        layers_per_block=2,
+        down_block_types=(
+            "DownBlock2D",
+            "AttnDownBlock2D",
+            "DownBlock2D",
+            "DownBlock2D",
+        ),
         up_block_types=("UpBlock2D", "UpBlock2D", "AttnUpBlock2D", "UpBlock2D"),
-        dropout=0.1, norm_num_groups=32,
+        dropout=0.1,
+        norm_num_groups=32,
     ),
 }
 
@@ -48,7 +66,9 @@ def build_unet(dataset: str, num_classes: int = 10, **overrides) -> UNet2DModel:
     The extra embedding (index ``num_classes``) is the null label for CFG.
     """
     if dataset not in UNET_PRESETS:
-        raise ValueError(f"dataset: got {dataset!r}, expected one of {list(UNET_PRESETS)}")
+        raise ValueError(
+            f"dataset: got {dataset!r}, expected one of {list(UNET_PRESETS)}"
+        )
     kwargs = {**UNET_PRESETS[dataset], **overrides}
     return UNet2DModel(num_class_embeds=num_classes + 1, **kwargs)
 
@@ -56,8 +76,12 @@ def build_unet(dataset: str, num_classes: int = 10, **overrides) -> UNet2DModel:
 def build_scheduler() -> DDPMScheduler:
     """The baselines' schedule: T=1000, linear betas 1e-4..0.02, epsilon prediction."""
     return DDPMScheduler(
-        num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
-        beta_schedule="linear", prediction_type="epsilon", clip_sample=True,
+        num_train_timesteps=1000,
+        beta_start=1e-4,
+        beta_end=0.02,
+        beta_schedule="linear",
+        prediction_type="epsilon",
+        clip_sample=True,
     )
 
 
@@ -65,7 +89,8 @@ def timestep_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Sinusoidal embedding of integer timesteps t (B,) -> (B, dim)."""
     half = dim // 2
     freqs = torch.exp(
-        -math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32)
+        -math.log(10000.0)
+        * torch.arange(half, device=t.device, dtype=torch.float32)
         / half
     )
     args = t.float()[:, None] * freqs[None]  # (B, half)
@@ -114,7 +139,9 @@ class ClassConditionalMLP(ModelMixin, ConfigMixin):
     ) -> UNet2DOutput | tuple[torch.Tensor]:
         """Predict the noise in ``sample`` (B, C, H, W)."""
         if class_labels is None:
-            raise ValueError("class_labels should be provided for a class-conditional model")
+            raise ValueError(
+                "class_labels should be provided for a class-conditional model"
+            )
         b = sample.shape[0]
         t = torch.as_tensor(timestep, device=sample.device)
         if t.ndim == 0:
@@ -123,7 +150,10 @@ class ClassConditionalMLP(ModelMixin, ConfigMixin):
         emb_c = self.class_embedding(class_labels)  # (B, E)
         h = self.body(torch.cat([sample.reshape(b, -1), emb_t, emb_c], dim=1))
         eps = self.out(h).reshape(
-            b, self.config.out_channels, self.config.sample_size, self.config.sample_size
+            b,
+            self.config.out_channels,
+            self.config.sample_size,
+            self.config.sample_size,
         )
         return UNet2DOutput(sample=eps) if return_dict else (eps,)
 
@@ -135,8 +165,10 @@ def build_model(arch: str, dataset: str, num_classes: int = 10) -> nn.Module:
     if arch == "mlp":
         p = UNET_PRESETS[dataset]
         return ClassConditionalMLP(
-            sample_size=p["sample_size"], in_channels=p["in_channels"],
-            out_channels=p["out_channels"], num_class_embeds=num_classes + 1,
+            sample_size=p["sample_size"],
+            in_channels=p["in_channels"],
+            out_channels=p["out_channels"],
+            num_class_embeds=num_classes + 1,
         )
     raise ValueError(f"arch: got {arch!r}, expected 'unet' or 'mlp'")
 

@@ -60,7 +60,9 @@ def ddim_step(
     x0 = x0.clamp(-1.0, 1.0)
     eps = (x_t - alpha_t.sqrt() * x0) / (1 - alpha_t).sqrt()
     sigma = eta * ((1 - alpha_prev) / (1 - alpha_t) * (1 - alpha_t / alpha_prev)).sqrt()
-    x_prev = alpha_prev.sqrt() * x0 + (1 - alpha_prev - sigma**2).clamp(min=0).sqrt() * eps
+    x_prev = (
+        alpha_prev.sqrt() * x0 + (1 - alpha_prev - sigma**2).clamp(min=0).sqrt() * eps
+    )
     if eta > 0:
         assert noise is not None
         x_prev = x_prev + sigma * noise
@@ -132,7 +134,8 @@ class ClassConditionalDDPMPipeline(DiffusionPipeline):
         K = self.num_classes
         if labels.numel() and (labels.min() < 0 or labels.max() >= K):
             raise ValueError(
-                f"class_labels: got values in [{int(labels.min())}, {int(labels.max())}],"
+                f"class_labels: got values in "
+                f"[{int(labels.min())}, {int(labels.max())}],"
                 f" expected [0, {K - 1}]"
             )
         gen_device = generator.device if generator is not None else torch.device("cpu")
@@ -157,8 +160,14 @@ class ClassConditionalDDPMPipeline(DiffusionPipeline):
                 eps = guided_noise(self.unet, xb, tb, yb, K, guidance_scale)
                 # 2. DDIM update to the previous timestep (alpha-bar 1 after the last)
                 t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
-                a_prev = alphas[t_prev] if t_prev >= 0 else torch.ones((), device=device)
-                nz = step_noise[i, lo : lo + batch_size] if step_noise is not None else None
+                a_prev = (
+                    alphas[t_prev] if t_prev >= 0 else torch.ones((), device=device)
+                )
+                nz = (
+                    step_noise[i, lo : lo + batch_size]
+                    if step_noise is not None
+                    else None
+                )
                 xb = ddim_step(xb, eps.float(), alphas[t], a_prev, eta, nz)
             out.append(xb.clamp(-1.0, 1.0))
         images = torch.cat(out) if out else x
@@ -166,7 +175,9 @@ class ClassConditionalDDPMPipeline(DiffusionPipeline):
             arr = ((images + 1) / 2).permute(0, 2, 3, 1).cpu().numpy()
             images = self.numpy_to_pil(arr) if output_type == "pil" else arr
         elif output_type != "pt":
-            raise ValueError(f"output_type: got {output_type!r}, expected pt, np or pil")
+            raise ValueError(
+                f"output_type: got {output_type!r}, expected pt, np or pil"
+            )
         if not return_dict:
             return (images,)
         return ImagePipelineOutput(images=images)

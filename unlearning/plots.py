@@ -29,14 +29,19 @@ def save_class_grid(
     k = pipe.num_classes
     labels = torch.arange(k).repeat_interleave(per_class)
     gen = make_generator(seed, "grid", device=pipe.unet.device)
-    images = pipe(labels, generator=gen, num_inference_steps=num_inference_steps,
-                  guidance_scale=guidance_scale).images
+    images = pipe(
+        labels,
+        generator=gen,
+        num_inference_steps=num_inference_steps,
+        guidance_scale=guidance_scale,
+    ).images
     images = ((images.cpu() + 1) / 2).clamp(0, 1)  # (N, C, H, W)
     fig, axes = plt.subplots(k, per_class, figsize=(per_class * 0.6, k * 0.6))
     for i, ax in enumerate(axes.flat):
         img = images[i].permute(1, 2, 0).numpy()
-        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray",
-                  vmin=0, vmax=1)
+        ax.imshow(
+            img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1
+        )
         ax.set_xticks([])
         ax.set_yticks([])
         if i % per_class == 0:

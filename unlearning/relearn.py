@@ -1,5 +1,7 @@
-"""DiMRA, the relearning attack (dimum.md section 2): plain conditional fine-tuning of the
-unlearned model on the attacker's data, which never contains the forgotten class.
+"""DiMRA, the relearning attack (dimum.md section 2).
+
+Plain conditional fine-tuning of the unlearned model on the attacker's data, which
+never contains the forgotten class.
 
 theta_0 = theta_u;  minimise E || eps - eps_theta(x_t, t, c) ||^2 over (x0, c) ~ D_att,
 D_att = D_r or D_au. The attack itself does not use the forgotten class; only the
@@ -42,8 +44,11 @@ class RelearnCurve:
 
     def as_dict(self) -> dict[str, list]:
         """JSON-ready form (losses left out)."""
-        return {"steps": self.steps, "forget_rate": self.forget_rate,
-                "p_forget": self.p_forget}
+        return {
+            "steps": self.steps,
+            "forget_rate": self.forget_rate,
+            "p_forget": self.p_forget,
+        }
 
 
 def run_relearning_attack(
@@ -86,15 +91,27 @@ def run_relearning_attack(
             curve.add(step, probe(pipe))
 
     logger.info(
-        "DiMRA on %s: %d images, %d steps x batch %d, lr %g", config.attack_data,
-        len(attack_data), config.steps, config.batch_size, config.lr,
+        "DiMRA on %s: %d images, %d steps x batch %d, lr %g",
+        config.attack_data,
+        len(attack_data),
+        config.steps,
+        config.batch_size,
+        config.lr,
     )
     curve.losses = fit_denoiser(
-        pipe.unet, pipe.scheduler, attack_data, steps=config.steps, lr=config.lr,
-        batch_size=config.batch_size, grad_clip=config.grad_clip,
-        label_dropout=config.label_dropout, seed=config.seed,
-        stream=f"dimra-{config.attack_data}", progress=config.progress,
-        desc=f"DiMRA {config.attack_data}", callback=measure,
+        pipe.unet,
+        pipe.scheduler,
+        attack_data,
+        steps=config.steps,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        grad_clip=config.grad_clip,
+        label_dropout=config.label_dropout,
+        seed=config.seed,
+        stream=f"dimra-{config.attack_data}",
+        progress=config.progress,
+        desc=f"DiMRA {config.attack_data}",
+        callback=measure,
         callback_every=config.eval_every,
     )
     if probe is not None:

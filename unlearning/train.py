@@ -1,7 +1,7 @@
-"""Denoiser fitting: pre-training, the retrain control and the fine-tuning loop DiMRA uses.
+"""Denoiser fitting: pre-training, the retrain control and the loop DiMRA uses.
 
-``fit_denoiser`` minimises the plain conditional denoising loss with label dropout, as in
-the baselines' pre-training (Adam, gradient clip 1.0, label dropout 0.1 for CFG).
+``fit_denoiser`` minimises the plain conditional denoising loss with label dropout, as
+in the baselines' pre-training (Adam, gradient clip 1.0, label dropout 0.1 for CFG).
 """
 
 from __future__ import annotations
@@ -16,7 +16,12 @@ from trainkit import EMA, make_generator, progress_bar, select_device
 from unlearning.config import PretrainConfig
 from unlearning.data import ImageData, assert_no_class, sample_batch, to_device
 from unlearning.losses import denoising_loss, diffusion_inputs
-from unlearning.model import build_model, build_scheduler, image_shape_of, num_classes_of
+from unlearning.model import (
+    build_model,
+    build_scheduler,
+    image_shape_of,
+    num_classes_of,
+)
 from unlearning.pipeline import ClassConditionalDDPMPipeline
 
 logger = logging.getLogger(__name__)
@@ -62,8 +67,13 @@ def fit_denoiser(
         model: noise predictor, already on its device.
         scheduler: the ``DDPMScheduler`` (for add_noise).
         data: the training images (moved to the model's device here).
-        steps, lr, batch_size, grad_clip, label_dropout: the optimisation budget.
-        seed, stream: seed the batch/noise generator with (seed, stream).
+        steps: optimizer steps.
+        lr: Adam learning rate.
+        batch_size: images per step.
+        grad_clip: global gradient-norm clip.
+        label_dropout: probability of the null label (CFG).
+        seed: seed of the batch/noise generator.
+        stream: key mixed into that seed (so streams differ).
         ema_decay: if > 0 the EMA weights are copied into ``model`` at the end.
         progress: show a tqdm bar.
         desc: bar label.
@@ -84,7 +94,12 @@ def fit_denoiser(
     for step in bar:
         x0, y = sample_batch(data, batch_size, gen)
         x_t, t, eps, y = diffusion_inputs(
-            x0, y, scheduler, label_dropout=label_dropout, null_label=null, generator=gen
+            x0,
+            y,
+            scheduler,
+            label_dropout=label_dropout,
+            null_label=null,
+            generator=gen,
         )
         loss = denoising_loss(model, x_t, t, eps, y)
         opt.zero_grad(set_to_none=True)
@@ -115,28 +130,59 @@ def pretrain(
     scheduler = build_scheduler()
     logger.info(
         "pretrain: %s %s, %d params, %d images, %d steps x batch %d, lr %g, device %s",
-        config.dataset, config.arch, sum(p.numel() for p in model.parameters()),
-        len(train), config.steps, config.batch_size, config.lr, setup.device,
+        config.dataset,
+        config.arch,
+        sum(p.numel() for p in model.parameters()),
+        len(train),
+        config.steps,
+        config.batch_size,
+        config.lr,
+        setup.device,
     )
     fit_denoiser(
-        model, scheduler, train, steps=config.steps, lr=config.lr,
-        batch_size=config.batch_size, grad_clip=config.grad_clip,
-        label_dropout=config.label_dropout, seed=config.seed, stream="pretrain",
-        ema_decay=config.ema_decay, progress=config.progress, desc="pretrain",
+        model,
+        scheduler,
+        train,
+        steps=config.steps,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        grad_clip=config.grad_clip,
+        label_dropout=config.label_dropout,
+        seed=config.seed,
+        stream="pretrain",
+        ema_decay=config.ema_decay,
+        progress=config.progress,
+        desc="pretrain",
     )
     return ClassConditionalDDPMPipeline(unet=model, scheduler=scheduler)
 
 
 def retrain_from_scratch(
-    like: nn.Module, scheduler, retain: ImageData, forget_class: int, *, steps: int,
-    lr: float, batch_size: int, seed: int, progress: bool = True,
+    like: nn.Module,
+    scheduler,
+    retain: ImageData,
+    forget_class: int,
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    progress: bool = True,
 ) -> nn.Module:
     """The retrain control: same architecture, fresh init, trained on D_r only."""
     assert_no_class(retain, forget_class, "retrain data")
     torch.manual_seed(seed)
     model = type(like).from_config(like.config).to(next(like.parameters()).device)
     fit_denoiser(
-        model, scheduler, retain, steps=steps, lr=lr, batch_size=batch_size,
-        seed=seed, stream="retrain", progress=progress, desc="retrain",
+        model,
+        scheduler,
+        retain,
+        steps=steps,
+        lr=lr,
+        batch_size=batch_size,
+        seed=seed,
+        stream="retrain",
+        progress=progress,
+        desc="retrain",
     )
     return model

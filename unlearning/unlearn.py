@@ -1,13 +1,14 @@
-"""Fine-tuning-based unlearning behind one interface: ``unlearn(pipeline, D_f, D_r, cfg)``.
+"""Fine-tuning-based unlearning behind one interface: ``unlearn(pipe, D_f, D_r, cfg)``.
 
 Methods (losses in :mod:`unlearning.losses`, defaults in dimum.md section 4):
 
 * ``swap_label``  SalUn-RL without mask: || eps(x_t|c_f) - sg eps(x_t|c') ||^2 + L_r
 * ``salun``       the same, only top-``mask_ratio`` saliency weights move, retain weight
                   alpha (SalUn README: 1e-3)
-* ``erasediff``   first-order bi-level (BOME): K inner steps on the forget objective give
-                  f(theta^K); outer loss L_r + lambda (f(theta) - f(theta^K))
-* ``sa``          Selective Amnesia: L(uniform noise | c_f) + gamma L(replay) + lambda EWC
+* ``erasediff``   first-order bi-level (BOME): K inner steps on the forget objective
+                  give f(theta^K); outer loss L_r + lambda (f(theta) - f(theta^K))
+* ``sa``          Selective Amnesia: L(uniform noise | c_f) + gamma L(replay)
+                  + lambda EWC
 * ``ga``          gradient ascent -L(D_f) + L_r, stopped once L(D_f) > ga_stop_loss
 * ``finetune``    L_r only
 * ``retrain``     control: fresh model trained on D_r only
@@ -60,8 +61,10 @@ class UnlearnLog:
 
 
 def copy_pipeline(pipe: ClassConditionalDDPMPipeline) -> ClassConditionalDDPMPipeline:
-    """Deep copy of the model, shared scheduler (the input pipeline is never mutated)."""
-    new = ClassConditionalDDPMPipeline(unet=copy.deepcopy(pipe.unet), scheduler=pipe.scheduler)
+    """Deep copy of the model, shared scheduler (the input is never mutated)."""
+    new = ClassConditionalDDPMPipeline(
+        unet=copy.deepcopy(pipe.unet), scheduler=pipe.scheduler
+    )
     new.set_progress_bar_config(disable=True)
     return new
 
@@ -101,7 +104,9 @@ class _Objective(abc.ABC):
         )
 
     def retain_loss(self) -> torch.Tensor:
-        return denoising_loss(self.model, *self.inputs(self.retain, self.cfg.label_dropout))
+        return denoising_loss(
+            self.model, *self.inputs(self.retain, self.cfg.label_dropout)
+        )
 
     def forget_labels(self) -> torch.Tensor:
         return torch.full(
@@ -119,21 +124,26 @@ class _Objective(abc.ABC):
         """Return this step's scalar loss and a dict of numbers for logging."""
 
     def should_stop(self, info: dict) -> bool:
+        """Whether the loop should stop after this step (``info`` from ``loss``)."""
         return False
 
 
 class SwapLabel(_Objective):
-    def loss(self, step):
+    """SalUn-RL without mask: swap-label forget term + retain_weight * L_r."""
+
+    def loss(self, step):  # noqa: D102 - see _Objective.loss
         return self.swap_loss() + self.cfg.retain_weight * self.retain_loss(), {}
 
 
 class SalUn(_Objective):
-    def __init__(self, *args) -> None:
+    """SalUn: swap-label term + alpha * L_r, gradients masked by saliency."""
+
+    def __init__(self, *args) -> None:  # noqa: D107
         super().__init__(*args)
         self.mask = self.saliency_mask()
 
     def saliency_mask(self) -> list[torch.Tensor]:
-        """m = 1 where |grad of the CFG forget loss at theta_o| is in the top ratio."""
+        """M = 1 where |grad of the CFG forget loss at theta_o| is in the top ratio."""
         params = list(self.model.parameters())
         grads = [torch.zeros_like(p) for p in params]
         for _ in range(self.cfg.mask_batches):
@@ -148,12 +158,14 @@ class SalUn(_Objective):
         threshold = torch.topk(flat, k, sorted=True).values[-1]
         return [(g >= threshold).float() for g in grads]
 
-    def loss(self, step):
+    def loss(self, step):  # noqa: D102 - see _Objective.loss
         return self.swap_loss() + self.cfg.salun_alpha * self.retain_loss(), {}
 
 
 class EraseDiff(_Objective):
-    def loss(self, step):
+    """EraseDiff, first-order bi-level as in its released code (RL forget term)."""
+
+    def loss(self, step):  # noqa: D102 - see _Objective.loss
         params = list(self.model.parameters())
         theta_i = [p.detach().clone() for p in params]
         # 1. K inner steps on the forget objective give f(theta_i^K) (BOME line 1)
@@ -185,7 +197,9 @@ class EraseDiff(_Objective):
 
 
 class SelectiveAmnesia(_Objective):
-    def __init__(self, *args) -> None:
+    """Selective Amnesia: noise surrogate for c_f, generative replay, EWC anchor."""
+
+    def __init__(self, *args) -> None:  # noqa: D107
         super().__init__(*args)
         self.theta_o = [p.detach().clone() for p in self.model.parameters()]
         self.replay = self.replay_set()
@@ -201,7 +215,9 @@ class SelectiveAmnesia(_Objective):
         labels = torch.tensor(classes).repeat_interleave(self.cfg.sa_samples_per_class)
         gen = make_generator(self.cfg.seed, "sa-replay", device=self.gen.device)
         images = self.pipe(
-            labels, generator=gen, num_inference_steps=self.cfg.sample_steps,
+            labels,
+            generator=gen,
+            num_inference_steps=self.cfg.sample_steps,
             guidance_scale=self.cfg.guidance_scale,
         ).images
         self.model.train()
@@ -221,7 +237,11 @@ class SelectiveAmnesia(_Objective):
             x0 = replay.images[i : i + 1].expand(n_t, -1, -1, -1)
             y = replay.labels[i : i + 1].expand(n_t)
             x_t, t, eps, y = diffusion_inputs(
-                x0, y, self.sched, label_dropout=0.0, null_label=self.K,
+                x0,
+                y,
+                self.sched,
+                label_dropout=0.0,
+                null_label=self.K,
                 generator=self.gen,
             )
             loss = (eps - self.model(x_t, t, class_labels=y).sample).pow(2).mean(
@@ -231,14 +251,23 @@ class SelectiveAmnesia(_Objective):
                 f += g.pow(2) / len(replay)
         return fisher
 
-    def loss(self, step):
+    def loss(self, step):  # noqa: D102 - see _Objective.loss
         # 1. forget label -> surrogate q = uniform noise in [-1, 1]
-        x0 = torch.rand(
-            (self.cfg.batch_size, *self.forget.image_shape), generator=self.gen,
-            device=self.gen.device,
-        ) * 2 - 1
+        x0 = (
+            torch.rand(
+                (self.cfg.batch_size, *self.forget.image_shape),
+                generator=self.gen,
+                device=self.gen.device,
+            )
+            * 2
+            - 1
+        )
         x_t, t, eps, y = diffusion_inputs(
-            x0, self.forget_labels(), self.sched, label_dropout=0.0, null_label=self.K,
+            x0,
+            self.forget_labels(),
+            self.sched,
+            label_dropout=0.0,
+            null_label=self.K,
             generator=self.gen,
         )
         loss_f = denoising_loss(self.model, x_t, t, eps, y)
@@ -251,22 +280,28 @@ class SelectiveAmnesia(_Objective):
 
 
 class GradientAscent(_Objective):
-    def loss(self, step):
+    """-L(D_f) + retain_weight * L_r with a loss-threshold early stop."""
+
+    def loss(self, step):  # noqa: D102 - see _Objective.loss
         loss_f = denoising_loss(self.model, *self.inputs(self.forget, 0.0))
         total = -loss_f + self.cfg.retain_weight * self.retain_loss()
         return total, {"forget_loss": loss_f.item()}
 
-    def should_stop(self, info):
+    def should_stop(self, info):  # noqa: D102
         return info["forget_loss"] > self.cfg.ga_stop_loss
 
 
 class FineTune(_Objective):
-    def loss(self, step):
+    """Fine-tune on D_r only (catastrophic forgetting baseline)."""
+
+    def loss(self, step):  # noqa: D102 - see _Objective.loss
         return self.retain_loss(), {}
 
 
 class DiMUM(_Objective):
-    def __init__(self, *args) -> None:
+    """DiMUM: L_r + lambda * L_mem, L_mem = L_simple(D_alt under label c_f)."""
+
+    def __init__(self, *args) -> None:  # noqa: D107
         super().__init__(*args)
         cfg = self.cfg
         self.alt_class = (
@@ -284,7 +319,9 @@ class DiMUM(_Objective):
             labels = torch.full((cfg.dimum_alt_size,), a, dtype=torch.long)
             gen = make_generator(cfg.seed, "dimum-alt", device=self.gen.device)
             images = self.pipe(
-                labels, generator=gen, num_inference_steps=cfg.sample_steps,
+                labels,
+                generator=gen,
+                num_inference_steps=cfg.sample_steps,
                 guidance_scale=cfg.guidance_scale,
             ).images.to(self.gen.device)
             self.model.train()
@@ -300,13 +337,14 @@ class DiMUM(_Objective):
         labels = torch.full((len(images),), cfg.forget_class, device=images.device)
         return ImageData(images, labels)
 
-    def loss(self, step):
+    def loss(self, step):  # noqa: D102 - see _Objective.loss
         # One forward pass over [retain batch ; alternative batch].
         x_r, t_r, e_r, y_r = self.inputs(self.retain, self.cfg.label_dropout)
         x_a, t_a, e_a, y_a = self.inputs(self.alt, 0.0)
         b = x_r.shape[0]
         pred = self.model(
-            torch.cat([x_r, x_a]), torch.cat([t_r, t_a]),
+            torch.cat([x_r, x_a]),
+            torch.cat([t_r, t_a]),
             class_labels=torch.cat([y_r, y_a]),
         ).sample
         sq = (torch.cat([e_r, e_a]) - pred).pow(2)
@@ -342,14 +380,25 @@ def unlearn_with_log(
     forget, retain = to_device(forget, setup.device), to_device(retain, setup.device)
     logger.info(
         "unlearn: method %s, forget class %d, |D_f|=%d, |D_r|=%d, %d steps x batch %d,"
-        " lr %g", config.method, config.forget_class, len(forget), len(retain),
-        config.steps, config.batch_size, config.lr,
+        " lr %g",
+        config.method,
+        config.forget_class,
+        len(forget),
+        len(retain),
+        config.steps,
+        config.batch_size,
+        config.lr,
     )
     if config.method == "retrain":
         pipe.unet = retrain_from_scratch(
-            pipe.unet, pipe.scheduler, retain, config.forget_class,
-            steps=config.retrain_steps, lr=config.retrain_lr,
-            batch_size=config.retrain_batch_size, seed=config.seed,
+            pipe.unet,
+            pipe.scheduler,
+            retain,
+            config.forget_class,
+            steps=config.retrain_steps,
+            lr=config.retrain_lr,
+            batch_size=config.retrain_batch_size,
+            seed=config.seed,
             progress=config.progress,
         )
         pipe.register_modules(unet=pipe.unet)
@@ -361,7 +410,8 @@ def unlearn_with_log(
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     bar = progress_bar(
-        range(1, config.steps + 1), desc=f"unlearn {config.method}",
+        range(1, config.steps + 1),
+        desc=f"unlearn {config.method}",
         disable=not config.progress,
     )
     for step in bar:
@@ -380,7 +430,9 @@ def unlearn_with_log(
             bar.set_postfix(loss=f"{loss.item():.4f}")
         if objective.should_stop(info):
             log.stopped_early = True
-            logger.info("unlearn %s: early stop at step %d (%s)", config.method, step, info)
+            logger.info(
+                "unlearn %s: early stop at step %d (%s)", config.method, step, info
+            )
             break
     if objective.mask is not None:
         # Adam's update can move a masked weight only through zero gradients; make the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 import torch
@@ -50,9 +51,13 @@ def test_save_load_round_trip_gives_identical_samples(which, request, tmp_path):
     loaded = load_pipeline(tmp_path / "m")
     # Assert
     assert torch.equal(before, _sample(loaded))
-    for f in ("model_index.json", "unet/config.json",
-              "unet/diffusion_pytorch_model.safetensors",
-              "scheduler/scheduler_config.json", META_FILE):
+    for f in (
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "scheduler/scheduler_config.json",
+        META_FILE,
+    ):
         assert (tmp_path / "m" / f).exists(), f
     meta = json.loads((tmp_path / "m" / META_FILE).read_text())
     assert meta["method"] == "pretrain" and "git_commit" in meta
@@ -78,10 +83,15 @@ def test_pipeline_equals_handwritten_diffusers_ddim_loop(tiny_unet):
     # Reference: DDIMScheduler with clip_sample and use_clipped_model_output (clip x0,
     # re-derive eps), CFG (1 + w) eps_c - w eps_null done by hand.
     w, steps, labels = 2.0, 5, torch.tensor([2, 5])
-    ours = tiny_unet(labels, generator=torch.Generator().manual_seed(3),
-                     num_inference_steps=steps, guidance_scale=w).images
-    ddim = DDIMScheduler.from_config(tiny_unet.scheduler.config, clip_sample=True,
-                                     set_alpha_to_one=True)
+    ours = tiny_unet(
+        labels,
+        generator=torch.Generator().manual_seed(3),
+        num_inference_steps=steps,
+        guidance_scale=w,
+    ).images
+    ddim = DDIMScheduler.from_config(
+        tiny_unet.scheduler.config, clip_sample=True, set_alpha_to_one=True
+    )
     ddim.set_timesteps(steps)
     x = torch.randn((2, 1, 8, 8), generator=torch.Generator().manual_seed(3))
     null = torch.full_like(labels, 10)
@@ -110,10 +120,20 @@ def test_each_method_runs_and_changes_the_model(method, forget_retain):
     forget, retain = forget_retain
     pipe = tiny_mlp_pipeline()
     before = _params(pipe)
-    cfg = UnlearnConfig(method=method, steps=3, batch_size=16, progress=False,
-                        device="cpu", retrain_steps=3, retrain_batch_size=16,
-                        sa_samples_per_class=2, sa_fisher_timesteps=4, sample_steps=2,
-                        dimum_alt_size=8, ga_stop_loss=1e9)
+    cfg = UnlearnConfig(
+        method=method,
+        steps=3,
+        batch_size=16,
+        progress=False,
+        device="cpu",
+        retrain_steps=3,
+        retrain_batch_size=16,
+        sa_samples_per_class=2,
+        sa_fisher_timesteps=4,
+        sample_steps=2,
+        dimum_alt_size=8,
+        ga_stop_loss=1e9,
+    )
     # Execute
     out, log = unlearn_with_log(pipe, forget, retain, cfg)
     # Assert: a new model that differs; the input pipeline is untouched
@@ -125,11 +145,19 @@ def test_each_method_runs_and_changes_the_model(method, forget_retain):
 def test_salun_moves_only_the_masked_half(forget_retain):
     forget, retain = forget_retain
     pipe = tiny_mlp_pipeline()
-    cfg = UnlearnConfig(method="salun", steps=3, batch_size=16, progress=False,
-                        device="cpu", mask_ratio=0.5)
+    cfg = UnlearnConfig(
+        method="salun",
+        steps=3,
+        batch_size=16,
+        progress=False,
+        device="cpu",
+        mask_ratio=0.5,
+    )
     out = unlearn(pipe, forget, retain, cfg)
-    moved = sum(int((a != b).sum()) for a, b in
-                zip(pipe.unet.parameters(), out.unet.parameters()))
+    moved = sum(
+        int((a != b).sum())
+        for a, b in zip(pipe.unet.parameters(), out.unet.parameters())
+    )
     total = sum(p.numel() for p in pipe.unet.parameters())
     assert 0.3 * total < moved <= 0.5 * total + 1
 
@@ -140,8 +168,13 @@ def test_dimum_alternative_data_is_another_class_under_the_forget_label(forget_r
     forget, retain = forget_retain
     pipe = tiny_mlp_pipeline()
     for alt, n in (("real", int((retain.labels == 1).sum())), ("fixed", 8)):
-        cfg = UnlearnConfig(method="dimum", dimum_alt=alt, dimum_alt_size=8,
-                            progress=False, device="cpu")
+        cfg = UnlearnConfig(
+            method="dimum",
+            dimum_alt=alt,
+            dimum_alt_size=8,
+            progress=False,
+            device="cpu",
+        )
         obj = DiMUM(pipe, forget, retain, cfg, torch.Generator().manual_seed(0))
         assert len(obj.alt) == n
         assert set(obj.alt.labels.tolist()) == {0}  # taught under c_f
@@ -152,8 +185,14 @@ def test_dimum_alternative_data_is_another_class_under_the_forget_label(forget_r
 
 def test_gradient_ascent_stops_early_on_its_loss_threshold(forget_retain):
     forget, retain = forget_retain
-    cfg = UnlearnConfig(method="ga", steps=50, batch_size=16, progress=False,
-                        device="cpu", ga_stop_loss=0.0)
+    cfg = UnlearnConfig(
+        method="ga",
+        steps=50,
+        batch_size=16,
+        progress=False,
+        device="cpu",
+        ga_stop_loss=0.0,
+    )
     _, log = unlearn_with_log(tiny_mlp_pipeline(), forget, retain, cfg)
     assert log.stopped_early and log.steps_run == 1
 
@@ -187,8 +226,9 @@ def test_dimra_returns_a_curve_and_changes_a_copy(tiny_mlp, forget_retain):
         calls.append(1)
         return {"forget_rate": 0.5, "p_forget": 0.25}
 
-    cfg = RelearnConfig(steps=4, batch_size=8, eval_every=2, progress=False,
-                        device="cpu")
+    cfg = RelearnConfig(
+        steps=4, batch_size=8, eval_every=2, progress=False, device="cpu"
+    )
     attacked, curve = run_relearning_attack(tiny_mlp, retain, 0, cfg, probe)
     assert curve.steps == [0, 2, 4] and len(calls) == 3
     assert len(curve.losses) == 4
@@ -250,8 +290,17 @@ def test_cli_reports_bad_input_with_exit_code_2(tmp_path, capsys):
     assert exc.value.code == 2
     assert "steps: got 0, expected an integer >= 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        main(["unlearn", "--model", str(tmp_path), "--out", str(tmp_path),
-              "--method", "nope"])
+        main(
+            [
+                "unlearn",
+                "--model",
+                str(tmp_path),
+                "--out",
+                str(tmp_path),
+                "--method",
+                "nope",
+            ]
+        )
     assert "method: got 'nope'" in capsys.readouterr().err
 
 
@@ -304,10 +353,13 @@ def test_mnist_loader_works_with_only_the_test_split(tmp_path):
     labels = np.arange(n, dtype=np.uint8) % 10
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for name, arr in (("t10k-images-idx3-ubyte.gz", imgs),
-                      ("t10k-labels-idx1-ubyte.gz", labels)):
+    for name, arr in (
+        ("t10k-images-idx3-ubyte.gz", imgs),
+        ("t10k-labels-idx1-ubyte.gz", labels),
+    ):
         head = bytes([0, 0, 8, arr.ndim]) + b"".join(
-            d.to_bytes(4, "big") for d in arr.shape)
+            d.to_bytes(4, "big") for d in arr.shape
+        )
         with gzip.open(raw / name, "wb") as fh:
             fh.write(head + arr.tobytes())
     data = load_dataset("mnist", str(tmp_path))
@@ -316,3 +368,132 @@ def test_mnist_loader_works_with_only_the_test_split(tmp_path):
     assert data.train.images.min() >= -1 and data.train.images.max() <= 1
     with pytest.raises(FileNotFoundError, match="t10k-images"):
         load_dataset("mnist", str(tmp_path / "nowhere"))
+
+
+# ---------------------------------------------------------------- slow end-to-end
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_writes_models_grids_and_curves(tmp_path):
+    from unlearning.__main__ import main
+
+    base, unl, att = tmp_path / "base", tmp_path / "unl", tmp_path / "att"
+    common = ["--progress", "false", "--device", "cpu"]
+    assert (
+        main(
+            ["pretrain", "--out", str(base), "--arch", "mlp", "--steps", "20", *common]
+        )
+        == 0
+    )
+    assert (base / "model" / "model_index.json").exists()
+    assert (base / "judge.pt").exists() and (base / "samples.png").exists()
+    assert (
+        main(
+            [
+                "unlearn",
+                "--model",
+                str(base / "model"),
+                "--out",
+                str(unl),
+                "--method",
+                "dimum",
+                "--steps",
+                "2",
+                "--forget-class",
+                "3",
+                *common,
+            ]
+        )
+        == 0
+    )
+    meta = json.loads((unl / "model" / META_FILE).read_text())
+    assert meta["method"] == "dimum" and meta["forgotten_classes"] == [3]
+    assert (unl / "samples_after.png").exists()
+    assert (unl / "parameter_change.json").exists()
+    assert (
+        main(
+            [
+                "relearn",
+                "--model",
+                str(unl / "model"),
+                "--out",
+                str(att),
+                "--judge",
+                str(base / "judge.pt"),
+                "--steps",
+                "4",
+                "--eval-every",
+                "2",
+                "--eval-samples",
+                "8",
+                "--attack-data",
+                "aux",
+                *common,
+            ]
+        )
+        == 0
+    )
+    curve = json.loads((att / "curve.json").read_text())
+    assert curve["steps"] == [0, 2, 4]
+    assert (att / "curve.png").exists() and (att / "samples_attacked.png").exists()
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                str(att / "model"),
+                "--judge",
+                str(base / "judge.pt"),
+                "--forget-samples",
+                "10",
+                "--retain-samples-per-class",
+                "3",
+                "--num-inference-steps",
+                "5",
+                "--reference-model",
+                str(base / "model"),
+                "--out",
+                str(att),
+            ]
+        )
+        == 0
+    )
+    metrics = json.loads((att / "metrics.json").read_text())["metrics"]
+    assert 0.0 <= metrics["forget_rate"] <= 1.0
+    assert metrics["parameter_change"]["total"] > 0
+
+
+@pytest.mark.slow
+def test_pilot_direction_swap_label_relearns_and_dimum_does_not(digits, forget_retain):
+    """dimum.md section 9.3 at reduced scale (one seed, MLP, about 2-3 min on CPU)."""
+    from unlearning import pretrain, train_judge
+    from unlearning.evaluate import forget_metrics
+
+    forget, retain = forget_retain
+    judge, _ = train_judge("digits", digits.train, digits.holdout)
+    base = pretrain(
+        digits.train,
+        PretrainConfig(arch="mlp", steps=2000, progress=False, device="cpu"),
+    )
+    base.set_progress_bar_config(disable=True)
+    ev = EvalConfig(forget_samples=100)
+    assert forget_metrics(base, judge, 0, 100, ev)["forget_rate"] > 0.9
+    rates = {}
+    for method in ("swap_label", "dimum"):
+        u = unlearn(
+            base,
+            forget,
+            retain,
+            UnlearnConfig(method=method, progress=False, device="cpu"),
+        )
+        after = forget_metrics(u, judge, 0, 100, ev)["forget_rate"]
+        attacked, _ = run_relearning_attack(
+            u, retain, 0, RelearnConfig(progress=False, device="cpu")
+        )
+        rates[method] = (
+            after,
+            forget_metrics(attacked, judge, 0, 100, ev)["forget_rate"],
+        )
+    assert rates["swap_label"][0] < 0.2 and rates["dimum"][0] < 0.05
+    assert rates["swap_label"][1] > rates["swap_label"][0] + 0.3
+    assert rates["dimum"][1] < 0.1

@@ -1,0 +1,203 @@
+"""GPU check: short pretrain + unlearn + DiMRA with the diffusers UNet, under 8 minutes.
+
+    python simulations/gpu_unlearning.py --dataset mnist --data-root <MNIST IDX folder>
+    python simulations/gpu_unlearning.py --dataset cifar10 --data-root <cifar folder>
+    python simulations/gpu_unlearning.py             # digits 8x8 (no files needed)
+
+Reports throughput (steps/s) of pre-training, unlearning and the attack, and the forget
+rate after unlearning and after DiMRA on D_r and D_au for swap-label, SalUn and DiMUM.
+Exits cleanly with a message (status 0) when no CUDA device is present. Not run in the
+session that wrote it (no GPU was lent); expect to tune --pretrain-steps on first use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from trainkit import atomic_write_json, git_commit, select_device
+from unlearning import (
+    EvalConfig,
+    PretrainConfig,
+    RelearnConfig,
+    UnlearnConfig,
+    auxiliary_set,
+    evaluate_pipeline,
+    load_dataset,
+    pretrain,
+    run_relearning_attack,
+    split_forget_retain,
+    train_judge,
+    unlearn_with_log,
+)
+from unlearning.evaluate import forget_metrics
+from unlearning.plots import save_class_grid, save_curves
+
+# Pretrain steps meant to fit the 8-minute budget (estimates, not measured).
+DEFAULT_STEPS = {
+    "digits": 4000,
+    "mnist": 4000,
+    "cifar10": 6000,
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument(
+        "--dataset", default="digits", choices=["digits", "mnist", "cifar10"]
+    )
+    p.add_argument("--data-root", default=None, help="MNIST IDX / CIFAR-10 folder")
+    p.add_argument("--download", action="store_true", help="allow CIFAR-10 download")
+    p.add_argument(
+        "--pretrain-steps", type=int, default=None, help="default per dataset"
+    )
+    p.add_argument("--batch", type=int, default=256, help="pretrain batch size")
+    p.add_argument("--unlearn-steps", type=int, default=600, help="unlearning steps")
+    p.add_argument("--attack-steps", type=int, default=1000, help="DiMRA steps")
+    p.add_argument(
+        "--attack-lr",
+        type=float,
+        default=None,
+        help="DiMRA lr; default the pre-training lr",
+    )
+    p.add_argument("--methods", nargs="+", default=["swap_label", "salun", "dimum"])
+    p.add_argument("--forget-class", type=int, default=0)
+    p.add_argument("--out", default="runs/gpu_unlearning", help="output folder")
+    args = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print(
+            "gpu_unlearning: no CUDA device found; nothing to do (this check needs a "
+            "GPU)."
+        )
+        return 0
+    setup = select_device("cuda")
+    t_all = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(args.dataset, args.data_root, download=args.download)
+    c_f = args.forget_class
+    forget, retain = split_forget_retain(data.train, c_f, data.num_classes)
+    aux = auxiliary_set(data.holdout, c_f)
+    reference = data.holdout.subset(data.holdout.labels != c_f)
+    report: dict = {
+        "device": torch.cuda.get_device_name(),
+        "commit": git_commit(),
+        "dataset": args.dataset,
+        "forget_class": c_f,
+    }
+
+    t0 = time.perf_counter()
+    judge, acc = train_judge(
+        args.dataset, data.train, data.holdout, device=setup.device, min_accuracy=0.0
+    )
+    report["judge"] = {"holdout_acc": acc, "s": time.perf_counter() - t0}
+    print(f"judge held-out accuracy {acc:.4f}", flush=True)
+
+    steps = args.pretrain_steps or DEFAULT_STEPS[args.dataset]
+    pcfg = PretrainConfig(
+        dataset=args.dataset,
+        arch="unet",
+        steps=steps,
+        batch_size=args.batch,
+        lr=2e-4 if args.dataset == "cifar10" else 1e-3,
+        device="cuda",
+        progress=False,
+    )
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    base = pretrain(data.train, pcfg, data.num_classes)
+    torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    base.set_progress_bar_config(disable=True)
+    n_params = sum(q.numel() for q in base.unet.parameters())
+    report["pretrain"] = {
+        "steps": steps,
+        "s": dt,
+        "steps_per_s": steps / dt,
+        "params": n_params,
+    }
+    print(
+        f"pretrain: {steps} steps in {dt:.0f} s = {steps / dt:.1f} steps/s "
+        f"({n_params / 1e6:.2f}M params)",
+        flush=True,
+    )
+    ev = EvalConfig(forget_samples=300, retain_samples_per_class=30)
+    report["base"] = evaluate_pipeline(base, judge, c_f, reference, ev)
+    save_class_grid(base, out / "base.png", title="pre-trained")
+    attack_lr = args.attack_lr or pcfg.lr
+
+    def probe(pipe):
+        return forget_metrics(pipe, judge, c_f, 100, ev, "curve")
+
+    curves = {}
+    for method in args.methods:
+        t0 = time.perf_counter()
+        u, log = unlearn_with_log(
+            base,
+            forget,
+            retain,
+            UnlearnConfig(
+                method=method,
+                forget_class=c_f,
+                steps=args.unlearn_steps,
+                device="cuda",
+                progress=False,
+            ),
+        )
+        torch.cuda.synchronize()
+        du = time.perf_counter() - t0
+        row = {
+            "unlearn_s": du,
+            "unlearn_steps_per_s": log.steps_run / du,
+            "after_unlearn": evaluate_pipeline(u, judge, c_f, reference, ev),
+        }
+        save_class_grid(u, out / f"{method}_after.png", title=f"{method}")
+        for name, d_att in (("retain", retain), ("aux", aux)):
+            t0 = time.perf_counter()
+            attacked, curve = run_relearning_attack(
+                u,
+                d_att,
+                c_f,
+                RelearnConfig(
+                    attack_data=name,
+                    steps=args.attack_steps,
+                    lr=attack_lr,
+                    device="cuda",
+                    progress=False,
+                    eval_every=250,
+                ),
+                probe,
+            )
+            torch.cuda.synchronize()
+            row[f"dimra_{name}_s"] = time.perf_counter() - t0
+            row[f"after_dimra_{name}"] = evaluate_pipeline(
+                attacked, judge, c_f, reference, ev
+            )
+            curves[f"{method} / {name}"] = (curve.steps, curve.forget_rate)
+        report[method] = row
+        print(
+            f"{method}: forget rate {row['after_unlearn']['forget_rate']:.3f} "
+            f"(retain acc {row['after_unlearn']['retain_acc']:.3f}) -> DiMRA D_r "
+            f"{row['after_dimra_retain']['forget_rate']:.3f}, D_au "
+            f"{row['after_dimra_aux']['forget_rate']:.3f}; unlearn "
+            f"{row['unlearn_steps_per_s']:.1f} steps/s",
+            flush=True,
+        )
+    save_curves(
+        curves, out / "curves.png", title=f"{args.dataset}, attack lr {attack_lr}"
+    )
+    report["total_s"] = time.perf_counter() - t_all
+    atomic_write_json(out / "report.json", report)
+    print(json.dumps({k: v for k, v in report.items() if k in ("device", "total_s")}))
+    if report["total_s"] > 480:
+        print("warning: exceeded the 8-minute budget; lower --pretrain-steps")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
