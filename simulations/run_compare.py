@@ -10,7 +10,6 @@ VertiGAN/VFLGAN FD ratio (the paper claims 3.2x on full MNIST).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -39,15 +38,27 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    cfg = VFLGANConfig(dataset=args.dataset, data_root=args.data_root, steps=args.steps,
-                       seed=args.seed, progress=False, threads=args.threads)
+    cfg = VFLGANConfig(
+        dataset=args.dataset,
+        data_root=args.data_root,
+        steps=args.steps,
+        seed=args.seed,
+        progress=False,
+        threads=args.threads,
+    )
     timer = StageTimer(log)
     ds, parties = prepare_dataset(cfg)
     with timer("evaluator (feature extractor training)"):
         ev = Evaluator(ds, parties, seed=args.seed)
     n = args.n_eval or len(parties[0].ids)
-    results = {"dataset": ds.name, "rows": len(parties[0].ids), "steps": args.steps,
-               "seed": args.seed, "commit": git_commit(), "models": {}}
+    results = {
+        "dataset": ds.name,
+        "rows": len(parties[0].ids),
+        "steps": args.steps,
+        "seed": args.seed,
+        "commit": git_commit(),
+        "models": {},
+    }
     out = Path(args.out)
     for kind in args.models.split(","):
         t0 = time.perf_counter()
@@ -58,18 +69,31 @@ def main() -> None:
         rep["train_seconds"] = train_s
         rep["ms_per_step"] = 1000 * train_s / max(args.steps, 1)
         results["models"][kind] = rep
-        log.info("%s: train %.0f s, FD %.4g, corr err %.4g", kind, train_s, rep["model"]["fd"],
-                 rep["model"]["cross_party_corr_error"])
+        log.info(
+            "%s: train %.0f s, FD %.4g, corr err %.4g",
+            kind,
+            train_s,
+            rep["model"]["fd"],
+            rep["model"]["cross_party_corr_error"],
+        )
         if ds.is_image:
             import numpy as np
+
             x = np.concatenate(model.sample_parts(100, seed=args.seed), axis=1)
-            image_grid_png((x.reshape(-1, *ds.image_shape) + 1) / 2,
-                           out / f"samples-{ds.name}-{kind}-{args.steps}.png",
-                           title=f"{kind}, {ds.name}, {args.steps} steps")
+            image_grid_png(
+                (x.reshape(-1, *ds.image_shape) + 1) / 2,
+                out / f"samples-{ds.name}-{kind}-{args.steps}.png",
+                title=f"{kind}, {ds.name}, {args.steps} steps",
+            )
     m = results["models"]
     if "vflgan" in m and "vertigan" in m:
-        results["fd_ratio_vertigan_over_vflgan"] = m["vertigan"]["model"]["fd"] / m["vflgan"]["model"]["fd"]
-        log.info("FD ratio VertiGAN / VFLGAN = %.3f", results["fd_ratio_vertigan_over_vflgan"])
+        results["fd_ratio_vertigan_over_vflgan"] = (
+            m["vertigan"]["model"]["fd"] / m["vflgan"]["model"]["fd"]
+        )
+        log.info(
+            "FD ratio VertiGAN / VFLGAN = %.3f",
+            results["fd_ratio_vertigan_over_vflgan"],
+        )
     stem = f"compare-{ds.name}-{args.steps}-seed{args.seed}"
     atomic_write_json(out / f"{stem}.json", results)
     atomic_write_text(out / f"{stem}.md", format_table(results))
@@ -77,22 +101,35 @@ def main() -> None:
 
 
 def format_table(results: dict) -> str:
-    lines = [f"{results['dataset']}, {results['rows']} rows, {results['steps']} steps, "
-             f"seed {results['seed']}", "",
-             "| model | FD | FD (control) | cross-party corr err | (control) | IS / TSTR | ms/step |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        f"{results['dataset']}, {results['rows']} rows, {results['steps']} steps, "
+        f"seed {results['seed']}",
+        "",
+        "| model | FD | FD (control) | cross-party corr err | (control) | IS / TSTR | ms/step |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for kind, r in results["models"].items():
         m, c = r["model"], r["control"]
         extra = m.get("inception_score", m.get("tstr_accuracy", float("nan")))
-        lines.append(f"| {kind} | {m['fd']:.4g} | {c['fd']:.4g} | {m['cross_party_corr_error']:.4f} | "
-                     f"{c['cross_party_corr_error']:.4f} | {extra:.3f} | {r['ms_per_step']:.1f} |")
+        lines.append(
+            f"| {kind} | {m['fd']:.4g} | {c['fd']:.4g} | {m['cross_party_corr_error']:.4f} | "
+            f"{c['cross_party_corr_error']:.4f} | {extra:.3f} | {r['ms_per_step']:.1f} |"
+        )
     if "fd_ratio_vertigan_over_vflgan" in results:
-        lines.append(f"\nFD ratio VertiGAN / VFLGAN: {results['fd_ratio_vertigan_over_vflgan']:.3f}")
+        lines.append(
+            f"\nFD ratio VertiGAN / VFLGAN: {results['fd_ratio_vertigan_over_vflgan']:.3f}"
+        )
     try:
         from vflgan_app.dependence import format_dependence_table
+
         for kind, r in results["models"].items():
             if "dependence" in r:
-                lines += ["", f"Cross-party dependence, {kind}:", "", format_dependence_table(r["dependence"])]
+                lines += [
+                    "",
+                    f"Cross-party dependence, {kind}:",
+                    "",
+                    format_dependence_table(r["dependence"]),
+                ]
     except ImportError:
         pass
     return "\n".join(lines) + "\n"

@@ -45,7 +45,9 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
-    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str))
+    return atomic_write_text(
+        path, json.dumps(obj, indent=2, sort_keys=True, default=str)
+    )
 
 
 def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:

@@ -31,7 +31,9 @@ class DeviceSetup:
         return self.device.type == "cuda"
 
 
-def select_device(preference: str = "auto", mixed_precision: bool = True) -> DeviceSetup:
+def select_device(
+    preference: str = "auto", mixed_precision: bool = True
+) -> DeviceSetup:
     """Choose the device and precision.
 
     Args:

@@ -54,22 +54,38 @@ def _adam(params) -> dict:
 class _Base:
     """Shared loop: batches, z and alpha from (seed, step), like VFLGAN."""
 
-    def __init__(self, parts: Sequence[np.ndarray], arch: Architecture, seed: int,
-                 n_critic: int, sampler: str) -> None:
+    def __init__(
+        self,
+        parts: Sequence[np.ndarray],
+        arch: Architecture,
+        seed: int,
+        n_critic: int,
+        sampler: str,
+    ) -> None:
         self.parts = [torch.as_tensor(p, dtype=torch.float32) for p in parts]
         self.widths = [p.shape[1] for p in self.parts]
-        self.arch, self.seed, self.n_critic, self.sampler = arch, seed, n_critic, sampler
+        self.arch, self.seed, self.n_critic, self.sampler = (
+            arch,
+            seed,
+            n_critic,
+            sampler,
+        )
         self.step = 0
 
     def fit(self, steps: int, progress: bool = False) -> None:
         """Train until ``self.step == steps``."""
-        for _ in progress_bar(range(self.step, steps), desc=type(self).__name__,
-                              disable=not progress):
+        for _ in progress_bar(
+            range(self.step, steps), desc=type(self).__name__, disable=not progress
+        ):
             self.train_step()
 
-    def _batch(self) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    def _batch(
+        self,
+    ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor, torch.Tensor]:
         t, a = self.step, self.arch
-        idx = batch_indices(self.seed, t, self.parts[0].shape[0], a.batch_size, self.sampler)
+        idx = batch_indices(
+            self.seed, t, self.parts[0].shape[0], a.batch_size, self.sampler
+        )
         real = [x[idx] for x in self.parts]
         z = shared_latent(self.seed, t, len(idx), a.latent_dim)
         return idx, real, z, gp_alpha(self.seed, t, len(idx))
@@ -87,18 +103,28 @@ class CentralizedWGANGP(_Base):
         arch: architecture preset (generator widths; critic = D_C widths then 1).
     """
 
-    def __init__(self, parts, spans: Sequence[Sequence[OutputSpan]], arch: Architecture,
-                 seed: int = 0, n_critic: int = 5, sampler: str = "shuffle") -> None:
+    def __init__(
+        self,
+        parts,
+        spans: Sequence[Sequence[OutputSpan]],
+        arch: Architecture,
+        seed: int = 0,
+        n_critic: int = 5,
+        sampler: str = "shuffle",
+    ) -> None:
         super().__init__(parts, arch, seed, n_critic, sampler)
         joint, offset = [], 0
         for sp, w in zip(spans, self.widths, strict=True):
             joint += [OutputSpan(s.kind, s.start + offset, s.end + offset) for s in sp]
             offset += w
         with seeded_init(seed, "init", "centralized"):
-            self.body = nn.Sequential(_backbone(arch), nn.Linear(arch.gen_hidden[-1], offset,
-                                                                 bias=arch.bias))
+            self.body = nn.Sequential(
+                _backbone(arch), nn.Linear(arch.gen_hidden[-1], offset, bias=arch.bias)
+            )
             self.head = OutputHead(joint, arch.tau)
-            self.critic = mlp([offset, *arch.critic_hidden, 1], arch.bias, last_activation=False)
+            self.critic = mlp(
+                [offset, *arch.critic_hidden, 1], arch.bias, last_activation=False
+            )
         self.opt_G = torch.optim.Adam(**_adam(self.body.parameters()), lr=arch.lr)
         self.opt_D = torch.optim.Adam(**_adam(self.critic.parameters()), lr=arch.lr)
 
@@ -113,8 +139,11 @@ class CentralizedWGANGP(_Base):
         with torch.no_grad():
             fake = self._generate(z, gumbel_generator(self.seed, -1, t, "critic"))
         x_hat = interpolate(x, fake, alpha)
-        loss = self.critic(fake).mean() - self.critic(x).mean() + self.arch.lambda_gp * (
-            gradient_norm_penalty(input_gradient(self.critic(x_hat), x_hat))
+        loss = (
+            self.critic(fake).mean()
+            - self.critic(x).mean()
+            + self.arch.lambda_gp
+            * (gradient_norm_penalty(input_gradient(self.critic(x_hat), x_hat)))
         )
         self.opt_D.zero_grad(set_to_none=True)
         loss.backward()
@@ -139,7 +168,9 @@ class CentralizedWGANGP(_Base):
         draws = len(self.widths) if independent else 1
         for k in range(draws):
             keys = ("sample", k) if independent else ("sample",)
-            z = torch.randn(n, self.arch.latent_dim, generator=make_generator(seed, *keys))
+            z = torch.randn(
+                n, self.arch.latent_dim, generator=make_generator(seed, *keys)
+            )
             blocks.append(self._generate(z, gen).numpy())
         self.body.train()
         out, offset = [], 0
@@ -158,8 +189,15 @@ class VertiGAN(_Base):
     the parties' generator gradients.
     """
 
-    def __init__(self, parts, spans: Sequence[Sequence[OutputSpan]], arch: Architecture,
-                 seed: int = 0, n_critic: int = 5, sampler: str = "shuffle") -> None:
+    def __init__(
+        self,
+        parts,
+        spans: Sequence[Sequence[OutputSpan]],
+        arch: Architecture,
+        seed: int = 0,
+        n_critic: int = 5,
+        sampler: str = "shuffle",
+    ) -> None:
         super().__init__(parts, arch, seed, n_critic, sampler)
         with seeded_init(seed, "init", "vertigan", "server"):
             self.backbone = _backbone(arch)
@@ -168,12 +206,18 @@ class VertiGAN(_Base):
             with seeded_init(seed, "init", "vertigan", k):
                 self.heads.append(nn.Linear(arch.gen_hidden[-1], w, bias=arch.bias))
                 self.out.append(OutputHead(sp, arch.tau))
-                self.critics.append(nn.Sequential(BottomCritic(arch, w), PrivateCritic(arch)))
+                self.critics.append(
+                    nn.Sequential(BottomCritic(arch, w), PrivateCritic(arch))
+                )
         gen_params = [*self.backbone.parameters(), *self.heads.parameters()]
         self.opt_G = torch.optim.Adam(**_adam(gen_params), lr=arch.lr)
-        self.opt_D = [torch.optim.Adam(**_adam(c.parameters()), lr=arch.lr) for c in self.critics]
+        self.opt_D = [
+            torch.optim.Adam(**_adam(c.parameters()), lr=arch.lr) for c in self.critics
+        ]
 
-    def _party_output(self, k: int, h: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def _party_output(
+        self, k: int, h: torch.Tensor, gen: torch.Generator
+    ) -> torch.Tensor:
         return self.out[k](self.heads[k](h), gen)
 
     def train_step(self) -> None:
@@ -182,12 +226,17 @@ class VertiGAN(_Base):
         _, real, z, alpha = self._batch()
         with torch.no_grad():
             h = self.backbone(z)
-            fakes = [self._party_output(k, h, gumbel_generator(self.seed, k, t, "critic"))
-                     for k in range(len(real))]
+            fakes = [
+                self._party_output(k, h, gumbel_generator(self.seed, k, t, "critic"))
+                for k in range(len(real))
+            ]
         for k, critic in enumerate(self.critics):
             x_hat = interpolate(real[k], fakes[k], alpha)
-            loss = critic(fakes[k]).mean() - critic(real[k]).mean() + self.arch.lambda_gp * (
-                gradient_norm_penalty(input_gradient(critic(x_hat), x_hat))
+            loss = (
+                critic(fakes[k]).mean()
+                - critic(real[k]).mean()
+                + self.arch.lambda_gp
+                * (gradient_norm_penalty(input_gradient(critic(x_hat), x_hat)))
             )
             self.opt_D[k].zero_grad(set_to_none=True)
             loss.backward()
@@ -195,7 +244,9 @@ class VertiGAN(_Base):
         if t % self.n_critic == 0:
             h = self.backbone(z)
             g_loss = sum(
-                -self.critics[k](self._party_output(k, h, gumbel_generator(self.seed, k, t, "gen"))).mean()
+                -self.critics[k](
+                    self._party_output(k, h, gumbel_generator(self.seed, k, t, "gen"))
+                ).mean()
                 for k in range(len(real))
             )
             self.opt_G.zero_grad(set_to_none=True)
@@ -210,8 +261,12 @@ class VertiGAN(_Base):
         out = []
         for k in range(len(self.widths)):
             keys = ("sample", k) if independent else ("sample",)
-            z = torch.randn(n, self.arch.latent_dim, generator=make_generator(seed, *keys))
+            z = torch.randn(
+                n, self.arch.latent_dim, generator=make_generator(seed, *keys)
+            )
             gen = make_generator(seed, "sample-gumbel", k)
-            out.append(self._party_output(k, self.backbone(z), gen).numpy().astype(np.float32))
+            out.append(
+                self._party_output(k, self.backbone(z), gen).numpy().astype(np.float32)
+            )
         self.backbone.train()
         return out

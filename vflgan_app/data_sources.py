@@ -121,7 +121,9 @@ def _image_dataset(
 ) -> Dataset:
     n, h, w = images.shape
     if not 2 <= num_parties <= h:
-        raise ValueError(f"num_parties: got {num_parties}, expected 2..{h} for {h}-row images")
+        raise ValueError(
+            f"num_parties: got {num_parties}, expected 2..{h} for {h}-row images"
+        )
     cols = [f"px_{r}_{c}" for r in range(h) for c in range(w)]
     table = pd.DataFrame(images.reshape(n, h * w).astype(np.float32), columns=cols)
     table.insert(0, ID_COLUMN, np.arange(n))
@@ -132,8 +134,12 @@ def _image_dataset(
         for k in range(num_parties)
     ]
     return Dataset(
-        name, table, party_columns, bounded={c: (0.0, high) for c in cols},
-        image_shape=(h, w), labels=labels.astype(np.int64),
+        name,
+        table,
+        party_columns,
+        bounded={c: (0.0, high) for c in cols},
+        image_shape=(h, w),
+        labels=labels.astype(np.int64),
     )
 
 
@@ -155,12 +161,21 @@ def read_idx(path: Path) -> np.ndarray:
         data = fh.read()
     if len(data) < 4 or data[0] != 0 or data[1] != 0:
         raise ValueError(f"{path} is not an IDX file (bad magic number)")
-    dtype = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}[data[2]]
+    dtype = {
+        0x08: np.uint8,
+        0x09: np.int8,
+        0x0B: ">i2",
+        0x0C: ">i4",
+        0x0D: ">f4",
+        0x0E: ">f8",
+    }[data[2]]
     ndim = data[3]
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     arr = np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim)
     if arr.size != int(np.prod(shape)):
-        raise ValueError(f"{path}: expected {np.prod(shape)} values, found {arr.size} (truncated?)")
+        raise ValueError(
+            f"{path}: expected {np.prod(shape)} values, found {arr.size} (truncated?)"
+        )
     return arr.reshape(shape)
 
 
@@ -216,24 +231,59 @@ def _breast_cancer() -> Dataset:
     # correlation well.
     p0 = [f for f in feats if not f.startswith("worst")]
     p1 = [f for f in feats if f.startswith("worst")] + ["diagnosis"]
-    return Dataset("breast_cancer", table, [p0, p1], categorical=["diagnosis"],
-                   target="diagnosis")
+    return Dataset(
+        "breast_cancer", table, [p0, p1], categorical=["diagnosis"], target="diagnosis"
+    )
 
 
 ADULT_COLUMNS = [
-    "age", "workclass", "fnlwgt", "education", "education-num", "marital-status",
-    "occupation", "relationship", "race", "sex", "capital-gain", "capital-loss",
-    "hours-per-week", "native-country", "income",
+    "age",
+    "workclass",
+    "fnlwgt",
+    "education",
+    "education-num",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "capital-gain",
+    "capital-loss",
+    "hours-per-week",
+    "native-country",
+    "income",
 ]
 ADULT_PARTIES = [
-    ["age", "workclass", "fnlwgt", "education", "education-num", "marital-status",
-     "occupation", "relationship"],
-    ["race", "sex", "capital-gain", "capital-loss", "hours-per-week", "native-country",
-     "income"],
+    [
+        "age",
+        "workclass",
+        "fnlwgt",
+        "education",
+        "education-num",
+        "marital-status",
+        "occupation",
+        "relationship",
+    ],
+    [
+        "race",
+        "sex",
+        "capital-gain",
+        "capital-loss",
+        "hours-per-week",
+        "native-country",
+        "income",
+    ],
 ]
 ADULT_CATEGORICAL = [
-    "workclass", "education", "marital-status", "occupation", "relationship", "race",
-    "sex", "native-country", "income",
+    "workclass",
+    "education",
+    "marital-status",
+    "occupation",
+    "relationship",
+    "race",
+    "sex",
+    "native-country",
+    "income",
 ]
 _UCI = "https://archive.ics.uci.edu/ml/machine-learning-databases"
 
@@ -254,22 +304,48 @@ def _adult(root: Path | None, download: bool) -> Dataset:
                 "--download on a machine with a network"
             )
         _fetch(f"{_UCI}/adult/adult.data", train)
-    frames = [pd.read_csv(train, header=None, names=ADULT_COLUMNS, skipinitialspace=True,
-                          na_values="?")]
+    frames = [
+        pd.read_csv(
+            train,
+            header=None,
+            names=ADULT_COLUMNS,
+            skipinitialspace=True,
+            na_values="?",
+        )
+    ]
     test = folder / "adult.test"
     if test.exists():  # the paper joins both splits (42,960 complete rows)
-        frames.append(pd.read_csv(test, header=None, names=ADULT_COLUMNS, skiprows=1,
-                                  skipinitialspace=True, na_values="?"))
+        frames.append(
+            pd.read_csv(
+                test,
+                header=None,
+                names=ADULT_COLUMNS,
+                skiprows=1,
+                skipinitialspace=True,
+                na_values="?",
+            )
+        )
     table = pd.concat(frames, ignore_index=True).dropna().reset_index(drop=True)
     table["income"] = table["income"].str.rstrip(".")
     table.insert(0, ID_COLUMN, np.arange(len(table)))
-    return Dataset("adult", table, [list(p) for p in ADULT_PARTIES],
-                   categorical=list(ADULT_CATEGORICAL), target="income")
+    return Dataset(
+        "adult",
+        table,
+        [list(p) for p in ADULT_PARTIES],
+        categorical=list(ADULT_CATEGORICAL),
+        target="income",
+    )
 
 
 WINE_PARTIES = [
-    ["fixed acidity", "volatile acidity", "citric acid", "residual sugar", "chlorides",
-     "free sulfur dioxide"],
+    [
+        "fixed acidity",
+        "volatile acidity",
+        "citric acid",
+        "residual sugar",
+        "chlorides",
+        "free sulfur dioxide",
+    ],
     ["total sulfur dioxide", "density", "pH", "sulphates", "alcohol", "quality"],
 ]
 
@@ -286,5 +362,10 @@ def _wine(color: str, root: Path | None, download: bool) -> Dataset:
     sep = ";" if ";" in path.read_text().splitlines()[0] else ","
     table = pd.read_csv(path, sep=sep)
     table.insert(0, ID_COLUMN, np.arange(len(table)))
-    return Dataset(f"wine_{color}", table, [list(p) for p in WINE_PARTIES],
-                   categorical=["quality"], target="quality")
+    return Dataset(
+        f"wine_{color}",
+        table,
+        [list(p) for p in WINE_PARTIES],
+        categorical=["quality"],
+        target="quality",
+    )

@@ -115,8 +115,14 @@ class TableSchema:
             col = df[name]
             if name in bounded:
                 low, high = bounded[name]
-                specs.append(ColumnSpec(str(name), "bounded", low=float(low), high=float(high)))
-            elif name in cat or not pd.api.types.is_numeric_dtype(col) or col.dtype == bool:
+                specs.append(
+                    ColumnSpec(str(name), "bounded", low=float(low), high=float(high))
+                )
+            elif (
+                name in cat
+                or not pd.api.types.is_numeric_dtype(col)
+                or col.dtype == bool
+            ):
                 if name not in cat and col.dtype == object:
                     # a numeric column with a stray string is a mistake, not a category
                     as_num = pd.to_numeric(col, errors="coerce")
@@ -137,11 +143,15 @@ class TableSchema:
                 uniq = col.unique()
                 if value_type in ("int", "float"):
                     uniq = np.sort(uniq)
-                cats = tuple(str(v) for v in uniq) if value_type != "str" else tuple(
-                    sorted(col.astype(str).unique())
+                cats = (
+                    tuple(str(v) for v in uniq)
+                    if value_type != "str"
+                    else tuple(sorted(col.astype(str).unique()))
                 )
                 specs.append(
-                    ColumnSpec(str(name), "categorical", categories=cats, value_type=value_type)
+                    ColumnSpec(
+                        str(name), "categorical", categories=cats, value_type=value_type
+                    )
                 )
             else:
                 values = col.to_numpy(dtype=np.float64)
@@ -149,8 +159,11 @@ class TableSchema:
                 integer = bool(np.all(np.mod(values, 1) == 0))
                 specs.append(
                     ColumnSpec(
-                        str(name), "numeric", mean=float(values.mean()),
-                        std=std if std > 0 else 1.0, integer=integer,
+                        str(name),
+                        "numeric",
+                        mean=float(values.mean()),
+                        std=std if std > 0 else 1.0,
+                        integer=integer,
                     )
                 )
         return cls(tuple(specs))
@@ -171,8 +184,15 @@ class TableSchema:
         spans: list[OutputSpan] = []
         pos = 0
         for c in self.columns:
-            kind = {"numeric": "linear", "bounded": "tanh", "categorical": "onehot"}[c.kind]
-            if kind != "onehot" and spans and spans[-1].kind == kind and spans[-1].end == pos:
+            kind = {"numeric": "linear", "bounded": "tanh", "categorical": "onehot"}[
+                c.kind
+            ]
+            if (
+                kind != "onehot"
+                and spans
+                and spans[-1].kind == kind
+                and spans[-1].end == pos
+            ):
                 spans[-1] = OutputSpan(kind, spans[-1].start, pos + c.width)
             else:
                 spans.append(OutputSpan(kind, pos, pos + c.width))
@@ -197,7 +217,9 @@ class TableSchema:
         """
         missing = [n for n in self.names if n not in df.columns]
         if missing:
-            raise ValueError(f"table is missing columns {missing}; expected {self.names}")
+            raise ValueError(
+                f"table is missing columns {missing}; expected {self.names}"
+            )
         validate_table(df[self.names], "table")
         parts = []
         for c in self.columns:
@@ -226,7 +248,11 @@ class TableSchema:
             else:
                 enc = (values - c.mean) / c.std
             parts.append(enc.astype(np.float32)[:, None])
-        return np.concatenate(parts, axis=1) if parts else np.zeros((len(df), 0), np.float32)
+        return (
+            np.concatenate(parts, axis=1)
+            if parts
+            else np.zeros((len(df), 0), np.float32)
+        )
 
     def decode(self, x: np.ndarray) -> pd.DataFrame:
         """Decode an encoded array back to original column names and values."""
@@ -243,10 +269,13 @@ class TableSchema:
                 cast = {"int": int, "float": float, "bool": lambda v: v == "True"}
                 out[c.name] = (
                     pd.Series(labels).map(cast[c.value_type]).to_numpy()
-                    if c.value_type in cast else labels
+                    if c.value_type in cast
+                    else labels
                 )
             elif c.kind == "bounded":
-                out[c.name] = (np.clip(block[:, 0], -1, 1) + 1.0) / 2.0 * (c.high - c.low) + c.low
+                out[c.name] = (np.clip(block[:, 0], -1, 1) + 1.0) / 2.0 * (
+                    c.high - c.low
+                ) + c.low
             else:
                 values = block[:, 0] * c.std + c.mean
                 out[c.name] = np.round(values).astype(np.int64) if c.integer else values
@@ -289,7 +318,9 @@ def validate_table(df: pd.DataFrame, what: str) -> None:
         raise ValueError(f"{what} has no columns; expected at least one")
     dup = df.columns[df.columns.duplicated()].tolist()
     if dup:
-        raise ValueError(f"{what} has duplicate column names {dup}; expected unique names")
+        raise ValueError(
+            f"{what} has duplicate column names {dup}; expected unique names"
+        )
     na = df.isna()
     if na.to_numpy().any():
         name = na.any().idxmax()
@@ -336,7 +367,9 @@ def hash_ids(ids: np.ndarray) -> str:
 
 
 def validate_party_map(
-    columns: Sequence[str], party_columns: Sequence[Sequence[str]], id_column: str | None
+    columns: Sequence[str],
+    party_columns: Sequence[Sequence[str]],
+    id_column: str | None,
 ) -> None:
     """Check that every data column belongs to exactly one party.
 
@@ -414,8 +447,11 @@ def prepare_party(
     table = table.iloc[order].reset_index(drop=True)
     data = table.drop(columns=[id_column])
     if schema is None:
-        schema = TableSchema.fit(data, categorical=[c for c in categorical if c in data],
-                                 bounded={k: v for k, v in (bounded or {}).items() if k in data})
+        schema = TableSchema.fit(
+            data,
+            categorical=[c for c in categorical if c in data],
+            bounded={k: v for k, v in (bounded or {}).items() if k in data},
+        )
     x = schema.encode(data)
     return PartyData(party_id, schema, table[id_column].to_numpy(), x)
 
@@ -488,7 +524,8 @@ def prepare_parties(
                 )
             seen[c] = k
     parties = [
-        prepare_party(k, t, id_column, categorical, bounded) for k, t in enumerate(tables)
+        prepare_party(k, t, id_column, categorical, bounded)
+        for k, t in enumerate(tables)
     ]
     check_alignment(parties)
     return parties

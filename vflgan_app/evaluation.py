@@ -31,15 +31,23 @@ class Evaluator:
         max_rows: cap on rows used by the slower metrics.
     """
 
-    def __init__(self, dataset: Dataset, parties_data: Sequence[PartyData], seed: int = 0,
-                 ae_epochs: int = 10, max_rows: int = 10_000) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        parties_data: Sequence[PartyData],
+        seed: int = 0,
+        ae_epochs: int = 10,
+        max_rows: int = 10_000,
+    ) -> None:
         self.dataset = dataset
         self.parties_data = list(parties_data)
         self.seed = seed
         self.max_rows = max_rows
         self.real = np.concatenate([p.x for p in parties_data], axis=1)
         widths = [p.schema.width for p in parties_data]
-        self.party_slices = [slice(s, s + w) for s, w in zip(np.cumsum([0, *widths[:-1]]), widths)]
+        self.party_slices = [
+            slice(s, s + w) for s, w in zip(np.cumsum([0, *widths[:-1]]), widths)
+        ]
         rng = np.random.default_rng(seed)
         perm = rng.permutation(len(self.real))
         cut = int(0.7 * len(perm))
@@ -48,11 +56,14 @@ class Evaluator:
         self.labels = dataset.labels
         self.ae = self.classifier = None
         if dataset.is_image:
-            self.ae = metrics.train_autoencoder(self.real, dataset.image_shape, ae_epochs, seed)
-            self.real_features = metrics.encode_features(self.ae, self.real[: max_rows])
+            self.ae = metrics.train_autoencoder(
+                self.real, dataset.image_shape, ae_epochs, seed
+            )
+            self.real_features = metrics.encode_features(self.ae, self.real[:max_rows])
             if self.labels is not None:
-                self.classifier = metrics.train_classifier(self.real[self.train_idx],
-                                                           self.labels[self.train_idx], seed=seed)
+                self.classifier = metrics.train_classifier(
+                    self.real[self.train_idx], self.labels[self.train_idx], seed=seed
+                )
 
     # ---------------------------------------------------------------------------------
     def _joined_schema_slices(self) -> tuple[list[str], list[slice]]:
@@ -73,8 +84,11 @@ class Evaluator:
             out["fd_space"] = "autoencoder latent (trained on the real training split)"
             if self.classifier is not None:
                 out["inception_score"] = metrics.inception_score(
-                    metrics.predict_proba(self.classifier, synthetic[: self.max_rows]))
-                real_is = metrics.predict_proba(self.classifier, self.real[self.holdout_idx])
+                    metrics.predict_proba(self.classifier, synthetic[: self.max_rows])
+                )
+                real_is = metrics.predict_proba(
+                    self.classifier, self.real[self.holdout_idx]
+                )
                 out["inception_score_real_holdout"] = metrics.inception_score(real_is)
         else:
             n = min(len(self.real), len(synthetic), self.max_rows)
@@ -85,15 +99,23 @@ class Evaluator:
                 t = spans[names.index(self.dataset.target)]
                 keep = np.ones(self.real.shape[1], bool)
                 keep[t] = False
-                out.update(metrics.tstr_score(self.real[:, keep], self.real[:, t].argmax(1),
-                                              synthetic[:, keep], synthetic[:, t].argmax(1),
-                                              seed=self.seed))
+                out.update(
+                    metrics.tstr_score(
+                        self.real[:, keep],
+                        self.real[:, t].argmax(1),
+                        synthetic[:, keep],
+                        synthetic[:, t].argmax(1),
+                        seed=self.seed,
+                    )
+                )
         out["cross_party_corr_error"] = metrics.cross_party_correlation_error(
-            self.real, synthetic, self.party_slices)
+            self.real, synthetic, self.party_slices
+        )
         return out
 
-    def evaluate(self, model, n: int | None = None, seed: int = 0,
-                 dependence: bool = True) -> dict:
+    def evaluate(
+        self, model, n: int | None = None, seed: int = 0, dependence: bool = True
+    ) -> dict:
         """Sample ``model`` (``sample_parts(n, seed, independent)``) and score it.
 
         Returns:
@@ -103,10 +125,17 @@ class Evaluator:
         n = n or len(self.real)
         synth = np.concatenate(model.sample_parts(n, seed), axis=1)
         control = np.concatenate(model.sample_parts(n, seed, independent=True), axis=1)
-        report = {"n_samples": n, "model": self.quality(synth), "control": self.quality(control)}
+        report = {
+            "n_samples": n,
+            "model": self.quality(synth),
+            "control": self.quality(control),
+        }
         hold = self.real[self.holdout_idx]
-        report["real"] = {"cross_party_corr_error_holdout_vs_all":
-                          metrics.cross_party_correlation_error(self.real, hold, self.party_slices)}
+        report["real"] = {
+            "cross_party_corr_error_holdout_vs_all": metrics.cross_party_correlation_error(
+                self.real, hold, self.party_slices
+            )
+        }
         if dependence:
             report["dependence"] = self.dependence(synth, control)
         return report
@@ -117,16 +146,28 @@ class Evaluator:
 
         labels_tr = labels_ho = targets = None
         if self.labels is not None:
-            labels_tr, labels_ho = self.labels[self.train_idx], self.labels[self.holdout_idx]
+            labels_tr, labels_ho = (
+                self.labels[self.train_idx],
+                self.labels[self.holdout_idx],
+            )
         if not self.dataset.is_image:
             # a few targets keep it fast: the dataset's target and each party's first column
             names, spans = self._joined_schema_slices()
             firsts = [next(iter(p.schema.column_slices())) for p in self.parties_data]
-            chosen = [n for n in dict.fromkeys([self.dataset.target, *firsts]) if n in names]
-            targets = targets_from_spans(self.party_slices, [spans[names.index(n)] for n in chosen],
-                                         chosen)
+            chosen = [
+                n for n in dict.fromkeys([self.dataset.target, *firsts]) if n in names
+            ]
+            targets = targets_from_spans(
+                self.party_slices, [spans[names.index(n)] for n in chosen], chosen
+            )
         return dependence_report(
-            self.real[self.train_idx], self.real[self.holdout_idx], synth, control,
-            self.party_slices, labels_train=labels_tr, labels_holdout=labels_ho,
-            targets=targets, seed=self.seed,
+            self.real[self.train_idx],
+            self.real[self.holdout_idx],
+            synth,
+            control,
+            self.party_slices,
+            labels_train=labels_tr,
+            labels_holdout=labels_ho,
+            targets=targets,
+            seed=self.seed,
         )

@@ -20,7 +20,9 @@ from __future__ import annotations
 import torch
 
 
-def wasserstein_critic_loss(score_real: torch.Tensor, score_fake: torch.Tensor) -> torch.Tensor:
+def wasserstein_critic_loss(
+    score_real: torch.Tensor, score_fake: torch.Tensor
+) -> torch.Tensor:
     """``-E[score_real] + E[score_fake]`` (a critic minimises this)."""
     return score_fake.mean() - score_real.mean()
 
@@ -42,8 +44,11 @@ def input_gradient(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
     IF units, as the paper's ``grad_outputs=ones`` does.
     """
     (grad,) = torch.autograd.grad(
-        outputs=outputs, inputs=inputs, grad_outputs=torch.ones_like(outputs),
-        create_graph=True, retain_graph=True,
+        outputs=outputs,
+        inputs=inputs,
+        grad_outputs=torch.ones_like(outputs),
+        create_graph=True,
+        retain_graph=True,
     )
     return grad
 
@@ -58,6 +63,8 @@ def head_penalty(score_hat: torch.Tensor, if_hat: torch.Tensor) -> torch.Tensor:
     return gradient_norm_penalty(input_gradient(score_hat, if_hat))
 
 
-def interpolate(x_real: torch.Tensor, x_fake: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+def interpolate(
+    x_real: torch.Tensor, x_fake: torch.Tensor, alpha: torch.Tensor
+) -> torch.Tensor:
     """``alpha * x_real + (1 - alpha) * x_fake`` as a fresh leaf that requires grad."""
     return (alpha * x_real + (1.0 - alpha) * x_fake).detach().requires_grad_(True)

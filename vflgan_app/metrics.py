@@ -39,12 +39,16 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
-        raise ValueError(f"frechet_distance: shapes {a.shape} and {b.shape}; expected (N, F), (M, F)")
+        raise ValueError(
+            f"frechet_distance: shapes {a.shape} and {b.shape}; expected (N, F), (M, F)"
+        )
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a = np.atleast_2d(np.cov(a, rowvar=False))
     s_b = np.atleast_2d(np.cov(b, rowvar=False))
     covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
-    if not np.isfinite(covmean).all():  # near-singular product: regularise (pytorch-fid)
+    if not np.isfinite(
+        covmean
+    ).all():  # near-singular product: regularise (pytorch-fid)
         eps = 1e-6 * np.eye(s_a.shape[0])
         covmean = linalg.sqrtm((s_a + eps) @ (s_b + eps))
     covmean = covmean.real
@@ -107,18 +111,26 @@ class ConvAutoencoder(nn.Module):
         self.conv = (h, w) == (28, 28)
         if self.conv:
             self.enc = nn.Sequential(
-                nn.Conv2d(1, 16, 3, stride=2, padding=1), nn.ReLU(),
-                nn.Conv2d(16, 4, 3, stride=2, padding=1), nn.Tanh(),
+                nn.Conv2d(1, 16, 3, stride=2, padding=1),
+                nn.ReLU(),
+                nn.Conv2d(16, 4, 3, stride=2, padding=1),
+                nn.Tanh(),
             )
             self.dec = nn.Sequential(
-                nn.ConvTranspose2d(4, 16, 4, stride=2, padding=1), nn.ReLU(),
-                nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1), nn.Tanh(),
+                nn.ConvTranspose2d(4, 16, 4, stride=2, padding=1),
+                nn.ReLU(),
+                nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1),
+                nn.Tanh(),
             )
         else:
             d = h * w
             latent = min(latent, max(8, d // 2))
-            self.enc = nn.Sequential(nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, latent), nn.Tanh())
-            self.dec = nn.Sequential(nn.Linear(latent, 128), nn.ReLU(), nn.Linear(128, d), nn.Tanh())
+            self.enc = nn.Sequential(
+                nn.Linear(d, 128), nn.ReLU(), nn.Linear(128, latent), nn.Tanh()
+            )
+            self.dec = nn.Sequential(
+                nn.Linear(latent, 128), nn.ReLU(), nn.Linear(128, d), nn.Tanh()
+            )
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, H*W)`` in [-1, 1] -> ``(B, latent)``."""
@@ -134,8 +146,16 @@ class ConvAutoencoder(nn.Module):
         return self.dec(z)
 
 
-def _train(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor | None,
-           epochs: int, seed: int, lr: float = 1e-3, batch: int = 128) -> nn.Module:
+def _train(
+    model: nn.Module,
+    loss_fn,
+    x: torch.Tensor,
+    y: torch.Tensor | None,
+    epochs: int,
+    seed: int,
+    lr: float = 1e-3,
+    batch: int = 128,
+) -> nn.Module:
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     gen = make_generator(seed, "metric-train")
     for _ in range(epochs):
@@ -149,8 +169,9 @@ def _train(model: nn.Module, loss_fn, x: torch.Tensor, y: torch.Tensor | None,
     return model.eval()
 
 
-def train_autoencoder(images: np.ndarray, image_shape: tuple[int, int], epochs: int = 10,
-                      seed: int = 0) -> ConvAutoencoder:
+def train_autoencoder(
+    images: np.ndarray, image_shape: tuple[int, int], epochs: int = 10, seed: int = 0
+) -> ConvAutoencoder:
     """Train the FD feature extractor on real images ``(N, H*W)`` in [-1, 1]."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -164,16 +185,22 @@ class SmallClassifier(nn.Module):
 
     def __init__(self, d: int, n_classes: int) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(d, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(),
-                                 nn.Linear(128, n_classes))
+        self.net = nn.Sequential(
+            nn.Linear(d, 256),
+            nn.ReLU(),
+            nn.Linear(256, 128),
+            nn.ReLU(),
+            nn.Linear(128, n_classes),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits ``(B, n_classes)``."""
         return self.net(x)
 
 
-def train_classifier(images: np.ndarray, labels: np.ndarray, epochs: int = 15,
-                     seed: int = 0) -> SmallClassifier:
+def train_classifier(
+    images: np.ndarray, labels: np.ndarray, epochs: int = 15, seed: int = 0
+) -> SmallClassifier:
     """Train the IS-analogue classifier on real images and their labels."""
     n_classes = int(labels.max()) + 1
     with torch.random.fork_rng(devices=[]):
@@ -187,7 +214,9 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, epochs: int = 15,
 @torch.no_grad()
 def predict_proba(model: nn.Module, x: np.ndarray) -> np.ndarray:
     """Class probabilities of a trained classifier."""
-    logits = torch.cat([model(c) for c in torch.split(torch.as_tensor(x, dtype=torch.float32), 2048)])
+    logits = torch.cat(
+        [model(c) for c in torch.split(torch.as_tensor(x, dtype=torch.float32), 2048)]
+    )
     return torch.softmax(logits, dim=1).numpy()
 
 
@@ -210,8 +239,12 @@ def encode_features(model: ConvAutoencoder, x: np.ndarray) -> np.ndarray:
 
 
 def tstr_score(
-    real_x: np.ndarray, real_y: np.ndarray, synth_x: np.ndarray, synth_y: np.ndarray,
-    seed: int = 0, holdout: float = 0.3,
+    real_x: np.ndarray,
+    real_y: np.ndarray,
+    synth_x: np.ndarray,
+    synth_y: np.ndarray,
+    seed: int = 0,
+    holdout: float = 0.3,
 ) -> dict[str, float]:
     """Train-on-synthetic/test-on-real accuracy with the paper's random forest.
 
@@ -225,10 +258,13 @@ def tstr_score(
     from sklearn.model_selection import train_test_split
 
     def rf():
-        return RandomForestClassifier(n_estimators=100, max_depth=3, max_features=1.0,
-                                      random_state=seed, n_jobs=1)
+        return RandomForestClassifier(
+            n_estimators=100, max_depth=3, max_features=1.0, random_state=seed, n_jobs=1
+        )
 
-    xtr, xte, ytr, yte = train_test_split(real_x, real_y, test_size=holdout, random_state=seed)
+    xtr, xte, ytr, yte = train_test_split(
+        real_x, real_y, test_size=holdout, random_state=seed
+    )
     trtr = rf().fit(xtr, ytr).score(xte, yte)
     if len(np.unique(synth_y)) < 2:
         tstr = float(np.mean(real_y == synth_y[0]))  # a one-class synthetic table

@@ -58,18 +58,59 @@ class Architecture:
 # The official scripts' sizes (research/vflgan.md 2.2 and 3). digits and breast_cancer
 # are our CPU-scale defaults, shaped like the MNIST and Adult models.
 ARCHITECTURES: dict[str, Architecture] = {
-    "mnist": Architecture(100, (128, 256, 512, 1024), (512, 256), (256,),
-                          lambda_gp=40.0, lr=2e-4, batch_size=64),
-    "adult": Architecture(20, (32, 64, 128), (256, 128), (128,), tau=1.0,
-                          lambda_gp=30.0, lr=5e-4, batch_size=64),
-    "wine_red": Architecture(10, (16, 32, 64), (16, 32), (32,), bias=False, tau=0.2,
-                             lambda_gp=10.0, lr=5e-4, batch_size=16),
-    "wine_white": Architecture(10, (16, 32, 64), (16, 32), (32,), tau=0.2,
-                               lambda_gp=10.0, lr=4e-4, batch_size=64),
-    "digits": Architecture(32, (64, 128, 256), (128, 64), (64,),
-                           lambda_gp=10.0, lr=5e-4, batch_size=64),
-    "breast_cancer": Architecture(16, (32, 64, 128), (64, 32), (32,), tau=1.0,
-                                  lambda_gp=10.0, lr=5e-4, batch_size=64),
+    "mnist": Architecture(
+        100,
+        (128, 256, 512, 1024),
+        (512, 256),
+        (256,),
+        lambda_gp=40.0,
+        lr=2e-4,
+        batch_size=64,
+    ),
+    "adult": Architecture(
+        20,
+        (32, 64, 128),
+        (256, 128),
+        (128,),
+        tau=1.0,
+        lambda_gp=30.0,
+        lr=5e-4,
+        batch_size=64,
+    ),
+    "wine_red": Architecture(
+        10,
+        (16, 32, 64),
+        (16, 32),
+        (32,),
+        bias=False,
+        tau=0.2,
+        lambda_gp=10.0,
+        lr=5e-4,
+        batch_size=16,
+    ),
+    "wine_white": Architecture(
+        10,
+        (16, 32, 64),
+        (16, 32),
+        (32,),
+        tau=0.2,
+        lambda_gp=10.0,
+        lr=4e-4,
+        batch_size=64,
+    ),
+    "digits": Architecture(
+        32, (64, 128, 256), (128, 64), (64,), lambda_gp=10.0, lr=5e-4, batch_size=64
+    ),
+    "breast_cancer": Architecture(
+        16,
+        (32, 64, 128),
+        (64, 32),
+        (32,),
+        tau=1.0,
+        lambda_gp=10.0,
+        lr=5e-4,
+        batch_size=64,
+    ),
 }
 
 
@@ -80,12 +121,18 @@ def get_architecture(name: str, **overrides) -> Architecture:
         ValueError: unknown preset name or override field.
     """
     if name not in ARCHITECTURES:
-        raise ValueError(f"architecture: got {name!r}, expected one of {list(ARCHITECTURES)}")
+        raise ValueError(
+            f"architecture: got {name!r}, expected one of {list(ARCHITECTURES)}"
+        )
     fields = Architecture.__dataclass_fields__
     bad = [k for k in overrides if k not in fields]
     if bad:
-        raise ValueError(f"architecture override: unknown field(s) {bad}; expected {list(fields)}")
-    return replace(ARCHITECTURES[name], **{k: v for k, v in overrides.items() if v is not None})
+        raise ValueError(
+            f"architecture override: unknown field(s) {bad}; expected {list(fields)}"
+        )
+    return replace(
+        ARCHITECTURES[name], **{k: v for k, v in overrides.items() if v is not None}
+    )
 
 
 # ---------------------------------------------------------------------------------
@@ -106,7 +153,9 @@ class OutputHead(nn.Module):
         self.all_tanh = all(s.kind == "tanh" for s in self.spans)
         self.all_linear = all(s.kind == "linear" for s in self.spans)
 
-    def forward(self, logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    def forward(
+        self, logits: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
         """Apply the activations to ``logits`` ``(B, width)``."""
         if self.all_tanh:
             return torch.tanh(logits)
@@ -145,7 +194,9 @@ def hard_gumbel_softmax(
 class Generator(nn.Module):
     """G_k: z -> Linear/LeakyReLU blocks (BN eps 0.8 after the first) -> output head."""
 
-    def __init__(self, arch: Architecture, spans: Sequence[OutputSpan], out_dim: int) -> None:
+    def __init__(
+        self, arch: Architecture, spans: Sequence[OutputSpan], out_dim: int
+    ) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         width = arch.latent_dim
@@ -159,7 +210,9 @@ class Generator(nn.Module):
         self.body = nn.Sequential(*layers)
         self.head = OutputHead(spans, arch.tau)
 
-    def forward(self, z: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    def forward(
+        self, z: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Map z ``(B, d)`` to this party's encoded columns ``(B, out_dim)``."""
         return self.head(self.body(z), generator)
 
@@ -203,7 +256,9 @@ class TopCritic(nn.Module):
 
     def __init__(self, arch: Architecture, in_dim: int) -> None:
         super().__init__()
-        self.net = mlp([in_dim, *arch.server_hidden, 1], arch.bias, last_activation=False)
+        self.net = mlp(
+            [in_dim, *arch.server_hidden, 1], arch.bias, last_activation=False
+        )
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         """``(B, sum of IF widths)`` -> ``(B, 1)``."""
@@ -233,14 +288,24 @@ class _SeededInit:
 
 
 def build_party_modules(
-    arch: Architecture, spans: Sequence[OutputSpan], width: int, seed: int, party_id: int
+    arch: Architecture,
+    spans: Sequence[OutputSpan],
+    width: int,
+    seed: int,
+    party_id: int,
 ) -> tuple[Generator, BottomCritic, PrivateCritic]:
     """Build (G_k, D_Ck, D_pk) for party ``party_id`` with seeded initialisation."""
     with seeded_init(seed, "init", "party", party_id):
-        return Generator(arch, spans, width), BottomCritic(arch, width), PrivateCritic(arch)
+        return (
+            Generator(arch, spans, width),
+            BottomCritic(arch, width),
+            PrivateCritic(arch),
+        )
 
 
-def build_top_critic(arch: Architecture, if_dims: Sequence[int], seed: int) -> TopCritic:
+def build_top_critic(
+    arch: Architecture, if_dims: Sequence[int], seed: int
+) -> TopCritic:
     """Build D_S for the given IF widths with seeded initialisation."""
     with seeded_init(seed, "init", "server"):
         return TopCritic(arch, int(sum(if_dims)))

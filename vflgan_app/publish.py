@@ -18,8 +18,9 @@ import pandas as pd
 from trainkit import atomic_write_bytes, atomic_write_json, run_metadata
 
 
-def image_grid_png(images: np.ndarray, path: str | Path, nrow: int = 10,
-                   title: str | None = None) -> Path:
+def image_grid_png(
+    images: np.ndarray, path: str | Path, nrow: int = 10, title: str | None = None
+) -> Path:
     """Save images ``(N, H, W)`` (values in [0, 1]) as one PNG grid."""
     import matplotlib
 
@@ -29,7 +30,9 @@ def image_grid_png(images: np.ndarray, path: str | Path, nrow: int = 10,
     n = len(images)
     ncol = nrow
     rows = int(np.ceil(n / ncol))
-    fig, axes = plt.subplots(rows, ncol, figsize=(ncol * 0.8, rows * 0.8 + (0.4 if title else 0)))
+    fig, axes = plt.subplots(
+        rows, ncol, figsize=(ncol * 0.8, rows * 0.8 + (0.4 if title else 0))
+    )
     for ax, i in zip(np.atleast_1d(axes).ravel(), range(rows * ncol)):
         ax.axis("off")
         if i < n:
@@ -67,13 +70,19 @@ def write_synthetic(
         buf = io.BytesIO()
         np.savez_compressed(buf, images=images)
         atomic_write_bytes(out / "synthetic.npz", buf.getvalue())
-        image_grid_png((images[:100] - low) / (high - low), out / "samples.png",
-                       title="synthetic samples (each row: top half from party 0, bottom from party 1)")
+        image_grid_png(
+            (images[:100] - low) / (high - low),
+            out / "samples.png",
+            title="synthetic samples (each row: top half from party 0, bottom from party 1)",
+        )
         files.update(data="synthetic.npz", grid="samples.png")
     else:
         atomic_write_bytes(out / "synthetic.csv", table.to_csv(index=False).encode())
-        preview = table.head(preview_rows).to_markdown(index=False) if _has_tabulate() else \
-            table.head(preview_rows).to_string(index=False)
+        preview = (
+            table.head(preview_rows).to_markdown(index=False)
+            if _has_tabulate()
+            else table.head(preview_rows).to_string(index=False)
+        )
         atomic_write_bytes(out / "preview.md", (preview + "\n").encode())
         files.update(data="synthetic.csv", preview="preview.md")
     return files
@@ -87,10 +96,21 @@ def _has_tabulate() -> bool:
     return True
 
 
-def write_report(out_dir: str | Path, metrics: dict[str, Any], config: dict[str, Any],
-                 seed: int, files: dict[str, str], extra: dict[str, Any] | None = None) -> Path:
+def write_report(
+    out_dir: str | Path,
+    metrics: dict[str, Any],
+    config: dict[str, Any],
+    seed: int,
+    files: dict[str, str],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``report.json``: metrics, config, seed, git commit, file list."""
-    report = {**run_metadata(config, seed), "metrics": metrics, "files": files, **(extra or {})}
+    report = {
+        **run_metadata(config, seed),
+        "metrics": metrics,
+        "files": files,
+        **(extra or {}),
+    }
     return atomic_write_json(Path(out_dir) / "report.json", report)
 
 

@@ -47,7 +47,9 @@ class ReferenceVFLGAN:
         lambda_p: float = 1.0,
         sampler: str = "shuffle",
     ) -> None:
-        self.parts = [torch.as_tensor(p, dtype=torch.get_default_dtype()) for p in parts]
+        self.parts = [
+            torch.as_tensor(p, dtype=torch.get_default_dtype()) for p in parts
+        ]
         self.arch, self.seed, self.n_critic = arch, seed, n_critic
         self.lambda_p, self.sampler = lambda_p, sampler
         self.G, self.D_C, self.D_p = [], [], []
@@ -59,14 +61,18 @@ class ReferenceVFLGAN:
         self.D_S = build_top_critic(arch, [arch.if_dim] * len(self.parts), seed)
         adam = dict(lr=arch.lr, betas=ADAM_BETAS)
         self.opt_G = [torch.optim.Adam(m.parameters(), **adam) for m in self.G]
-        self.opt_D = [torch.optim.Adam(m.parameters(), **adam)
-                      for m in [*self.D_C, *self.D_p, self.D_S]]
+        self.opt_D = [
+            torch.optim.Adam(m.parameters(), **adam)
+            for m in [*self.D_C, *self.D_p, self.D_S]
+        ]
         self.step = 0
 
     def train_step(self) -> tuple[float, float | None]:
         """One iteration; returns ``(d_loss, g_loss or None)``."""
         t, a, K = self.step, self.arch, len(self.parts)
-        idx = batch_indices(self.seed, t, self.parts[0].shape[0], a.batch_size, self.sampler)
+        idx = batch_indices(
+            self.seed, t, self.parts[0].shape[0], a.batch_size, self.sampler
+        )
         real = [x[idx] for x in self.parts]
         B = len(idx)
         z = shared_latent(self.seed, t, B, a.latent_dim)
@@ -74,7 +80,9 @@ class ReferenceVFLGAN:
         # ---- train the critic
         for opt in self.opt_D:
             opt.zero_grad()
-        fake = [self.G[k](z, gumbel_generator(self.seed, k, t, "critic")) for k in range(K)]
+        fake = [
+            self.G[k](z, gumbel_generator(self.seed, k, t, "critic")) for k in range(K)
+        ]
         lat_real = [self.D_C[k](real[k]) for k in range(K)]
         real_private = [self.D_p[k](lat_real[k]) for k in range(K)]
         real_validity = self.D_S(torch.cat(lat_real, dim=1))
@@ -84,26 +92,41 @@ class ReferenceVFLGAN:
 
         # compute_gradient_penalty_2, generalised to K parties
         alpha = gp_alpha(self.seed, t, B)
-        interp = [(alpha * real[k] + (1 - alpha) * fake[k].detach()).requires_grad_(True)
-                  for k in range(K)]
+        interp = [
+            (alpha * real[k] + (1 - alpha) * fake[k].detach()).requires_grad_(True)
+            for k in range(K)
+        ]
         lat_hat = [self.D_C[k](interp[k]) for k in range(K)]
         priv_hat = [self.D_p[k](lat_hat[k]) for k in range(K)]
         latent = torch.cat(lat_hat, dim=1)
         d_hat = self.D_S(latent)
         gp = 0.0
         for k in range(K):
-            (g_c,) = torch.autograd.grad(lat_hat[k], interp[k], torch.ones_like(lat_hat[k]),
-                                         create_graph=True, retain_graph=True)
-            (g_p,) = torch.autograd.grad(priv_hat[k], lat_hat[k], torch.ones_like(priv_hat[k]),
-                                         create_graph=True, retain_graph=True)
+            (g_c,) = torch.autograd.grad(
+                lat_hat[k],
+                interp[k],
+                torch.ones_like(lat_hat[k]),
+                create_graph=True,
+                retain_graph=True,
+            )
+            (g_p,) = torch.autograd.grad(
+                priv_hat[k],
+                lat_hat[k],
+                torch.ones_like(priv_hat[k]),
+                create_graph=True,
+                retain_graph=True,
+            )
             gp = gp + _penalty(g_c) + _penalty(g_p)
-        (g_s,) = torch.autograd.grad(d_hat, latent, torch.ones_like(d_hat),
-                                     create_graph=True, retain_graph=True)
+        (g_s,) = torch.autograd.grad(
+            d_hat, latent, torch.ones_like(d_hat), create_graph=True, retain_graph=True
+        )
         gp = gp + _penalty(g_s)
 
         d_loss = -real_validity.mean() + fake_validity.mean()
         for k in range(K):
-            d_loss = d_loss + self.lambda_p * (-real_private[k].mean() + fake_private[k].mean())
+            d_loss = d_loss + self.lambda_p * (
+                -real_private[k].mean() + fake_private[k].mean()
+            )
         d_loss = d_loss + a.lambda_gp * gp
         d_loss.backward()
         for opt in self.opt_D:
@@ -114,7 +137,9 @@ class ReferenceVFLGAN:
         if t % self.n_critic == 0:
             for opt in self.opt_G:
                 opt.zero_grad()
-            fake = [self.G[k](z, gumbel_generator(self.seed, k, t, "gen")) for k in range(K)]
+            fake = [
+                self.G[k](z, gumbel_generator(self.seed, k, t, "gen")) for k in range(K)
+            ]
             lat_fake = [self.D_C[k](fake[k]) for k in range(K)]
             loss = -self.D_S(torch.cat(lat_fake, dim=1)).mean()
             for k in range(K):

@@ -34,7 +34,9 @@ def batch_indices(
     if batch_size > n_rows:
         raise ValueError(f"batch size: got {batch_size}, expected <= the {n_rows} rows")
     if sampler == "wor":
-        return torch.randperm(n_rows, generator=make_generator(seed, "batch", step))[:batch_size]
+        return torch.randperm(n_rows, generator=make_generator(seed, "batch", step))[
+            :batch_size
+        ]
     if sampler != "shuffle":
         raise ValueError(f"sampler: got {sampler!r}, expected one of {SAMPLERS}")
     per_epoch = n_rows // batch_size
@@ -43,9 +45,13 @@ def batch_indices(
     return perm[i * batch_size : (i + 1) * batch_size]
 
 
-def shared_latent(seed: int, step: int, batch_size: int, latent_dim: int) -> torch.Tensor:
+def shared_latent(
+    seed: int, step: int, batch_size: int, latent_dim: int
+) -> torch.Tensor:
     """The latent z ``(B, d)`` every party feeds its generator at ``step``."""
-    return torch.randn(batch_size, latent_dim, generator=make_generator(seed, "z", step))
+    return torch.randn(
+        batch_size, latent_dim, generator=make_generator(seed, "z", step)
+    )
 
 
 def gp_alpha(seed: int, step: int, batch_size: int) -> torch.Tensor:
@@ -53,6 +59,8 @@ def gp_alpha(seed: int, step: int, batch_size: int) -> torch.Tensor:
     return torch.rand(batch_size, 1, generator=make_generator(seed, "alpha", step))
 
 
-def gumbel_generator(seed: int, party_id: int, step: int, phase: str) -> torch.Generator:
+def gumbel_generator(
+    seed: int, party_id: int, step: int, phase: str
+) -> torch.Generator:
     """Generator for party ``party_id``'s Gumbel noise in ``phase`` of ``step``."""
     return make_generator(seed, "gumbel", party_id, step, phase)

@@ -41,13 +41,22 @@ def build(arch_name: str, rows: int, seed: int):
     table.insert(0, "record_id", np.arange(rows))
     half = len(cols) // 2
     tables = [table[["record_id", *cols[:half]]], table[["record_id", *cols[half:]]]]
-    parties_data = prepare_parties(tables, "record_id", bounded={c: (0, 255) for c in cols})
+    parties_data = prepare_parties(
+        tables, "record_id", bounded={c: (0, 255) for c in cols}
+    )
     settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr)
-    coord = Coordinator(InProcessTransport([Party(d, arch, settings) for d in parties_data]),
-                        arch, seed=seed)
+    coord = Coordinator(
+        InProcessTransport([Party(d, arch, settings) for d in parties_data]),
+        arch,
+        seed=seed,
+    )
     coord.handshake()
-    ref = ReferenceVFLGAN([d.x for d in parties_data],
-                          [d.schema.output_spans() for d in parties_data], arch, seed)
+    ref = ReferenceVFLGAN(
+        [d.x for d in parties_data],
+        [d.schema.output_spans() for d in parties_data],
+        arch,
+        seed,
+    )
     return coord, ref
 
 
@@ -63,8 +72,12 @@ def main() -> None:
     ap.add_argument("--arch", default="mnist")
     ap.add_argument("--rows", type=int, default=2048)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--blocks", type=int, default=7, help="interleaved timing blocks per side")
-    ap.add_argument("--steps", type=int, default=50, help="steps per block (multiple of 5)")
+    ap.add_argument(
+        "--blocks", type=int, default=7, help="interleaved timing blocks per side"
+    )
+    ap.add_argument(
+        "--steps", type=int, default=50, help="steps per block (multiple of 5)"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--csv", default="simulations/benchmarks/results.csv")
     args = ap.parse_args()
@@ -86,19 +99,27 @@ def main() -> None:
     coord.flush()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row = {
-        "scenario": f"vflgan-step-{args.arch}", "device": platform.processor() or platform.machine(),
-        "threads": args.threads, "batch": coord.arch.batch_size, "blocks": args.blocks,
-        "steps_per_block": args.steps, "ref_ms_median": round(statistics.median(ref_ms), 2),
+        "scenario": f"vflgan-step-{args.arch}",
+        "device": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "batch": coord.arch.batch_size,
+        "blocks": args.blocks,
+        "steps_per_block": args.steps,
+        "ref_ms_median": round(statistics.median(ref_ms), 2),
         "fed_ms_median": round(statistics.median(fed_ms), 2),
         "ratio_median": round(statistics.median(ratios), 3),
-        "ratio_min": round(min(ratios), 3), "ratio_max": round(max(ratios), 3),
-        "peak_rss_mb": round(peak_mb, 1), "commit": git_commit(),
+        "ratio_min": round(min(ratios), 3),
+        "ratio_max": round(max(ratios), 3),
+        "peak_rss_mb": round(peak_mb, 1),
+        "commit": git_commit(),
     }
     for k, v in row.items():
         print(f"{k:>16}: {v}")
-    print(f"federated/reference median ratio {row['ratio_median']} (goal <= 1.15); "
-          f"reference {row['ref_ms_median']} ms/step, federated {row['fed_ms_median']} ms/step; "
-          f"peak RSS {row['peak_rss_mb']} MB")
+    print(
+        f"federated/reference median ratio {row['ratio_median']} (goal <= 1.15); "
+        f"reference {row['ref_ms_median']} ms/step, federated {row['fed_ms_median']} ms/step; "
+        f"peak RSS {row['peak_rss_mb']} MB"
+    )
     path = Path(args.csv)
     new = not path.exists()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,9 @@ def test_encode_decode_round_trip(table):
     back = schema.decode(x)
     assert list(back.columns) == list(data.columns)
     np.testing.assert_allclose(back["a"], data["a"], atol=1e-5)
-    assert (back["color"] == data["color"]).all() and (back["kind"] == data["kind"]).all()
+    assert (back["color"] == data["color"]).all() and (
+        back["kind"] == data["kind"]
+    ).all()
     assert back["count"].dtype.kind == "i" and (back["count"] == data["count"]).all()
     # schema survives JSON (it is what the handshake exchanges)
     assert TableSchema.from_json(schema.to_json()) == schema
@@ -52,7 +54,9 @@ def test_bounded_pixels_map_to_unit_interval():
 
 
 def test_output_spans_merge_linear_and_split_onehot(table):
-    schema = TableSchema.fit(table.drop(columns=["record_id"]), categorical=["color", "kind"])
+    schema = TableSchema.fit(
+        table.drop(columns=["record_id"]), categorical=["color", "kind"]
+    )
     kinds = [(s.kind, s.end - s.start) for s in schema.output_spans()]
     assert kinds == [("linear", 2), ("onehot", 3), ("linear", 2), ("onehot", 2)]
 
@@ -61,7 +65,10 @@ def test_output_spans_merge_linear_and_split_onehot(table):
     "party_columns, message",
     [
         ([["a", "b", "color", "count", "c", "kind"]], "at least 2 parties"),
-        ([["a", "color", "count"], ["a", "b", "c", "kind"]], "'a' is in party 0 and party 1"),
+        (
+            [["a", "color", "count"], ["a", "b", "c", "kind"]],
+            "'a' is in party 0 and party 1",
+        ),
         ([["a", "color"], ["b", "c", "kind"]], r"\['count'\] are in no party"),
         ([["a", "color", "count", "zzz"], ["b", "c", "kind"]], "unknown column 'zzz'"),
         ([["a", "color", "count"], []], "party 1 holds no columns"),
@@ -75,14 +82,21 @@ def test_party_map_errors(table, party_columns, message):
 def test_alignment_sorts_by_id_and_refuses_mismatch(table):
     t0, t1 = split_vertical(table, SPLIT, "record_id")
     # a different row order is fine: each party sorts by id
-    parties = prepare_parties([t0, t1.sample(frac=1.0, random_state=1)], "record_id",
-                              categorical=["color", "kind"])
+    parties = prepare_parties(
+        [t0, t1.sample(frac=1.0, random_state=1)],
+        "record_id",
+        categorical=["color", "kind"],
+    )
     np.testing.assert_array_equal(parties[0].ids, parties[1].ids)
-    np.testing.assert_allclose(parties[1].x, prepare_party(1, t1, "record_id", ["kind"]).x)
+    np.testing.assert_allclose(
+        parties[1].x, prepare_party(1, t1, "record_id", ["kind"]).x
+    )
     # different ids are refused, naming both parties
     bad = t1.copy()
     bad.loc[0, "record_id"] = 999
-    with pytest.raises(ValueError, match="record ids of party 1 do not match those of party 0"):
+    with pytest.raises(
+        ValueError, match="record ids of party 1 do not match those of party 0"
+    ):
         prepare_parties([t0, bad], "record_id", categorical=["color", "kind"])
     # mismatched row counts
     with pytest.raises(ValueError, match="party 1 has 31 rows but party 0 has 32"):
@@ -93,7 +107,9 @@ def test_bad_values_give_clear_errors(table):
     t0, t1 = split_vertical(table, SPLIT, "record_id")
     with_nan = t0.copy()
     with_nan.loc[3, "a"] = np.nan
-    with pytest.raises(ValueError, match=r"column 'a' has 1 missing value\(s\) \(NaN\) at rows \[3\]"):
+    with pytest.raises(
+        ValueError, match=r"column 'a' has 1 missing value\(s\) \(NaN\) at rows \[3\]"
+    ):
         prepare_parties([with_nan, t1], "record_id")
     text = t0.copy()
     text["a"] = text["a"].astype(object)
@@ -111,7 +127,9 @@ def test_bad_values_give_clear_errors(table):
     with pytest.raises(ValueError, match="'a' is in party 0 and party 1"):
         prepare_parties([t0, t1.assign(a=1.0)], "record_id")
     schema = TableSchema.fit(t1.drop(columns=["record_id"]), categorical=["kind"])
-    with pytest.raises(ValueError, match=r"column 'kind': unknown categories \['maybe'\]"):
+    with pytest.raises(
+        ValueError, match=r"column 'kind': unknown categories \['maybe'\]"
+    ):
         schema.encode(t1.assign(kind="maybe"))
     with pytest.raises(ValueError, match=r"missing columns \['b'\]"):
         schema.encode(t1.drop(columns=["b"]))
@@ -151,7 +169,11 @@ def test_idx_reader_round_trip(tmp_path):
     arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
     path = tmp_path / "x-images-idx3-ubyte.gz"
     with gzip.open(path, "wb") as fh:
-        fh.write(struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">3I", 2, 3, 4) + arr.tobytes())
+        fh.write(
+            struct.pack(">BBBB", 0, 0, 0x08, 3)
+            + struct.pack(">3I", 2, 3, 4)
+            + arr.tobytes()
+        )
     np.testing.assert_array_equal(read_idx(path), arr)
     bad = tmp_path / "bad"
     bad.write_bytes(b"\x01\x02\x03\x04")

@@ -19,14 +19,22 @@ PARTY_SPLITS = {
 
 def build_both(k, arch, seed=3, n_critic=5):
     table = make_table(64)
-    parties_data = prepare_parties(split_vertical(table, PARTY_SPLITS[k], "record_id"),
-                                   "record_id", categorical=["color", "kind"])
+    parties_data = prepare_parties(
+        split_vertical(table, PARTY_SPLITS[k], "record_id"),
+        "record_id",
+        categorical=["color", "kind"],
+    )
     settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr)
     parties = [Party(d, arch, settings) for d in parties_data]
     coord = Coordinator(InProcessTransport(parties), arch, seed=seed, n_critic=n_critic)
     coord.handshake()
-    ref = ReferenceVFLGAN([d.x for d in parties_data],
-                          [d.schema.output_spans() for d in parties_data], arch, seed, n_critic)
+    ref = ReferenceVFLGAN(
+        [d.x for d in parties_data],
+        [d.schema.output_spans() for d in parties_data],
+        arch,
+        seed,
+        n_critic,
+    )
     return coord, parties, ref
 
 
@@ -42,15 +50,27 @@ def test_federated_equals_reference(k):
             d_fed = coord.train_step()
             d_ref, g_ref = ref.train_step()
             t = coord.step - 1
-            assert d_fed == pytest.approx(d_ref, abs=1e-6, rel=1e-6), f"d_loss at step {t}"
+            assert d_fed == pytest.approx(d_ref, abs=1e-6, rel=1e-6), (
+                f"d_loss at step {t}"
+            )
             if g_ref is not None:
-                assert coord.history.g_loss[t] == pytest.approx(g_ref, abs=1e-6, rel=1e-6)
+                assert coord.history.g_loss[t] == pytest.approx(
+                    g_ref, abs=1e-6, rel=1e-6
+                )
         coord.flush()
         for p in parties:
             k_ = p.party_id
-            for mine, theirs in [(p.G, ref.G[k_]), (p.D_C, ref.D_C[k_]), (p.D_p, ref.D_p[k_])]:
-                for (name, a), b in zip(mine.state_dict().items(), theirs.state_dict().values()):
-                    assert torch.allclose(a.double(), b.double(), atol=1e-6, rtol=0), name
+            for mine, theirs in [
+                (p.G, ref.G[k_]),
+                (p.D_C, ref.D_C[k_]),
+                (p.D_p, ref.D_p[k_]),
+            ]:
+                for (name, a), b in zip(
+                    mine.state_dict().items(), theirs.state_dict().values()
+                ):
+                    assert torch.allclose(a.double(), b.double(), atol=1e-6, rtol=0), (
+                        name
+                    )
         for a, b in zip(coord.D_S.parameters(), ref.D_S.parameters()):
             assert torch.allclose(a, b, atol=1e-6, rtol=0)
         # the losses moved: this was not a no-op run

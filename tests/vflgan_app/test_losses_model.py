@@ -47,7 +47,11 @@ def test_hard_gumbel_is_one_hot_and_straight_through():
 
 
 def test_generator_heads_and_bn_eps_quirk():
-    spans = [OutputSpan("linear", 0, 2), OutputSpan("onehot", 2, 5), OutputSpan("tanh", 5, 6)]
+    spans = [
+        OutputSpan("linear", 0, 2),
+        OutputSpan("onehot", 2, 5),
+        OutputSpan("tanh", 5, 6),
+    ]
     g = Generator(TINY, spans, 6)
     out = g(torch.randn(16, TINY.latent_dim), torch.Generator().manual_seed(1))
     assert out.shape == (16, 6)
@@ -62,6 +66,11 @@ def test_paper_mnist_sizes():
     g = Generator(a, [OutputSpan("tanh", 0, 392)], 392)
     linears = [m for m in g.modules() if isinstance(m, torch.nn.Linear)]
     assert [(m.in_features, m.out_features) for m in linears] == [
-        (100, 128), (128, 256), (256, 512), (512, 1024), (1024, 392)]
+        (100, 128),
+        (128, 256),
+        (256, 512),
+        (512, 1024),
+        (1024, 392),
+    ]
     assert a.if_dim == 256 and a.lambda_gp == 40 and a.batch_size == 64
     assert get_architecture("wine_red").bias is False
