@@ -57,6 +57,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--pretrain-steps", type=int, default=3000, help="pre-train steps")
     p.add_argument("--pretrain-lr", type=float, default=1e-3, help="pre-train lr")
+    p.add_argument("--pretrain-batch", type=int, default=256, help="pre-train batch")
+    p.add_argument(
+        "--attacks",
+        nargs="+",
+        default=["retain", "aux"],
+        choices=["retain", "aux"],
+        help="DiMRA attacker data sets to run",
+    )
     p.add_argument("--unlearn-steps", type=int, default=600, help="unlearning steps")
     p.add_argument("--attack-steps", type=int, default=1000, help="DiMRA steps")
     p.add_argument("--attack-lr", type=float, default=1e-3, help="DiMRA lr")
@@ -108,7 +116,7 @@ def main(argv=None) -> None:
             eval_every=args.eval_every,
             progress=False,
         )
-        for name in ("retain", "aux")
+        for name in args.attacks
     }
     for seed in args.seeds:
         base_dir = out / f"seed{seed}" / "base"
@@ -122,6 +130,7 @@ def main(argv=None) -> None:
                     arch=args.arch,
                     steps=args.pretrain_steps,
                     lr=args.pretrain_lr,
+                    batch_size=args.pretrain_batch,
                     seed=seed,
                     device="cpu",
                     progress=False,
@@ -152,6 +161,7 @@ def main(argv=None) -> None:
                 device="cpu",
                 progress=False,
                 retrain_steps=args.pretrain_steps,
+                retrain_batch_size=args.pretrain_batch,
                 retrain_lr=args.pretrain_lr,
             )
             pipe, log = unlearn_with_log(base, forget, retain, cfg)
@@ -215,8 +225,8 @@ def main(argv=None) -> None:
                 method,
                 a["forget_rate"],
                 a["retain_acc"],
-                row["after_dimra_retain"]["forget_rate"],
-                row["after_dimra_aux"]["forget_rate"],
+                row.get("after_dimra_retain", {}).get("forget_rate", float("nan")),
+                row.get("after_dimra_aux", {}).get("forget_rate", float("nan")),
                 row["wall_s"],
             )
         if seed == args.seeds[0]:
@@ -258,6 +268,8 @@ def summarize(results_file: Path, args, wall: float) -> str:
         rs = [r for r in rows if r["method"] == m]
 
         def g(k: str, f: str, rs=rs) -> str:
+            if any(k not in r for r in rs):
+                return "n/a"
             return _ms([r[k][f] for r in rs])
 
         emb = _ms(
