@@ -22,6 +22,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -87,6 +88,8 @@ class Coordinator:
         self.lambda_gp = arch.lambda_gp if lambda_gp is None else lambda_gp
         self.device = torch.device(device)
         self.expected_parties = expected_parties
+        # {party_id: schema JSON} the parties must report (e.g. from a checkpoint)
+        self.expected_schemas: dict[int, str] | None = None
         self.step = 0
         self.history = History()
         self.hellos: dict[int, dict] = {}
@@ -95,6 +98,10 @@ class Coordinator:
         self._pending: dict[int, list[Call]] = {}
         # DP / accounting hooks: called before each step (may raise to stop training)
         self.before_step: list[Callable[[int], None]] = []
+        # plug-ins: extra progress-bar fields, and state saved with the server's
+        # (objects with state_dict/load_state_dict, e.g. the DP accountant)
+        self.postfix_providers: list[Callable[[], dict[str, str]]] = []
+        self.extra_state: dict[str, Any] = {}
 
     # -- start-up ---------------------------------------------------------------------
     def handshake(self) -> None:
@@ -138,10 +145,32 @@ class Coordinator:
                 raise HandshakeError(
                     f"party {pid} has IF width {h['if_dim']}; expected {self.arch.if_dim}"
                 )
+        self._check_schemas(by_id)
         self.hellos = by_id
         self.D_S = build_top_critic(self.arch, [by_id[p]["if_dim"] for p in sorted(by_id)],
                                     self.seed).to(self.device)
         self.opt_S = torch.optim.Adam(self.D_S.parameters(), lr=self.arch.lr, betas=ADAM_BETAS)
+
+    def _check_schemas(self, by_id: dict[int, dict]) -> None:
+        """Refuse a column held by two parties, or a party whose schema is not expected."""
+        import json
+
+        owner: dict[str, int] = {}
+        for pid, h in sorted(by_id.items()):
+            cols = [c["name"] for c in json.loads(h["schema"])]
+            for c in cols:
+                if c in owner:
+                    raise HandshakeError(
+                        f"column {c!r} is held by party {owner[c]} and party {pid}; expected "
+                        "each column at exactly one party (schema mismatch)"
+                    )
+                owner[c] = pid
+            want = (self.expected_schemas or {}).get(pid)
+            if want is not None and want != h["schema"]:
+                raise HandshakeError(
+                    f"party {pid} reports another column schema than expected (columns "
+                    f"{cols[:4]}...); refusing to start (schema mismatch)"
+                )
 
     @property
     def party_ids(self) -> list[int]:
@@ -166,7 +195,7 @@ class Coordinator:
         idx = batch_indices(self.seed, t, self.n_rows, B, self.sampler)
         # 2. parties: IFs of real, fake and interpolated rows (+ last step's gradients)
         feats = self._round_trip(lambda pid: Call("critic_forward", {"step": t, "idx": idx}))
-        self._check_features(feats, CRITIC_FEATURES, B)
+        self._check_features(feats, CRITIC_FEATURES, B, t)
         # 3. server: D_S loss and GP term, step D_S, dL_D/dIF per party
         grads, server_loss = self.server_critic_step(feats)
         d_loss = server_loss + sum(f["loss"] for f in feats.values())
@@ -180,7 +209,7 @@ class Coordinator:
             gen = self._round_trip(
                 lambda pid: Call("generator_forward", {"step": t, "batch_size": B})
             )
-            self._check_features(gen, ("h_gen",), B)
+            self._check_features(gen, ("h_gen",), B, t)
             ggrads, gserver = self.server_generator_grads(gen)
             self.history.g_loss[t] = gserver + sum(f["loss"] for f in gen.values())
             for pid in ggrads:
@@ -192,6 +221,65 @@ class Coordinator:
                 self._pending.setdefault(pid, []).append(call)
         self.step += 1
         return d_loss
+
+    def train_chunk(self, k: int) -> list[float]:
+        """Chunked mode: run steps ``self.step .. self.step + k - 1`` in one round trip.
+
+        Each party computes the IFs of all k critic batches (and of the chunk's generator
+        steps) with its weights at the chunk's start. The server then runs the k
+        iterations in order on those IFs (D_S stays exact) and queues k gradient sets,
+        which ride with the next round trip; each party applies them in order with a
+        fresh local forward (current weights, same rows, z, alpha and noise). Party-side
+        gradients are therefore up to k steps stale: an approximation that equals the
+        exact algorithm's critic updates for k = 1 (generator IFs are taken before the
+        critic update of their step, not after it).
+
+        Returns:
+            The k critic losses L_D.
+        """
+        if self.D_S is None:
+            raise RuntimeError("call handshake() before training")
+        B = self.arch.batch_size
+        steps = list(range(self.step, self.step + k))
+        for t in steps:
+            for hook in self.before_step:
+                hook(t)
+        idx = {t: batch_indices(self.seed, t, self.n_rows, B, self.sampler) for t in steps}
+        gen_steps = [t for t in steps if t % self.n_critic == 0]
+        forwards = [Call("critic_features", {"step": t, "idx": idx[t]}) for t in steps] + [
+            Call("generator_features", {"step": t, "batch_size": B}) for t in gen_steps]
+        calls = {p: [*self._pending.pop(p, []), *forwards] for p in self.party_ids}
+        replies = self.transport.exchange(calls)
+        missing = sorted(set(self.party_ids) - set(replies))
+        if missing:
+            raise ReplyError(f"parties {missing} did not reply")
+        for p in self.party_ids:
+            if len(replies[p]) < len(forwards):
+                raise ReplyError(f"party {p}: {len(replies[p])} replies; expected "
+                                 f">= {len(forwards)}")
+        tail = {p: replies[p][len(replies[p]) - len(forwards):] for p in self.party_ids}
+        losses = []
+        for i, t in enumerate(steps):
+            feats = {p: tail[p][i] for p in self.party_ids}
+            self._check_features(feats, CRITIC_FEATURES, B, t)
+            grads, server_loss = self.server_critic_step(feats)
+            d_loss = server_loss + sum(f["loss"] for f in feats.values())
+            self.history.d_loss.append(d_loss)
+            losses.append(d_loss)
+            for p in self.party_ids:
+                self._pending.setdefault(p, []).append(
+                    Call("critic_apply", {"step": t, "idx": idx[t], "grads": grads[p]}))
+            if t in gen_steps:
+                j = len(steps) + gen_steps.index(t)
+                gen = {p: tail[p][j] for p in self.party_ids}
+                self._check_features(gen, ("h_gen",), B, t)
+                ggrads, gserver = self.server_generator_grads(gen)
+                self.history.g_loss[t] = gserver + sum(f["loss"] for f in gen.values())
+                for p in self.party_ids:
+                    self._pending[p].append(Call("generator_apply", {
+                        "step": t, "batch_size": B, "grads": ggrads[p]}))
+        self.step += k
+        return losses
 
     def server_critic_step(self, feats: dict[int, dict]) -> tuple[dict[int, dict], float]:
         """D_S's part of L_D (Wasserstein terms + its GP term); steps D_S.
@@ -230,17 +318,26 @@ class Coordinator:
         return {p: {"h_gen": g.detach()} for p, g in zip(pids, grads, strict=True)}, float(loss.detach())
 
     # -- loop ---------------------------------------------------------------------------
-    def fit(self, steps: int, progress: bool = False, log_every: int = 100) -> History:
-        """Train until ``self.step == steps`` (resumes from the current step)."""
+    def fit(self, steps: int, progress: bool = False, log_every: int = 100,
+            steps_per_round: int = 1) -> History:
+        """Train until ``self.step == steps`` (resumes from the current step).
+
+        ``steps_per_round > 1`` uses the chunked mode (:meth:`train_chunk`).
+        """
         from trainkit import progress_bar
 
         bar = progress_bar(total=steps, initial=self.step, desc="VFLGAN", disable=not progress)
         while self.step < steps:
-            d_loss = self.train_step()
-            bar.update(1)
-            if self.step % log_every == 0 or self.step == steps:
+            before = self.step
+            if steps_per_round > 1:
+                d_loss = self.train_chunk(min(steps_per_round, steps - self.step))[-1]
+            else:
+                d_loss = self.train_step()
+            bar.update(self.step - before)
+            if self.step % log_every < self.step - before or self.step == steps:
                 g = self.history.g_loss[max(self.history.g_loss)] if self.history.g_loss else math.nan
-                bar.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g:.3f}")
+                extra = {k: v for f in self.postfix_providers for k, v in f().items()}
+                bar.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g:.3f}", **extra)
                 logger.debug("step %d d_loss %.4f g_loss %.4f", self.step, d_loss, g)
         bar.close()
         self.flush()
@@ -274,8 +371,13 @@ class Coordinator:
             raise ReplyError(f"parties {missing} did not reply")
         return {p: replies[p][-1] for p in self.party_ids}
 
-    def _check_features(self, feats: dict[int, dict], names: tuple[str, ...], B: int) -> None:
+    def _check_features(self, feats: dict[int, dict], names: tuple[str, ...], B: int,
+                        step: int | None = None) -> None:
         for pid, reply in feats.items():
+            if step is not None and "step" in reply and int(reply["step"]) != step:
+                raise ReplyError(
+                    f"party {pid}: reply is for step {reply['step']}; expected step {step}"
+                )
             for name in (*names, "loss"):
                 if name not in reply:
                     raise ReplyError(f"party {pid}: reply has no {name!r}; expected keys {names}")
@@ -302,6 +404,7 @@ class Coordinator:
             "opt_S": self.opt_S.state_dict(),
             "d_loss": list(self.history.d_loss),
             "g_loss": dict(self.history.g_loss),
+            "extra": {name: obj.state_dict() for name, obj in self.extra_state.items()},
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -310,3 +413,9 @@ class Coordinator:
         self.D_S.load_state_dict(state["D_S"])
         self.opt_S.load_state_dict(state["opt_S"])
         self.history = History(list(state["d_loss"]), dict(state["g_loss"]))
+        extra = state.get("extra", {})
+        for name, obj in self.extra_state.items():
+            if name not in extra:
+                raise ValueError(f"server state: no {name!r} state; expected one (this run "
+                                 f"has {name!r} installed and cannot resume without it)")
+            obj.load_state_dict(extra[name])

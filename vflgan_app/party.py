@@ -8,6 +8,7 @@ latent z and the GP alpha are recomputed here from ``(seed, step)``.
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,8 +87,14 @@ class Party:
         # autograd state kept between a forward and its backward (one step in flight)
         self._critic: tuple[int, torch.Tensor, list[torch.Tensor]] | None = None
         self._gen: tuple[int, torch.Tensor, torch.Tensor] | None = None
+        # the arguments of the forwards in flight, so that a party restored in a fresh
+        # process (Flower deployment) can recompute their autograd graphs: replay_forwards
+        self._critic_args: tuple[int, torch.Tensor] | None = None
+        self._gen_args: tuple[int, int] | None = None
         # hook for DP: called after the critic backward, before the optimizer steps
         self.critic_grad_hook = None
+        # where save_checkpoint/load_checkpoint keep this party's own files (party-local)
+        self.checkpoint_dir = None
 
     # -- handshake ----------------------------------------------------------------
     def hello(self) -> dict:
@@ -127,7 +134,9 @@ class Party:
             bottom_critic_penalty(h_hat, x_hat) + head_penalty(self.D_p(h_hat), h_hat)
         )
         self._critic = (step, local, [h_real, h_fake, h_hat])
+        self._critic_args = (int(step), idx.clone())
         return {
+            "step": int(step),
             "h_real": h_real.detach(),
             "h_fake": h_fake.detach(),
             "h_hat": h_hat.detach(),
@@ -155,7 +164,7 @@ class Party:
             self.critic_grad_hook(self, step)
         self.opt_D_C.step()
         self.opt_D_p.step()
-        self._critic = None
+        self._critic = self._critic_args = None
         return {}
 
     # -- generator step ------------------------------------------------------------
@@ -175,7 +184,8 @@ class Party:
         h_gen = self.D_C(x_fake)
         local = -s.lambda_p * self.D_p(h_gen).mean()
         self._gen = (step, local, h_gen)
-        return {"h_gen": h_gen.detach(), "loss": float(local.detach())}
+        self._gen_args = (int(step), int(batch_size))
+        return {"step": int(step), "h_gen": h_gen.detach(), "loss": float(local.detach())}
 
     def generator_backward(self, step: int, grads: dict) -> dict:
         """Backpropagate dL_G/dIF from the server and step G_k."""
@@ -190,8 +200,98 @@ class Party:
             [local, h_gen], [torch.ones_like(local), torch.as_tensor(grads["h_gen"]).to(h_gen)]
         )
         self.opt_G.step()
-        self._gen = None
+        self._gen = self._gen_args = None
         return {}
+
+    # -- chunked mode (steps-per-round = K; coordinator.train_chunk) ---------------------
+    def critic_features(self, step: int, idx: torch.Tensor) -> dict:
+        """IFs and local loss of step ``step`` without changing any state (chunked mode).
+
+        The K forwards of a chunk all use the weights at the chunk's start; BatchNorm
+        running statistics are left untouched (they move once, in :meth:`critic_apply`).
+        """
+        with self._frozen_buffers():
+            out = self.critic_forward(step, idx)
+        self._critic = self._critic_args = None
+        return out
+
+    def generator_features(self, step: int, batch_size: int) -> dict:
+        """Generator-step IFs of ``step`` without changing any state (chunked mode)."""
+        with self._frozen_buffers():
+            out = self.generator_forward(step, batch_size)
+        self._gen = self._gen_args = None
+        return out
+
+    def critic_apply(self, step: int, idx: torch.Tensor, grads: dict) -> dict:
+        """Re-forward step ``step`` with the current weights, apply the server's gradients."""
+        out = self.critic_forward(step, idx)
+        self.critic_backward(step, grads)
+        return {"step": int(step), "loss": out["loss"]}
+
+    def generator_apply(self, step: int, batch_size: int, grads: dict) -> dict:
+        """Re-forward generator step ``step``, apply the server's gradients, step G_k."""
+        out = self.generator_forward(step, batch_size)
+        self.generator_backward(step, grads)
+        return {"step": int(step), "loss": out["loss"]}
+
+    # -- stateless hosting (a fresh process per message) ---------------------------------
+    def pending_forwards(self) -> dict:
+        """Arguments of the forwards still waiting for gradients (small, JSON-able)."""
+        out: dict = {}
+        if self._critic_args is not None:
+            out["critic"] = {"step": self._critic_args[0],
+                             "idx": self._critic_args[1].tolist()}
+        if self._gen_args is not None:
+            out["gen"] = {"step": self._gen_args[0], "batch_size": self._gen_args[1]}
+        return out
+
+    def replay_forwards(self, pending: dict) -> None:
+        """Recompute the in-flight forwards of :meth:`pending_forwards` exactly.
+
+        Called after :meth:`load_state_dict` in a fresh process: z, alpha, the Gumbel
+        noise and the rows derive from ``(seed, step, idx)``, and the weights are those
+        stored after the forward, so the graph is the original one. BatchNorm running
+        statistics already moved during the original forward; they are restored so the
+        recomputation does not move them twice.
+        """
+        with self._frozen_buffers():
+            if "critic" in pending:
+                c = pending["critic"]
+                self.critic_forward(int(c["step"]), torch.as_tensor(c["idx"], dtype=torch.long))
+            if "gen" in pending:
+                g = pending["gen"]
+                self.generator_forward(int(g["step"]), int(g["batch_size"]))
+
+    @contextmanager
+    def _frozen_buffers(self):
+        # swap the saved copies back in (not copy_: the graph of a replayed forward
+        # holds the buffers, and an in-place write would invalidate its backward)
+        saved = [(mod, name, buf.detach().clone())
+                 for m in (self.G, self.D_C, self.D_p) for mod in m.modules()
+                 for name, buf in mod._buffers.items() if buf is not None]
+        try:
+            yield
+        finally:
+            for mod, name, buf in saved:
+                mod._buffers[name] = buf
+
+    # -- resumable checkpoints (each party writes only its own files) -------------------
+    def save_checkpoint(self, step: int) -> dict:
+        """Write this party's state to ``<checkpoint_dir>/checkpoint-<step>/party-<k>/``."""
+        from vflgan_app.checkpoint import save_party_checkpoint
+
+        if self._critic is not None or self._gen is not None:
+            raise ProtocolError(f"party {self.party_id}: checkpoint with a step in flight")
+        save_party_checkpoint(self.checkpoint_dir, step, self)
+        return {"step": int(step)}
+
+    def load_checkpoint(self, step: int) -> dict:
+        """Restore this party's state from its own ``checkpoint-<step>`` folder."""
+        from vflgan_app.checkpoint import load_party_checkpoint
+
+        load_party_checkpoint(self.checkpoint_dir, step, self)
+        self._critic = self._critic_args = self._gen = self._gen_args = None
+        return {"step": int(step)}
 
     # -- publication ----------------------------------------------------------------
     @torch.no_grad()

@@ -22,6 +22,14 @@ PROTOCOL_METHODS = frozenset(
         "generator_forward",
         "generator_backward",
         "sample",
+        # chunked mode (steps-per-round = K)
+        "critic_features",
+        "generator_features",
+        "critic_apply",
+        "generator_apply",
+        # resumable checkpoints (each party writes/reads only its own files)
+        "save_checkpoint",
+        "load_checkpoint",
     }
 )
 

@@ -1,0 +1,247 @@
+"""Flower app without Ray: codec round trips, ClientApp state restore, FlowerTransport.
+
+``FakeGrid`` implements the four ``Grid`` methods FlowerTransport uses and delivers each
+message to ``client_app.serve`` with one ``Context`` per node, exactly as a SuperNode
+would (``cache=False`` also drops the live party after every message, as a fresh
+``flwr-clientapp`` process per message does). The `flwr run` tests are in
+``tests/e2e``.
+"""
+
+import itertools
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from flwr.app import Context, RecordDict
+
+from vflgan_app import client_app, codec
+from vflgan_app.api import build_federation
+from vflgan_app.config import VFLGANConfig
+from vflgan_app.coordinator import Coordinator, HandshakeError
+from vflgan_app.dataset import prepare_parties, split_vertical
+from vflgan_app.flower_transport import FlowerTransport
+from vflgan_app.transport import Call
+
+from .conftest import make_table
+
+SPLIT = [["a", "color", "count"], ["b", "c", "kind"]]
+CATS = ["color", "kind"]
+RUN_CONFIG = {"dataset": "custom", "architecture": "wine_red", "batch-size": 8, "seed": 3,
+              "n-critic": 3, "progress": False}
+
+
+def write_party_csvs(tmp_path, n=40, split=SPLIT, seed=0):
+    paths = []
+    for k, t in enumerate(split_vertical(make_table(n, seed), split, "record_id")):
+        p = tmp_path / f"party{k}.csv"
+        t.to_csv(p, index=False)
+        paths.append(p)
+    return paths
+
+
+def node_configs(paths, **extra):
+    return [{"partition-id": k, "num-partitions": len(paths), "data-path": str(p),
+             "categorical": ",".join(CATS), "checkpoint-dir": str(p.parent / f"ckpt{k}"),
+             **extra} for k, p in enumerate(paths)]
+
+
+class FakeGrid:
+    """Delivers messages to the real ClientApp code, one Context per node."""
+
+    def __init__(self, node_configs, run_config, cache=True, fault=None):
+        self.contexts = {
+            1000 + i: Context(run_id=7, node_id=1000 + i, node_config=dict(nc),
+                              state=RecordDict(), run_config=dict(run_config))
+            for i, nc in enumerate(node_configs)
+        }
+        self.cache = cache
+        self.fault = fault  # f(node, message_type, reply_content) -> content | None | raise
+        self.ids = itertools.count()
+        self.replies = {}
+        self.messages = 0
+
+    def get_node_ids(self):
+        return list(self.contexts)
+
+    def create_message(self, content, message_type, dst_node_id, group_id, ttl=None):
+        return SimpleNamespace(content=content, metadata=SimpleNamespace(
+            message_type=message_type, dst_node_id=dst_node_id, group_id=group_id))
+
+    def push_messages(self, msgs):
+        ids = []
+        for m in msgs:
+            mid = f"m{next(self.ids)}"
+            ids.append(mid)
+            node, mtype = m.metadata.dst_node_id, m.metadata.message_type
+            self.messages += 1
+            err = content = None
+            try:
+                content = client_app.serve(m.content, self.contexts[node], mtype)
+                if self.fault is not None:
+                    content = self.fault(node, mtype, content)
+            except Exception as e:  # the runtime turns handler exceptions into error replies
+                err = f"{type(e).__name__}: {e}"
+            if not self.cache:
+                client_app._LIVE.clear()
+            if content is None and err is None:
+                continue  # dropped: never answers
+            self.replies[mid] = SimpleNamespace(
+                content=content, has_error=lambda e=err: e is not None,
+                error=SimpleNamespace(reason=err),
+                metadata=SimpleNamespace(reply_to_message_id=mid, src_node_id=node))
+        return ids
+
+    def pull_messages(self, ids):
+        return [self.replies.pop(i) for i in list(ids) if i in self.replies]
+
+
+def flower_coordinator(grid, cfg, timeout=5.0):
+    transport = FlowerTransport(grid, cfg.num_parties, round_timeout=timeout,
+                                connect_timeout=2.0, poll_interval=0.001)
+    transport.connect()
+    coord = Coordinator(transport, cfg.resolve_architecture(), seed=cfg.seed,
+                        n_critic=cfg.n_critic, sampler=cfg.sampler, expected_parties=2)
+    coord.handshake()
+    return coord
+
+
+def in_process(paths, cfg):
+    import pandas as pd
+
+    tables = [pd.read_csv(p) for p in paths]
+    return build_federation(prepare_parties(tables, "record_id", CATS), cfg)
+
+
+# ------------------------------------------------------------------------------------
+def test_codec_round_trip():
+    idx = torch.tensor([3, 1, 4], dtype=torch.long)
+    grads = {"h_real": torch.randn(3, 2), "h_fake": torch.randn(3, 2)}
+    calls = [Call("critic_backward", {"step": 4, "grads": grads}),
+             Call("critic_forward", {"step": 5, "idx": idx})]
+    back = codec.decode_calls(codec.encode_calls(calls))
+    assert [c.method for c in back] == ["critic_backward", "critic_forward"]
+    assert back[0].args["step"] == 4 and torch.equal(back[0].args["grads"]["h_fake"],
+                                                     grads["h_fake"])
+    assert back[1].args["idx"].dtype == torch.long and torch.equal(back[1].args["idx"], idx)
+    replies = [{}, {"step": 5, "h_real": torch.ones(3, 2), "loss": 0.5}]
+    out = codec.decode_replies(codec.encode_replies(replies))
+    assert out[0] == {} and out[1]["loss"] == 0.5 and out[1]["h_real"].shape == (3, 2)
+    assert codec.message_type_for(calls) == codec.TRAIN_STEP == "train.step"
+    with pytest.raises(ValueError, match="span message types"):
+        codec.message_type_for([Call("hello"), Call("sample", {"n": 1, "seed": 0})])
+    with pytest.raises(TypeError, match="expected a tensor"):
+        codec.encode_values({"obj": object()})
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_flower_transport_equals_in_process(tmp_path, cache):
+    # Prepare: same tables, same config
+    paths = write_party_csvs(tmp_path)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 10})
+    grid = FakeGrid(node_configs(paths), RUN_CONFIG, cache=cache)
+    # Execute
+    coord = flower_coordinator(grid, cfg)
+    ref = in_process(paths, cfg)
+    for _ in range(10):
+        assert coord.train_step() == ref.coordinator.train_step()
+    # Assert: same losses (exact), same samples, 1 round trip per step (+1 on G steps)
+    assert coord.history.g_loss == ref.coordinator.history.g_loss
+    a, b = coord.sample(16, 1), ref.coordinator.sample(16, 1)
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_array_equal(x, y)
+    assert coord.transport.round_trips == 2 + 10 + 4 + 1 + 1  # hello x2, steps, G, flush, sample
+
+
+def test_chunked_mode_over_flower_equals_in_process(tmp_path):
+    paths = write_party_csvs(tmp_path)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 12})
+    coord = flower_coordinator(FakeGrid(node_configs(paths), RUN_CONFIG, cache=False), cfg)
+    ref = in_process(paths, cfg)
+    coord.fit(12, steps_per_round=4)
+    ref.coordinator.fit(12, steps_per_round=4)
+    assert coord.history.d_loss == ref.coordinator.history.d_loss
+    assert coord.transport.round_trips == 2 + 3 + 1  # hello x2, 3 chunks, flush
+    for x, y in zip(coord.sample(8, 0), ref.coordinator.sample(8, 0), strict=True):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_chunked_k1_close_to_exact(tmp_path):
+    paths = write_party_csvs(tmp_path)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 6})
+    a, b = in_process(paths, cfg), in_process(paths, cfg)
+    a.coordinator.fit(6)
+    b.coordinator.fit(6, steps_per_round=1 + 0)  # exact path
+    assert a.coordinator.history.d_loss == b.coordinator.history.d_loss
+    c = in_process(paths, cfg)
+    for _ in range(6):
+        c.coordinator.train_chunk(1)
+    # critic updates are exact for K=1; only the generator IFs come before the critic step
+    assert c.coordinator.history.d_loss[:2] == a.coordinator.history.d_loss[:2]
+
+
+# -- handshake refusals ----------------------------------------------------------------
+def test_handshake_refuses_duplicate_party(tmp_path):
+    paths = write_party_csvs(tmp_path)
+    ncs = node_configs(paths)
+    ncs[1]["partition-id"] = 0
+    ncs[1]["data-path"] = ncs[0]["data-path"]
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG)
+    with pytest.raises(HandshakeError, match="party id 0 is claimed by nodes"):
+        flower_coordinator(FakeGrid(ncs, RUN_CONFIG), cfg)
+
+
+def test_handshake_refuses_missing_party(tmp_path):
+    paths = write_party_csvs(tmp_path)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"num-parties": 3})
+    transport = FlowerTransport(FakeGrid(node_configs(paths), RUN_CONFIG), 3,
+                                connect_timeout=0.6)
+    with pytest.raises(Exception, match="only 2 of 3 parties connected"):
+        transport.connect()
+    # all nodes up but party 2 absent: the coordinator names it
+    transport = FlowerTransport(FakeGrid(node_configs(paths), RUN_CONFIG), 2)
+    transport.connect()
+    coord = Coordinator(transport, cfg.resolve_architecture(), expected_parties=3)
+    with pytest.raises(HandshakeError, match=r"parties \[2\] missing"):
+        coord.handshake()
+
+
+def test_handshake_refuses_misaligned_ids(tmp_path):
+    paths = write_party_csvs(tmp_path)
+    import pandas as pd
+
+    t = pd.read_csv(paths[1])
+    t.loc[0, "record_id"] = 999  # one record the other party does not hold
+    t.to_csv(paths[1], index=False)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG)
+    with pytest.raises(HandshakeError, match="rows are misaligned"):
+        flower_coordinator(FakeGrid(node_configs(paths), RUN_CONFIG), cfg)
+
+
+def test_handshake_refuses_schema_mismatch(tmp_path):
+    # party 1 also holds column "a" (a column at two parties)
+    paths = write_party_csvs(tmp_path)
+    import pandas as pd
+
+    t0, t1 = pd.read_csv(paths[0]), pd.read_csv(paths[1])
+    t1["a"] = t0["a"]
+    t1.to_csv(paths[1], index=False)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG)
+    with pytest.raises(HandshakeError, match="column 'a' is held by party 0 and party 1"):
+        flower_coordinator(FakeGrid(node_configs(paths), RUN_CONFIG), cfg)
+    # a party whose schema differs from the expected one (e.g. a resumed run)
+    paths = write_party_csvs(tmp_path)
+    transport = FlowerTransport(FakeGrid(node_configs(paths), RUN_CONFIG), 2)
+    coord = Coordinator(transport, cfg.resolve_architecture(), expected_parties=2)
+    coord.expected_schemas = {1: "[]"}
+    transport.connect()
+    with pytest.raises(HandshakeError, match="party 1 reports another column schema"):
+        coord.handshake()
+
+
+def test_message_type_gates_methods(tmp_path):
+    paths = write_party_csvs(tmp_path)
+    ctx = FakeGrid(node_configs(paths), RUN_CONFIG).contexts[1000]
+    content = codec.encode_calls([Call("critic_backward", {"step": 0, "grads": {}})])
+    with pytest.raises(ValueError, match="'query.hello' may not run"):
+        client_app.serve(content, ctx, codec.QUERY_HELLO)

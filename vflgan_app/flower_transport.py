@@ -1,0 +1,143 @@
+"""FlowerTransport: the coordinator's calls as Flower messages through a ``Grid``.
+
+One :meth:`FlowerTransport.exchange` pushes one message per party and polls for the
+replies with a short interval (``send_and_receive`` sleeps 3 s between pulls in
+deployment) until a per-round timeout. A party that does not answer in time, answers
+with an error, or sends a reply that cannot be decoded stops the round with
+:class:`~vflgan_app.coordinator.ReplyError` naming the party.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from vflgan_app import codec
+from vflgan_app.coordinator import HandshakeError, ReplyError
+from vflgan_app.transport import Call, PayloadObserver, Transport
+
+logger = logging.getLogger(__name__)
+
+
+class PartyTimeout(ReplyError):
+    """A party did not reply within the round timeout."""
+
+
+class FlowerTransport(Transport):
+    """Reach the parties (SuperNodes) through a Flower ``Grid``.
+
+    Args:
+        grid: the ServerApp's grid (or any object with ``get_node_ids``,
+            ``create_message``, ``push_messages`` and ``pull_messages``).
+        num_parties: how many parties must connect before training.
+        round_timeout: seconds one round trip may take before the run stops.
+        connect_timeout: seconds to wait for all SuperNodes to connect.
+        poll_interval: seconds between two pulls.
+        observer: optional ``f(direction, party_id, message_type, content)`` called with
+            every ``RecordDict`` pushed or pulled (the wire audit).
+    """
+
+    def __init__(self, grid, num_parties: int, round_timeout: float = 120.0,
+                 connect_timeout: float = 120.0, poll_interval: float = 0.01,
+                 observer: PayloadObserver | None = None) -> None:
+        self.grid = grid
+        self.num_parties = num_parties
+        self.round_timeout = round_timeout
+        self.connect_timeout = connect_timeout
+        self.poll_interval = poll_interval
+        self.observer = observer
+        self.round_trips = 0
+        self.node_of: dict[int, int] = {}
+
+    # -- discovery ------------------------------------------------------------------------
+    def connect(self) -> dict[int, int]:
+        """Wait for the SuperNodes, ask each for its party id; return ``{party: node}``.
+
+        Raises:
+            PartyTimeout: fewer than ``num_parties`` nodes connected in time.
+            HandshakeError: two nodes claim the same party id.
+        """
+        deadline = time.monotonic() + self.connect_timeout
+        while len(nodes := sorted(self.grid.get_node_ids())) < self.num_parties:
+            if time.monotonic() > deadline:
+                raise PartyTimeout(
+                    f"only {len(nodes)} of {self.num_parties} parties connected within "
+                    f"{self.connect_timeout:.0f} s"
+                )
+            time.sleep(0.5)
+        replies = self._round({n: [Call("hello")] for n in nodes}, label=lambda n: f"node {n}")
+        claims: dict[int, list[int]] = {}
+        for node, r in replies.items():
+            claims.setdefault(int(r[-1]["party_id"]), []).append(node)
+        dup = {p: ns for p, ns in claims.items() if len(ns) > 1}
+        if dup:
+            p, ns = next(iter(sorted(dup.items())))
+            raise HandshakeError(f"party id {p} is claimed by nodes {ns}; expected each "
+                                 "party id at exactly one SuperNode (check partition-id)")
+        self.node_of = {p: ns[0] for p, ns in claims.items()}
+        logger.info("parties connected: %s", {p: n for p, n in sorted(self.node_of.items())})
+        return self.node_of
+
+    def party_ids(self) -> list[int]:
+        """Party ids learned by :meth:`connect`."""
+        if not self.node_of:
+            self.connect()
+        return sorted(self.node_of)
+
+    # -- one round trip ---------------------------------------------------------------
+    def exchange(self, calls: dict[int, list[Call]]) -> dict[int, list[dict]]:
+        """Send each party its calls in one message; return the decoded replies."""
+        unknown = sorted(set(calls) - set(self.node_of))
+        if unknown:
+            raise ReplyError(f"parties {unknown} are not connected")
+        by_node = self._round({self.node_of[p]: c for p, c in calls.items()},
+                              label=self._party_label)
+        party_of = {n: p for p, n in self.node_of.items()}
+        return {party_of[n]: r for n, r in by_node.items()}
+
+    def _party_label(self, node: int) -> str:
+        party_of = {n: p for p, n in self.node_of.items()}
+        return f"party {party_of.get(node, '?')} (node {node})"
+
+    def _round(self, calls: dict[int, list[Call]], label) -> dict[int, list[dict]]:
+        self.round_trips += 1
+        group = str(self.round_trips)
+        msgs, node_of_msg = [], {}
+        for node, plist in calls.items():
+            mtype = codec.message_type_for(plist)
+            content = codec.encode_calls(plist)
+            if self.observer:
+                self.observer("request", node, mtype, content)
+            msgs.append((node, self.grid.create_message(content, mtype, node, group)))
+        for (node, _), mid in zip(msgs, self.grid.push_messages([m for _, m in msgs]),
+                                  strict=True):
+            node_of_msg[mid] = node
+        pending = set(node_of_msg)
+        got: dict[int, list[dict]] = {}
+        deadline = time.monotonic() + self.round_timeout
+        while pending:
+            for reply in self.grid.pull_messages(list(pending)):
+                mid = reply.metadata.reply_to_message_id
+                if mid not in pending:
+                    continue
+                pending.discard(mid)
+                node = node_of_msg[mid]
+                if reply.has_error():
+                    raise ReplyError(f"{label(node)} answered with an error: "
+                                     f"{reply.error.reason}")
+                if self.observer:
+                    self.observer("reply", node, "reply", reply.content)
+                try:
+                    got[node] = codec.decode_replies(reply.content)
+                except Exception as e:
+                    raise ReplyError(f"{label(node)} sent a malformed reply: {e}") from e
+                if len(got[node]) != len(calls[node]):
+                    raise ReplyError(f"{label(node)} sent {len(got[node])} replies; "
+                                     f"expected {len(calls[node])}")
+            if pending:
+                if time.monotonic() > deadline:
+                    late = sorted(label(node_of_msg[m]) for m in pending)
+                    raise PartyTimeout(f"{', '.join(late)} did not answer within "
+                                       f"{self.round_timeout:g} s (round {group})")
+                time.sleep(self.poll_interval)
+        return got
