@@ -65,6 +65,18 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=["retain", "aux"],
         help="DiMRA attacker data sets to run",
     )
+    p.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override UnlearnConfig fields for every method, e.g. sa_lambda=0",
+    )
+    p.add_argument(
+        "--label",
+        default="",
+        help="suffix for the method names in results.jsonl (for variants run with --set)",
+    )
     p.add_argument("--unlearn-steps", type=int, default=600, help="unlearning steps")
     p.add_argument("--attack-steps", type=int, default=1000, help="DiMRA steps")
     p.add_argument("--attack-lr", type=float, default=1e-3, help="DiMRA lr")
@@ -91,6 +103,16 @@ def main(argv=None) -> None:
     set_cpu_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    overrides = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        default = getattr(UnlearnConfig(), key)  # AttributeError: unknown field
+        if isinstance(default, bool):
+            overrides[key] = value.lower() in ("1", "true", "yes")
+        elif default is None:
+            overrides[key] = int(value)
+        else:
+            overrides[key] = type(default)(value)
     t_start = time.perf_counter()
     c_f = args.forget_class
     data = load_dataset("digits")
@@ -150,7 +172,8 @@ def main(argv=None) -> None:
         base.set_progress_bar_config(disable=True)
         base_metrics = evaluate_pipeline(base, judge, c_f, reference, eval_cfg)
         for method in args.methods:
-            if (seed, method) in done:
+            run_name = method + args.label
+            if (seed, run_name) in done:
                 continue
             t0 = time.perf_counter()
             cfg = UnlearnConfig(
@@ -163,12 +186,14 @@ def main(argv=None) -> None:
                 retrain_steps=args.pretrain_steps,
                 retrain_batch_size=args.pretrain_batch,
                 retrain_lr=args.pretrain_lr,
+                **overrides,
             )
             pipe, log = unlearn_with_log(base, forget, retain, cfg)
             t_unlearn = time.perf_counter() - t0
             row = {
                 "seed": seed,
-                "method": method,
+                "method": run_name,
+                "overrides": overrides,
                 "forget_class": c_f,
                 "unlearn_steps_run": log.steps_run,
                 "stopped_early": log.stopped_early,
@@ -193,27 +218,27 @@ def main(argv=None) -> None:
                     attacked, judge, c_f, reference, eval_cfg
                 )
                 row[f"curve_{name}"] = curve.as_dict()
-                curves[f"{method} / D_{'r' if name == 'retain' else 'au'}"] = (
+                curves[f"{run_name} / D_{'r' if name == 'retain' else 'au'}"] = (
                     curve.steps,
                     curve.forget_rate,
                 )
                 if seed == args.seeds[0]:
                     save_class_grid(
                         attacked,
-                        out / "grids" / f"{method}_dimra_{name}.png",
-                        title=f"{method} after DiMRA on {name}",
+                        out / "grids" / f"{run_name}_dimra_{name}.png",
+                        title=f"{run_name} after DiMRA on {name}",
                     )
             row["wall_s"] = time.perf_counter() - t0
             if seed == args.seeds[0]:
                 save_class_grid(
                     pipe,
-                    out / "grids" / f"{method}_after.png",
-                    title=f"{method}, forget {c_f}",
+                    out / "grids" / f"{run_name}_after.png",
+                    title=f"{run_name}, forget {c_f}",
                 )
             save_curves(
                 curves,
-                out / "curves" / f"seed{seed}_{method}.png",
-                title=f"{method}, seed {seed}, attack lr {args.attack_lr}",
+                out / "curves" / f"seed{seed}_{run_name}.png",
+                title=f"{run_name}, seed {seed}, attack lr {args.attack_lr}",
             )
             with results_file.open("a") as fh:
                 fh.write(json.dumps(row) + "\n")
@@ -222,7 +247,7 @@ def main(argv=None) -> None:
                 "seed %d %-10s unlearn fr %.3f ret %.3f | DiMRA D_r %.3f D_au %.3f"
                 " | %.0f s",
                 seed,
-                method,
+                run_name,
                 a["forget_rate"],
                 a["retain_acc"],
                 row.get("after_dimra_retain", {}).get("forget_rate", float("nan")),
@@ -244,7 +269,10 @@ def _ms(values: list[float]) -> str:
 
 def summarize(results_file: Path, args, wall: float) -> str:
     rows = [json.loads(x) for x in results_file.read_text().splitlines()]
-    methods = [m for m in METHODS if any(r["method"] == m for r in rows)]
+    names = list(dict.fromkeys(r["method"] for r in rows))
+    methods = [m for m in METHODS if m in names] + [
+        m for m in names if m not in METHODS
+    ]
     seeds = sorted({r["seed"] for r in rows})
     lines = [
         f"digits, forget class {args.forget_class}, {args.arch} noise predictor, "
