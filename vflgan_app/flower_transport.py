@@ -19,6 +19,13 @@ from vflgan_app.transport import Call, PayloadObserver, Transport
 logger = logging.getLogger(__name__)
 
 
+def _flower_message(content, message_type: str, dst_node_id: int, group_id: str):
+    from flwr.app import Message
+
+    return Message(content, dst_node_id=dst_node_id, message_type=message_type,
+                   group_id=group_id)
+
+
 class PartyTimeout(ReplyError):
     """A party did not reply within the round timeout."""
 
@@ -33,14 +40,17 @@ class FlowerTransport(Transport):
         round_timeout: seconds one round trip may take before the run stops.
         connect_timeout: seconds to wait for all SuperNodes to connect.
         poll_interval: seconds between two pulls.
-        observer: optional ``f(direction, party_id, message_type, content)`` called with
+        observer: optional ``f(direction, node_id, message_type, content)`` called with
             every ``RecordDict`` pushed or pulled (the wire audit).
+        message_factory: ``f(content, message_type, dst_node_id, group_id)`` building
+            an instruction; default ``flwr.app.Message`` (tests pass a fake).
     """
 
     def __init__(self, grid, num_parties: int, round_timeout: float = 120.0,
                  connect_timeout: float = 120.0, poll_interval: float = 0.01,
-                 observer: PayloadObserver | None = None) -> None:
+                 observer: PayloadObserver | None = None, message_factory=None) -> None:
         self.grid = grid
+        self.message_factory = message_factory or _flower_message
         self.num_parties = num_parties
         self.round_timeout = round_timeout
         self.connect_timeout = connect_timeout
@@ -108,7 +118,7 @@ class FlowerTransport(Transport):
             content = codec.encode_calls(plist)
             if self.observer:
                 self.observer("request", node, mtype, content)
-            msgs.append((node, self.grid.create_message(content, mtype, node, group)))
+            msgs.append((node, self.message_factory(content, mtype, node, group)))
         for (node, _), mid in zip(msgs, self.grid.push_messages([m for _, m in msgs]),
                                   strict=True):
             node_of_msg[mid] = node

@@ -90,8 +90,11 @@ class FlowerSettings:
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Train VFLGAN over the grid, publish, report."""
+    from trainkit import set_cpu_threads
+
     cfg = VFLGANConfig.from_run_config(context.run_config)
     settings = FlowerSettings.from_run_config(context.run_config)
+    set_cpu_threads(cfg.threads)
     transport = FlowerTransport(grid, cfg.num_parties, round_timeout=settings.round_timeout,
                                 connect_timeout=settings.connect_timeout)
     run_dir = run_federated(cfg, settings, transport)

@@ -98,7 +98,8 @@ class FakeGrid:
 
 def flower_coordinator(grid, cfg, timeout=5.0):
     transport = FlowerTransport(grid, cfg.num_parties, round_timeout=timeout,
-                                connect_timeout=2.0, poll_interval=0.001)
+                                connect_timeout=2.0, poll_interval=0.001,
+                                message_factory=grid.create_message)
     transport.connect()
     coord = Coordinator(transport, cfg.resolve_architecture(), seed=cfg.seed,
                         n_critic=cfg.n_critic, sampler=cfg.sampler, expected_parties=2)
@@ -194,12 +195,14 @@ def test_handshake_refuses_duplicate_party(tmp_path):
 def test_handshake_refuses_missing_party(tmp_path):
     paths = write_party_csvs(tmp_path)
     cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"num-parties": 3})
-    transport = FlowerTransport(FakeGrid(node_configs(paths), RUN_CONFIG), 3,
-                                connect_timeout=0.6)
+    grid = FakeGrid(node_configs(paths), RUN_CONFIG)
+    transport = FlowerTransport(grid, 3, connect_timeout=0.6,
+                                message_factory=grid.create_message)
     with pytest.raises(Exception, match="only 2 of 3 parties connected"):
         transport.connect()
     # all nodes up but party 2 absent: the coordinator names it
-    transport = FlowerTransport(FakeGrid(node_configs(paths), RUN_CONFIG), 2)
+    grid = FakeGrid(node_configs(paths), RUN_CONFIG)
+    transport = FlowerTransport(grid, 2, message_factory=grid.create_message)
     transport.connect()
     coord = Coordinator(transport, cfg.resolve_architecture(), expected_parties=3)
     with pytest.raises(HandshakeError, match=r"parties \[2\] missing"):
@@ -231,7 +234,8 @@ def test_handshake_refuses_schema_mismatch(tmp_path):
         flower_coordinator(FakeGrid(node_configs(paths), RUN_CONFIG), cfg)
     # a party whose schema differs from the expected one (e.g. a resumed run)
     paths = write_party_csvs(tmp_path)
-    transport = FlowerTransport(FakeGrid(node_configs(paths), RUN_CONFIG), 2)
+    grid = FakeGrid(node_configs(paths), RUN_CONFIG)
+    transport = FlowerTransport(grid, 2, message_factory=grid.create_message)
     coord = Coordinator(transport, cfg.resolve_architecture(), expected_parties=2)
     coord.expected_schemas = {1: "[]"}
     transport.connect()
