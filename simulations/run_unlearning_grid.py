@@ -93,6 +93,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="simulations/results/cache/unlearning_grid",
         help="output folder (git-ignored)",
     )
+    p.add_argument(
+        "--summarize-only",
+        action="store_true",
+        help="only rebuild summary.md and the mean-curve PNGs from results.jsonl",
+    )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     return p.parse_args(argv)
 
@@ -114,6 +119,11 @@ def main(argv=None) -> None:
         else:
             overrides[key] = type(default)(value)
     t_start = time.perf_counter()
+    if args.summarize_only:
+        summary = summarize(out / "results.jsonl", args, float("nan"))
+        atomic_write_text(out / "summary.md", summary)
+        print(summary)
+        return
     c_f = args.forget_class
     data = load_dataset("digits")
     forget, retain = split_forget_retain(data.train, c_f, data.num_classes)
@@ -267,6 +277,28 @@ def _ms(values: list[float]) -> str:
     return f"{a.mean():.3f} ± {a.std(ddof=1):.3f}" if len(a) > 1 else f"{a.mean():.3f}"
 
 
+def save_mean_curves(rows: list[dict], methods: list[str], out: Path, lr) -> None:
+    """One PNG per attacker data set: mean relearning curve over seeds per method."""
+    for attack in ("retain", "aux"):
+        curves = {}
+        for m in methods:
+            cs = [
+                r[f"curve_{attack}"]
+                for r in rows
+                if r["method"] == m and f"curve_{attack}" in r
+            ]
+            if cs:
+                mean = np.mean([c["forget_rate"] for c in cs], axis=0)
+                curves[m] = (cs[0]["steps"], list(mean))
+        if curves:
+            save_curves(
+                curves,
+                out / f"mean_curves_{attack}.png",
+                title=f"DiMRA on D_{'r' if attack == 'retain' else 'au'}, "
+                f"lr {lr}, mean over seeds",
+            )
+
+
 def summarize(results_file: Path, args, wall: float) -> str:
     rows = [json.loads(x) for x in results_file.read_text().splitlines()]
     names = list(dict.fromkeys(r["method"] for r in rows))
@@ -274,6 +306,7 @@ def summarize(results_file: Path, args, wall: float) -> str:
         m for m in names if m not in METHODS
     ]
     seeds = sorted({r["seed"] for r in rows})
+    save_mean_curves(rows, methods, results_file.parent, args.attack_lr)
     lines = [
         f"digits, forget class {args.forget_class}, {args.arch} noise predictor, "
         f"seeds {seeds}; unlearning {args.unlearn_steps} steps; DiMRA "
