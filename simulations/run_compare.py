@@ -85,6 +85,15 @@ def main() -> None:
                 out / f"samples-{ds.name}-{kind}-{args.steps}.png",
                 title=f"{kind}, {ds.name}, {args.steps} steps",
             )
+        write_results(
+            results, out, ds.name, args
+        )  # after each model: partial results survive
+    print(format_table(results))
+
+
+def write_results(
+    results: dict, out: Path, name: str, args: argparse.Namespace
+) -> None:
     m = results["models"]
     if "vflgan" in m and "vertigan" in m:
         results["fd_ratio_vertigan_over_vflgan"] = (
@@ -94,10 +103,9 @@ def main() -> None:
             "FD ratio VertiGAN / VFLGAN = %.3f",
             results["fd_ratio_vertigan_over_vflgan"],
         )
-    stem = f"compare-{ds.name}-{args.steps}-seed{args.seed}"
+    stem = f"compare-{name}-{args.steps}-seed{args.seed}"
     atomic_write_json(out / f"{stem}.json", results)
     atomic_write_text(out / f"{stem}.md", format_table(results))
-    print(format_table(results))
 
 
 def format_table(results: dict) -> str:
