@@ -1,0 +1,142 @@
+"""Wire audit: record every payload crossing the transport and prove that no raw row, no
+array of raw-row shape, and no party's weights ever leave a party.
+
+Two recorders: the in-process transport's observer (Python payloads) and the Flower
+FlowerTransport observer (the encoded ``RecordDict`` s, i.e. the bytes' content). The run
+covers the handshake, exact-mode and chunked-mode training steps, the final flush and a
+checkpoint. Publication (``query.generate``) is audited separately: its payload is
+synthetic rows by design, so it is checked only for copies of real rows.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+
+from vflgan_app.checkpoint import fit_with_checkpoints
+from vflgan_app.config import VFLGANConfig
+
+from .test_flower import CATS, RUN_CONFIG, FakeGrid, flower_coordinator, in_process, \
+    node_configs, write_party_csvs
+
+ALLOWED_KEYS = {
+    # handshake
+    "party_id", "n_rows", "id_hash", "schema", "width", "if_dim",
+    # training: row indices, step numbers, IFs, gradients w.r.t. IFs, scalar losses
+    "step", "idx", "batch_size", "loss", "h_real", "h_fake", "h_hat", "h_gen", "grads",
+    # call framing (Flower codec)
+    "methods", "n",
+}
+
+
+def flatten_payload(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from flatten_payload(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+def record_items(content):
+    """(key, value) of every record in a RecordDict; arrays as numpy."""
+    for name, rec in content.items():
+        if isinstance(rec, ArrayRecord):
+            for k, a in rec.items():
+                yield k, a.numpy()
+        elif isinstance(rec, ConfigRecord):
+            for k, v in rec.items():
+                yield k, v
+        else:
+            raise AssertionError(f"unexpected record type {type(rec).__name__} ({name})")
+
+
+def party_secrets(paths, model):
+    """Raw float values, encoded rows and every weight/optimizer tensor of each party."""
+    raw_floats, rows, widths, weights = set(), [], [], []
+    for p, path in zip(model.parties, paths, strict=True):
+        t = pd.read_csv(path)
+        for c in t.columns:
+            if t[c].dtype.kind == "f":
+                raw_floats.update(t[c].tolist())
+        rows.append(np.asarray(p.data.x, np.float32))
+        widths.append(p.data.schema.width)
+        for m in (p.G, p.D_C, p.D_p):
+            weights += [v.detach().numpy().ravel() for v in m.state_dict().values()
+                        if v.dtype.is_floating_point]
+    return raw_floats, rows, widths, weights
+
+
+def audit(items, secrets, if_dim):
+    raw_floats, rows, widths, weights = secrets
+    n_arrays = 0
+    for key, v in items:
+        leaf = key.split(".")[-1]
+        assert leaf in ALLOWED_KEYS or key.startswith("grads."), f"unexpected key {key!r}"
+        if isinstance(v, torch.Tensor):
+            v = v.detach().numpy()
+        if isinstance(v, np.ndarray):
+            n_arrays += 1
+            # nothing shaped like a party's rows (N or B, width_k)
+            assert not (v.ndim == 2 and v.shape[1] in widths), f"{key}: raw-row shape {v.shape}"
+            if v.dtype.kind == "f":
+                assert v.ndim == 2 and v.shape[1] == if_dim, f"{key}: shape {v.shape}"
+                # no raw value and no weight value appears anywhere
+                assert not raw_floats & set(v.ravel().astype(np.float64).tolist()), key
+                flat = v.ravel()
+                for w in weights:
+                    if len(w) >= 4:
+                        assert not np.isin(w[:4], flat).all(), f"{key} carries weights"
+            else:
+                assert leaf == "idx" and v.ndim == 1, f"{key}: integer array {v.shape}"
+        elif isinstance(v, float):
+            assert v not in raw_floats, f"{key}: a raw value"
+        elif key == "schema":
+            cols = json.loads(v)
+            assert all(set(c) >= {"name", "kind"} for c in cols)
+    return n_arrays
+
+
+@pytest.mark.parametrize("steps_per_round", [1, 4])
+def test_in_process_payloads_carry_no_rows_or_weights(tmp_path, steps_per_round):
+    paths = write_party_csvs(tmp_path)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 12})
+    log = []
+    import vflgan_app.api as api
+    from vflgan_app.dataset import prepare_parties
+
+    tables = [pd.read_csv(p) for p in paths]
+    model = api.build_federation(prepare_parties(tables, "record_id", CATS), cfg,
+                                 observer=lambda d, pid, m, payload: log.append((d, m, payload)))
+    for p in model.parties:
+        p.checkpoint_dir = str(tmp_path / f"party{p.party_id}")
+    fit_with_checkpoints(model.coordinator, 12, tmp_path / "server", every=8,
+                         steps_per_round=steps_per_round)
+    secrets = party_secrets(paths, model)
+    items = [kv for _, m, payload in log for kv in flatten_payload(payload)]
+    n = audit(items, secrets, model.coordinator.arch.if_dim)
+    assert n > 50  # the audit saw the traffic
+    methods = {m for _, m, _ in log}
+    assert {"hello", "save_checkpoint"} <= methods
+    # publication: synthetic rows, never a copy of a real row
+    for x, real in zip(model.coordinator.sample(64, 0), secrets[1], strict=True):
+        assert not (x[:, None, :] == real[None, :, :]).all(-1).any()
+
+
+def test_flower_wire_carries_no_rows_or_weights(tmp_path):
+    paths = write_party_csvs(tmp_path)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 9})
+    grid = FakeGrid(node_configs(paths), RUN_CONFIG, cache=False)
+    log = []
+    coord = flower_coordinator(grid, cfg)
+    coord.transport.observer = lambda d, node, mtype, content: log.append((d, mtype, content))
+    coord.fit(5)
+    coord.fit(9, steps_per_round=2)
+    ref = in_process(paths, cfg)  # the parties' own data and (initial) weights
+    ref.coordinator.fit(9)
+    secrets = party_secrets(paths, ref)
+    items = [kv for _, _, content in log for kv in record_items(content)]
+    assert audit(items, secrets, coord.arch.if_dim) > 30
+    assert {m for d, m, _ in log if d == "request"} == {"train.step"}
