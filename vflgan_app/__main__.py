@@ -16,6 +16,7 @@ from pathlib import Path
 
 from trainkit import StageTimer, create_run_dir
 from vflgan_app.config import MODELS, VFLGANConfig
+from vflgan_app.dp import DPConfig
 
 logger = logging.getLogger("vflgan_app")
 
@@ -44,13 +45,31 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         "log_every": "steps between progress-bar updates",
     }
     for f in dataclasses.fields(VFLGANConfig):
+        if f.name == "dp":
+            continue
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
                        help=f"{helps.get(f.name, f.name)} (default: {f.default})")
+    dp_helps = {
+        "mode": "differential privacy: none, paper (the published first-layer mechanism) or "
+                "strict (per-sample DP-SGD on every critic block); DP forces --sampler wor",
+        "target_epsilon": "privacy budget; training stops before exceeding it",
+        "delta": "delta of (epsilon, delta)-DP (warned about when >= 1/N)",
+        "noise_multiplier": "sigma per noised block (default: calibrated from the target)",
+        "clip": "clip bound C (default: 1.5/B in paper mode, 1.0 per sample in strict mode)",
+        "noise_seed": "fixed DP noise seed, TESTS ONLY (default: OS randomness)",
+    }
+    for f in dataclasses.fields(DPConfig):
+        p.add_argument(f"--dp-{f.name.replace('_', '-')}", dest=f"dp_{f.name}", default=None,
+                       help=f"{dp_helps[f.name]} (default: {f.default})")
 
 
 def _config_from_args(ns: argparse.Namespace) -> VFLGANConfig:
     values = {f.name: getattr(ns, f.name) for f in dataclasses.fields(VFLGANConfig)
-              if getattr(ns, f.name) is not None}
+              if f.name != "dp" and getattr(ns, f.name) is not None}
+    dp = {f.name: getattr(ns, f"dp_{f.name}") for f in dataclasses.fields(DPConfig)
+          if getattr(ns, f"dp_{f.name}") is not None}
+    if dp:
+        values["dp"] = dp
     return VFLGANConfig.from_dict(values)
 
 

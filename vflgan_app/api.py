@@ -10,6 +10,7 @@ Runs the federated protocol with the in-process transport, so it works in a note
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -17,19 +18,33 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainkit import atomic_write_json, atomic_write_text, load_checkpoint, save_checkpoint
-from trainkit import set_cpu_threads
+from trainkit import (
+    atomic_write_json,
+    atomic_write_text,
+    load_checkpoint,
+    save_checkpoint,
+    set_cpu_threads,
+)
 from vflgan_app.baselines import CentralizedWGANGP, VertiGAN
 from vflgan_app.config import VFLGANConfig
 from vflgan_app.coordinator import Coordinator
 from vflgan_app.dataset import PartyData, TableSchema, prepare_parties
+from vflgan_app.dp import (
+    DPAccounting,
+    PrivacyBudgetExceeded,
+    install_dp,
+    make_coordinator,
+    make_party,
+    resolve_plan,
+)
 from vflgan_app.model import Architecture
 from vflgan_app.party import Party, PartySettings
 from vflgan_app.transport import InProcessTransport, PayloadObserver
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["VFLGANConfig", "VFLGANModel", "BaselineModel", "fit", "fit_parties", "fit_baseline"]
+__all__ = ["VFLGANConfig", "VFLGANModel", "BaselineModel", "PrivacyBudgetExceeded", "fit",
+           "fit_parties", "fit_baseline"]
 
 
 class VFLGANModel:
@@ -39,13 +54,19 @@ class VFLGANModel:
         coordinator: the server side (top critic, loop state).
         parties: the parties (each holds its own modules and data).
         config: the run configuration.
+        dp: the DP accounting installed on the coordinator (None without DP).
     """
 
     def __init__(self, coordinator: Coordinator, parties: Sequence[Party],
-                 config: VFLGANConfig) -> None:
+                 config: VFLGANConfig, dp: DPAccounting | None = None) -> None:
         self.coordinator = coordinator
         self.parties = list(parties)
         self.config = config
+        self.dp = dp
+
+    def dp_metadata(self) -> dict | None:
+        """DP metadata: mode, epsilon, delta, sigma, q, steps, accountant; or no-DP mode."""
+        return self.dp.metadata() if self.dp is not None else {"mode": "none"}
 
     @property
     def schemas(self) -> list[TableSchema]:
@@ -58,9 +79,21 @@ class VFLGANModel:
         return _slices([s.width for s in self.schemas])
 
     def fit(self, steps: int | None = None) -> VFLGANModel:
-        """Train (or continue training) up to ``steps`` (default ``config.steps``)."""
-        self.coordinator.fit(steps if steps is not None else self.config.steps,
-                             progress=self.config.progress, log_every=self.config.log_every)
+        """Train (or continue training) up to ``steps`` (default ``config.steps``).
+
+        Raises:
+            PrivacyBudgetExceeded: with DP, before a step that would exceed
+                ``dp.target-epsilon``; the model stays usable (the parties are brought
+                up to date first) and holds every step taken within the budget.
+        """
+        try:
+            self.coordinator.fit(steps if steps is not None else self.config.steps,
+                                 progress=self.config.progress,
+                                 log_every=self.config.log_every)
+        except PrivacyBudgetExceeded as e:
+            self.coordinator.flush()
+            logger.error("%s", e)
+            raise
         return self
 
     def sample_parts(self, n: int, seed: int = 0, independent: bool = False) -> list[np.ndarray]:
@@ -82,7 +115,11 @@ class VFLGANModel:
             save_checkpoint(p.state_dict(), d / "state.pt")
             atomic_write_text(d / "schema.json", p.data.schema.to_json())
         save_checkpoint(self.coordinator.state_dict(), path / "server" / "state.pt")
-        atomic_write_json(path / "config.json", self.config.to_dict())
+        meta = self.config.to_dict()
+        if self.dp is not None:
+            meta["dp_metadata"] = self.dp.metadata()
+            atomic_write_json(path / "server" / "dp.json", self.dp.metadata())
+        atomic_write_json(path / "config.json", meta)
         return path
 
     def load(self, path: str | Path) -> VFLGANModel:
@@ -138,19 +175,36 @@ def build_federation(
     arch: Architecture | None = None,
     observer: PayloadObserver | None = None,
 ) -> VFLGANModel:
-    """Create parties, an in-process transport and a coordinator, and shake hands."""
+    """Create parties, an in-process transport and a coordinator, and shake hands.
+
+    With ``config.dp.mode`` paper or strict, sigma is calibrated (unless given) for
+    ``config.steps`` critic steps on the parties' N rows, each party gets its DP
+    mechanism (:func:`vflgan_app.dp.make_party`), the coordinator the strict-mode D_S step
+    if needed and the accountant as a before-step hook (:func:`vflgan_app.dp.install_dp`).
+    """
     arch = arch or config.resolve_architecture()
     set_cpu_threads(config.threads)
+    plan = None
+    if config.dp.enabled:
+        if arch.bias:
+            logger.info("dp.mode=%s: linear layers without biases (the paper's DP models)",
+                        config.dp.mode)
+            arch = dataclasses.replace(arch, bias=False)
+        plan = resolve_plan(config.dp, n_rows=len(parties_data[0].ids),
+                            batch_size=arch.batch_size, steps=config.steps,
+                            num_parties=len(parties_data))
     settings = PartySettings(seed=config.seed, lambda_gp=arch.lambda_gp,
                              lambda_p=config.lambda_p, lr=arch.lr)
-    parties = [Party(d, arch, settings, device=config.device) for d in parties_data]
-    coordinator = Coordinator(
-        InProcessTransport(parties, observer=observer), arch, seed=config.seed,
+    parties = [make_party(d, arch, settings, device=config.device, plan=plan)
+               for d in parties_data]
+    coordinator = make_coordinator(
+        InProcessTransport(parties, observer=observer), arch, plan=plan, seed=config.seed,
         n_critic=config.n_critic, sampler=config.sampler, device=config.device,
         expected_parties=len(parties),
     )
     coordinator.handshake()
-    return VFLGANModel(coordinator, parties, config)
+    accounting = install_dp(coordinator, plan)
+    return VFLGANModel(coordinator, parties, config, dp=accounting)
 
 
 def fit_parties(parties_data: Sequence[PartyData], config: VFLGANConfig,
@@ -191,6 +245,9 @@ def fit_baseline(kind: str, parties_data: Sequence[PartyData], config: VFLGANCon
     Raises:
         ValueError: unknown baseline name.
     """
+    if config.dp.enabled:
+        raise ValueError(f"dp.mode: got {config.dp.mode!r} for the {kind!r} baseline; "
+                         "expected 'none' (DP is implemented for vflgan only)")
     arch = config.resolve_architecture()
     classes = {"vertigan": VertiGAN, "centralized": CentralizedWGANGP}
     if kind not in classes:

@@ -7,15 +7,19 @@ dataset's architecture preset" (research/vflgan.md 2.2 and 3).
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from vflgan_app.data_sources import DATASETS
+from vflgan_app.dp import DPConfig
 from vflgan_app.model import ARCHITECTURES, Architecture, get_architecture
 from vflgan_app.sampling import SAMPLERS
 
 MODELS = ("vflgan", "vertigan", "centralized")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,10 @@ class VFLGANConfig:
         threads: torch CPU threads; None = torch default.
         progress: show progress bars.
         log_every: steps between log lines / progress updates.
+        dp: differential privacy (:class:`vflgan_app.dp.DPConfig`; run-config keys
+            ``dp.mode``, ``dp.target-epsilon``, ``dp.delta``, ``dp.noise-multiplier``,
+            ``dp.clip``, ``dp.noise-seed``). With ``dp.mode`` paper or strict the sampler
+            is set to ``"wor"`` (with a log line) and every linear layer is bias-free.
     """
 
     dataset: str = "digits"
@@ -66,6 +74,7 @@ class VFLGANConfig:
     threads: int | None = None
     progress: bool = True
     log_every: int = 100
+    dp: DPConfig = field(default_factory=DPConfig)
 
     def __post_init__(self) -> None:
         def need(cond: bool, name: str, expected: str) -> None:
@@ -88,6 +97,16 @@ class VFLGANConfig:
         need(self.max_rows is None or self.max_rows >= 2, "max_rows", ">= 2")
         need(self.n_samples is None or self.n_samples >= 1, "n_samples", ">= 1")
         need(self.log_every >= 1, "log_every", ">= 1")
+        if isinstance(self.dp, Mapping):
+            object.__setattr__(self, "dp", DPConfig.from_dict(self.dp))
+        if not isinstance(self.dp, DPConfig):
+            raise TypeError(f"dp: got {type(self.dp).__name__}, expected a DPConfig")
+        if self.dp.enabled and self.sampler != "wor":
+            # the accountant describes fixed-size batches drawn without replacement
+            logger.info("dp.mode=%s: sampler %r -> 'wor' (fixed-size batches without "
+                        "replacement, drawn independently per step, as accounted)",
+                        self.dp.mode, self.sampler)
+            object.__setattr__(self, "sampler", "wor")
 
     # -- derived ------------------------------------------------------------------
     def resolve_architecture(self) -> Architecture:
@@ -96,6 +115,8 @@ class VFLGANConfig:
         return get_architecture(
             name, batch_size=self.batch_size, lr=self.lr, latent_dim=self.latent_dim,
             lambda_gp=self.lambda_gp,
+            # the paper's DP models have no biases
+            bias=False if self.dp.enabled else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -112,23 +133,33 @@ class VFLGANConfig:
         """
         fields = {f.name: f for f in dataclasses.fields(cls)}
         kwargs: dict[str, Any] = {}
+        dp: dict[str, Any] = {}
         for key, value in values.items():
             name = key.replace("-", "_")
+            if name == "dp":
+                dp.update(value.to_dict() if isinstance(value, DPConfig) else dict(value))
+                continue
+            if name.startswith(("dp.", "dp_")):  # flattened dp.* keys / --dp-* flags
+                dp[name[3:]] = value
+                continue
             if name not in fields:
                 raise ValueError(
                     f"config: unknown key {key!r}; expected one of "
                     f"{sorted(k.replace('_', '-') for k in fields)}"
                 )
             kwargs[name] = _coerce(name, value, getattr(cls, name, None))
+        if dp:
+            kwargs["dp"] = DPConfig.from_dict(dp)
         return cls(**kwargs)
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> VFLGANConfig:
         """Build from a Flower ``context.run_config`` (kebab-case keys).
 
-        Keys belonging to other components (``dp.*``, ``flower.*``) are left to them.
+        ``dp.*`` keys go to :class:`~vflgan_app.dp.DPConfig`; keys of other components
+        (``flower.*``) are left to them.
         """
-        own = {k: v for k, v in run_config.items() if "." not in k}
+        own = {k: v for k, v in run_config.items() if "." not in k or k.startswith("dp.")}
         return cls.from_dict(own)
 
 

@@ -15,6 +15,7 @@ from vflgan_app.api import build_federation, decode_parts, fit_baseline
 from vflgan_app.config import VFLGANConfig
 from vflgan_app.data_sources import ID_COLUMN, Dataset, load_dataset
 from vflgan_app.dataset import PartyData, prepare_parties
+from vflgan_app.dp import PrivacyBudgetExceeded
 from vflgan_app.publish import write_report, write_synthetic
 
 logger = logging.getLogger(__name__)
@@ -29,9 +30,20 @@ def prepare_dataset(cfg: VFLGANConfig) -> tuple[Dataset, list[PartyData]]:
 
 
 def train_model(cfg: VFLGANConfig, kind: str, parties: list[PartyData]):
-    """Train ``kind`` (vflgan, vertigan, centralized) on prepared parties."""
+    """Train ``kind`` (vflgan, vertigan, centralized) on prepared parties.
+
+    With DP, a run that reaches ``dp.target-epsilon`` before ``steps`` stops before the
+    step that would exceed it; the model is returned with ``model.stopped_early`` set
+    to the reason (the steps taken are within the budget).
+    """
     if kind == "vflgan":
-        return build_federation(parties, cfg).fit()
+        model = build_federation(parties, cfg)
+        model.stopped_early = None
+        try:
+            model.fit()
+        except PrivacyBudgetExceeded as e:
+            model.stopped_early = str(e)
+        return model
     return fit_baseline(kind, parties, cfg)
 
 
@@ -43,6 +55,10 @@ def log_header(cfg: VFLGANConfig, kind: str, ds: Dataset, parties: list[PartyDat
                 [p.schema.width for p in parties])
     logger.info("  steps = %d, batch = %d, lr = %g, latent = %d, lambda_gp = %g, n_critic = %d",
                 cfg.steps, arch.batch_size, arch.lr, arch.latent_dim, arch.lambda_gp, cfg.n_critic)
+    if cfg.dp.enabled:
+        logger.info("  dp = %s, target (epsilon, delta) = (%g, %g), sampler = %s, bias = %s",
+                    cfg.dp.mode, cfg.dp.target_epsilon, cfg.dp.delta, cfg.sampler,
+                    arch.bias and not cfg.dp.enabled)
 
 
 def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool = True,
@@ -68,6 +84,8 @@ def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool =
         with timer("evaluation"):
             metrics = Evaluator(ds, parties, seed=cfg.seed).evaluate(model, n=n, seed=cfg.seed)
     extra = {"model": kind, "dataset": ds.name, "timings_s": dict(timer.timings),
+             "dp": model.dp_metadata() if kind == "vflgan" else None,
+             "stopped_early": getattr(model, "stopped_early", None),
              "party_columns": ds.party_columns if not ds.is_image else
              [f"{len(c)} pixel columns" for c in ds.party_columns]}
     write_report(run_dir, metrics, cfg.to_dict(), cfg.seed, files, extra)
