@@ -198,7 +198,15 @@ def main(argv=None) -> None:
                 retrain_lr=args.pretrain_lr,
                 **overrides,
             )
-            pipe, log = unlearn_with_log(base, forget, retain, cfg)
+            stop_fn = None
+            if method == "ga":
+                # Gradient ascent has no minimum; the usual rule stops it once the
+                # forgotten class is gone (here: <= 10% of 64 samples judged c_f).
+                def stop_fn(p):
+                    m = forget_metrics(p, judge, c_f, 64, eval_cfg, "ga-stop")
+                    return m["forget_rate"] <= 0.1
+
+            pipe, log = unlearn_with_log(base, forget, retain, cfg, stop_fn=stop_fn)
             t_unlearn = time.perf_counter() - t0
             row = {
                 "seed": seed,

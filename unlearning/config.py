@@ -130,7 +130,12 @@ class UnlearnConfig:
         50, "Selective Amnesia: timesteps summed per Fisher sample (SA: all 1000)"
     )
     ga_stop_loss: float = _f(
-        0.5, "gradient ascent: stop early once the forget denoising loss exceeds this"
+        1.0,
+        "gradient ascent: stop once the forget loss (mean of the last 20 steps) "
+        "exceeds this; 1.0 is the loss of predicting zero noise, i.e. divergence",
+    )
+    stop_every: int = _f(
+        25, "steps between calls of an external stop check (unlearn_with_log stop_fn)"
     )
     dimum_lambda: float = _f(1.0, "DiMUM: weight of the memorisation loss")
     dimum_alt: str = _f(
@@ -158,6 +163,7 @@ class UnlearnConfig:
         _check(self.method in METHODS, "method", self.method, f"one of {METHODS}")
         _check(self.forget_class >= 0, "forget_class", self.forget_class, ">= 0")
         _check(0.0 < self.mask_ratio <= 1.0, "mask_ratio", self.mask_ratio, "in (0, 1]")
+        _check(self.stop_every >= 1, "stop_every", self.stop_every, ">= 1")
         _check(self.erasediff_k >= 1, "erasediff_k", self.erasediff_k, ">= 1")
         _check(
             self.dimum_alt in ALT_SOURCES,

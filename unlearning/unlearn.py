@@ -21,6 +21,7 @@ from __future__ import annotations
 import abc
 import copy
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -282,12 +283,18 @@ class SelectiveAmnesia(_Objective):
 class GradientAscent(_Objective):
     """-L(D_f) + retain_weight * L_r with a loss-threshold early stop."""
 
+    def __init__(self, *args) -> None:  # noqa: D107
+        super().__init__(*args)
+        self.recent: list[float] = []
+
     def loss(self, step):  # noqa: D102 - see _Objective.loss
         loss_f = denoising_loss(self.model, *self.inputs(self.forget, 0.0))
         total = -loss_f + self.cfg.retain_weight * self.retain_loss()
-        return total, {"forget_loss": loss_f.item()}
+        self.recent.append(loss_f.item())
+        return total, {"forget_loss": sum(self.recent[-20:]) / len(self.recent[-20:])}
 
     def should_stop(self, info):  # noqa: D102
+        # A single batch's loss swings with t; the 20-step mean is a steadier signal.
         return info["forget_loss"] > self.cfg.ga_stop_loss
 
 
@@ -364,13 +371,30 @@ OBJECTIVES: dict[str, type[_Objective]] = {
 }
 
 
+def _call_stop_fn(stop_fn, pipe) -> bool:
+    stop = bool(stop_fn(pipe))
+    pipe.unet.train()
+    return stop
+
+
 def unlearn_with_log(
     pipeline: ClassConditionalDDPMPipeline,
     forget: ImageData,
     retain: ImageData,
     config: UnlearnConfig,
+    stop_fn: Callable[[ClassConditionalDDPMPipeline], bool] | None = None,
 ) -> tuple[ClassConditionalDDPMPipeline, UnlearnLog]:
-    """Like :func:`unlearn`, and also return the run's :class:`UnlearnLog`."""
+    """Like :func:`unlearn`, and also return the run's :class:`UnlearnLog`.
+
+    Args:
+        pipeline: see :func:`unlearn`.
+        forget: see :func:`unlearn`.
+        retain: see :func:`unlearn`.
+        config: see :func:`unlearn`.
+        stop_fn: optional external early stop, called with the current pipeline every
+            ``config.stop_every`` steps; ``True`` stops the run (e.g. "the judge no
+            longer sees the forgotten class", the usual stop rule for gradient ascent).
+    """
     validate_unlearning_data(pipeline, forget, retain, config.forget_class)
     setup = select_device(config.device, mixed_precision=False)
     pipe = copy_pipeline(pipeline)
@@ -428,7 +452,12 @@ def unlearn_with_log(
         log.steps_run = step
         if step % 25 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        if objective.should_stop(info):
+        external = (
+            stop_fn is not None
+            and step % config.stop_every == 0
+            and _call_stop_fn(stop_fn, pipe)
+        )
+        if objective.should_stop(info) or external:
             log.stopped_early = True
             logger.info(
                 "unlearn %s: early stop at step %d (%s)", config.method, step, info

@@ -189,6 +189,21 @@ def test_dimum_alternative_data_is_another_class_under_the_forget_label(
             assert all(is_real_one)
 
 
+def test_external_stop_fn_ends_the_run(forget_retain):
+    forget, retain = forget_retain
+    seen = []
+
+    def stop(pipe):
+        seen.append(pipe)
+        return len(seen) == 2
+
+    cfg = UnlearnConfig(
+        method="finetune", steps=50, batch_size=16, progress=False, device="cpu", stop_every=3
+    )
+    _, log = unlearn_with_log(tiny_mlp_pipeline(), forget, retain, cfg, stop_fn=stop)
+    assert log.stopped_early and log.steps_run == 6
+
+
 def test_gradient_ascent_stops_early_on_its_loss_threshold(forget_retain):
     forget, retain = forget_retain
     cfg = UnlearnConfig(
