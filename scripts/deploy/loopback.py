@@ -1,0 +1,214 @@
+"""A real federation on one machine: SuperLink + one SuperNode per party, as processes.
+
+Starts ``start_superlink.sh`` and ``start_supernode.sh`` (plain HTTP, or TLS + SuperNode
+authentication with ``tls=True``) on free loopback ports, each party with its own CSV
+(``export_party_csvs.py``) and its own checkpoint folder, runs ``flwr run . <connection>``,
+reads the final status with ``flwr ls``, and stops every process it started by PID
+(process groups it created). Used by the slow deployment test and the benchmark.
+
+    python scripts/deploy/loopback.py --run-config 'steps=4 flower.steps-per-round=2' [--tls]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from flwr_local import ROOT, flwr_env, free_port  # noqa: E402
+
+
+class Loopback:
+    """Context manager owning the SuperLink and SuperNode processes."""
+
+    def __init__(self, workdir: Path, num_parties: int = 2, dataset: str = "digits",
+                 max_rows: int | None = None, tls: bool = False) -> None:
+        self.dir = Path(workdir)
+        self.num_parties, self.dataset, self.max_rows, self.tls = num_parties, dataset, \
+            max_rows, tls
+        self.procs: list[subprocess.Popen] = []
+        self.home = self.dir / "flwr-home"
+        self.env = flwr_env(self.home)
+        self.env["FLWR_BIN"] = str(Path(sys.executable).parent)
+        self.port = free_port()
+        self.connection = "loopback-tls" if tls else "loopback"
+
+    # -- lifecycle ------------------------------------------------------------------
+    def __enter__(self) -> Loopback:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def _spawn(self, args: list[str], env: dict, log: str) -> subprocess.Popen:
+        f = open(self.dir / log, "w")  # noqa: SIM115 (closed with the process)
+        p = subprocess.Popen(args, env=env, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
+                             start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def start(self) -> None:
+        """Stage data (and certificates), start SuperLink and SuperNodes."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        data = self.dir / "party-data"
+        cmd = [sys.executable, str(ROOT / "scripts/deploy/export_party_csvs.py"),
+               "--dataset", self.dataset, "--num-parties", str(self.num_parties),
+               "--out", str(data)]
+        if self.max_rows:
+            cmd += ["--max-rows", str(self.max_rows)]
+        info = subprocess.run(cmd, check=True, capture_output=True, text=True,
+                              env=self.env).stdout
+        bounds = next((ln.split("=", 1)[1] for ln in info.splitlines() if "BOUNDS=" in ln), "")
+        cats = next((ln.split(": ", 1)[1] for ln in info.splitlines()
+                     if ln.startswith("categorical columns")), "")
+        env = dict(self.env, HOST="127.0.0.1", PORT=str(self.port),
+                   STATE_DIR=str(self.dir / "superlink-state"),
+                   CERTS_DIR=str(self.dir / "certs"), KEYS_DIR=str(self.dir / "keys"))
+        if self.tls:
+            subprocess.run(["bash", str(ROOT / "scripts/deploy/gen_certs.sh"),
+                            str(self.num_parties)], check=True, env=env, capture_output=True)
+            env["TLS"] = "1"
+        self._spawn(["bash", str(ROOT / "scripts/deploy/start_superlink.sh")], env,
+                    "superlink.log")
+        self.wait_health()
+        ca = str(self.dir / "certs" / "ca.crt") if self.tls else ""
+        subprocess.run(["bash", str(ROOT / "scripts/deploy/add_connection.sh"),
+                        self.connection, f"127.0.0.1:{self.port}", *([ca] if ca else [])],
+                       check=True, env=self.env, capture_output=True)
+        if self.tls:  # allow-list each party's public key before it connects
+            for k in range(self.num_parties):
+                subprocess.run([env["FLWR_BIN"] + "/flwr", "supernode", "register",
+                                str(self.dir / "keys" / f"party{k}.pub"), self.connection],
+                               check=True, env=self.env, capture_output=True, text=True,
+                               timeout=120)
+        for k in range(self.num_parties):
+            nenv = dict(env, SUPERLINK=f"127.0.0.1:{self.port}", PORT=str(free_port()),
+                        NUM_PARTIES=str(self.num_parties), BOUNDS=bounds, CATEGORICAL=cats,
+                        CHECKPOINT_DIR=str(self.dir / f"party{k}-checkpoints"),
+                        FLWR_HOME=str(self.dir / f"supernode{k}-home"))
+            self._spawn(["bash", str(ROOT / "scripts/deploy/start_supernode.sh"), str(k),
+                         str(data / f"party{k}.csv")], nenv, f"supernode{k}.log")
+
+    def wait_health(self, timeout: float = 120.0) -> None:
+        """Wait until the SuperLink answers ``/health``."""
+        import ssl
+
+        scheme = "https" if self.tls else "http"
+        ctx = ssl.create_default_context(cafile=str(self.dir / "certs" / "ca.crt")) \
+            if self.tls else None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[0].poll() is not None:
+                raise RuntimeError("SuperLink exited: " +
+                                   (self.dir / "superlink.log").read_text()[-2000:])
+            try:
+                with urllib.request.urlopen(f"{scheme}://127.0.0.1:{self.port}/health",
+                                            timeout=2, context=ctx) as r:
+                    if r.status == 200:
+                        return
+            except Exception:
+                pass
+            time.sleep(0.5)
+        raise TimeoutError(f"SuperLink not healthy after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        """Stop every process group this object started (SIGTERM, then SIGKILL)."""
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        for p in self.procs:
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for p in self.procs:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+
+    def alive_pids(self) -> list[int]:
+        """PIDs of this object's processes (and their groups) still running."""
+        out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True,
+                             text=True).stdout
+        groups = {p.pid for p in self.procs}
+        return [int(pid) for pid, pgid, stat in (ln.split() for ln in out.splitlines())
+                if int(pgid) in groups and not stat.startswith("Z")]
+
+    # -- runs -----------------------------------------------------------------------------
+    def run(self, run_config: str, timeout: float = 600.0) -> dict:
+        """``flwr run . <connection>``; return run id, final status, wall time, log."""
+        flwr = str(Path(sys.executable).parent / "flwr")
+        t0 = time.monotonic()
+        try:
+            p = subprocess.run([flwr, "run", str(ROOT), self.connection, "--stream",
+                                "--run-config", run_config], env=self.env, cwd=ROOT,
+                               capture_output=True, text=True, timeout=timeout)
+            log = p.stdout + p.stderr
+        except subprocess.TimeoutExpired as e:
+            log = str(e.stdout or "") + f"\n[loopback] timed out after {timeout:.0f} s"
+        wall = time.monotonic() - t0
+        import re
+
+        m = re.search(r"Successfully started run (\d+)", log)
+        run_id = m.group(1) if m else None
+        status = self.status(run_id) if run_id else None
+        return {"run_id": run_id, "status": status, "wall_s": wall, "log": log}
+
+    def status(self, run_id: str, wait: float = 60.0) -> str | None:
+        """Final status of ``run_id`` from ``flwr ls``."""
+        flwr = str(Path(sys.executable).parent / "flwr")
+        deadline = time.monotonic() + wait
+        status = None
+        while time.monotonic() < deadline:
+            out = subprocess.run([flwr, "ls", self.connection, "--run-id", run_id,
+                                  "--format", "json"], env=self.env, capture_output=True,
+                                 text=True, timeout=60).stdout
+            try:
+                runs = json.loads(out[out.index("{"):]).get("runs", [])
+                status = runs[0]["status"] if runs else None
+            except (ValueError, KeyError, IndexError):
+                status = None
+            if status and status.startswith("finished"):
+                break
+            time.sleep(1.0)
+        return status
+
+
+def main() -> int:
+    """CLI: start the loopback federation, run once, stop everything."""
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run-config", default="steps=4 flower.steps-per-round=2")
+    p.add_argument("--tls", action="store_true", help="TLS + SuperNode authentication")
+    p.add_argument("--max-rows", type=int, default=None)
+    p.add_argument("--timeout", type=float, default=600.0)
+    a = p.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="vflgan-loopback-"))
+    out = work / "runs"
+    with Loopback(work, max_rows=a.max_rows, tls=a.tls) as fed:
+        r = fed.run(f'output-dir="{out}" flower.evaluate=false {a.run_config}', a.timeout)
+    print(r["log"][-4000:])
+    print(f"run {r['run_id']}: {r['status']} in {r['wall_s']:.1f} s; outputs under {out}")
+    return 0 if r["status"] == "finished:completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
