@@ -14,8 +14,6 @@ import logging
 import sys
 from pathlib import Path
 
-import torch
-
 from trainkit import StageTimer, atomic_write_json, run_metadata, set_cpu_threads
 from unlearning.checkpoint import load_meta, load_pipeline, save_pipeline
 from unlearning.config import (
@@ -310,5 +308,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    torch.set_grad_enabled(True)
     sys.exit(main())
