@@ -96,6 +96,7 @@ class Coordinator:
         self.D_S: torch.nn.Module | None = None
         self.opt_S: torch.optim.Optimizer | None = None
         self._pending: dict[int, list[Call]] = {}
+        self._server_loss: dict[int, float] = {}  # chunked mode: L_D server part by step
         # DP / accounting hooks: called before each step (may raise to stop training)
         self.before_step: list[Callable[[int], None]] = []
         # plug-ins: extra progress-bar fields, and state saved with the server's
@@ -248,24 +249,27 @@ class Coordinator:
         gen_steps = [t for t in steps if t % self.n_critic == 0]
         forwards = [Call("critic_features", {"step": t, "idx": idx[t]}) for t in steps] + [
             Call("generator_features", {"step": t, "batch_size": B}) for t in gen_steps]
-        calls = {p: [*self._pending.pop(p, []), *forwards] for p in self.party_ids}
+        pending = {p: self._pending.pop(p, []) for p in self.party_ids}
+        calls = {p: [*pending[p], *forwards] for p in self.party_ids}
         replies = self.transport.exchange(calls)
         missing = sorted(set(self.party_ids) - set(replies))
         if missing:
             raise ReplyError(f"parties {missing} did not reply")
         for p in self.party_ids:
-            if len(replies[p]) < len(forwards):
+            if len(replies[p]) != len(calls[p]):
                 raise ReplyError(f"party {p}: {len(replies[p])} replies; expected "
-                                 f">= {len(forwards)}")
-        tail = {p: replies[p][len(replies[p]) - len(forwards):] for p in self.party_ids}
+                                 f"{len(calls[p])}")
+        self._absorb_apply_losses(pending, replies)
+        tail = {p: replies[p][len(pending[p]):] for p in self.party_ids}
         losses = []
         for i, t in enumerate(steps):
             feats = {p: tail[p][i] for p in self.party_ids}
             self._check_features(feats, CRITIC_FEATURES, B, t)
             grads, server_loss = self.server_critic_step(feats)
-            d_loss = server_loss + sum(f["loss"] for f in feats.values())
-            self.history.d_loss.append(d_loss)
-            losses.append(d_loss)
+            # L_D's party terms arrive with the critic_apply replies (_absorb_apply_losses)
+            self._server_loss[t] = server_loss
+            self.history.d_loss.append(math.nan)
+            losses.append(server_loss)
             for p in self.party_ids:
                 self._pending.setdefault(p, []).append(
                     Call("critic_apply", {"step": t, "idx": idx[t], "grads": grads[p]}))
@@ -280,6 +284,23 @@ class Coordinator:
                         "step": t, "batch_size": B, "grads": ggrads[p]}))
         self.step += k
         return losses
+
+    def _absorb_apply_losses(self, pending: dict[int, list[Call]],
+                             replies: dict[int, list[dict]]) -> None:
+        """Complete L_D of chunked steps with the party terms their applies report."""
+        got: dict[int, dict[int, float]] = {}
+        for p, plist in pending.items():
+            for call, reply in zip(plist, replies.get(p, []), strict=False):
+                if call.method == "critic_apply":
+                    t = int(call.args["step"])
+                    if "step" in reply and int(reply["step"]) != t:
+                        raise ReplyError(f"party {p}: reply is for step {reply['step']}; "
+                                         f"expected step {t}")
+                    got.setdefault(t, {})[p] = float(reply["loss"])
+        for t, by_party in got.items():
+            server = self._server_loss.pop(t, None)
+            if server is not None and len(by_party) == len(self.party_ids):
+                self.history.d_loss[t] = server + sum(by_party[p] for p in self.party_ids)
 
     def server_critic_step(self, feats: dict[int, dict]) -> tuple[dict[int, dict], float]:
         """D_S's part of L_D (Wasserstein terms + its GP term); steps D_S.
@@ -347,7 +368,8 @@ class Coordinator:
         """Deliver pending gradients (one round trip) so every party is up to date."""
         if self._pending:
             pending, self._pending = self._pending, {}
-            self.transport.exchange(pending)
+            replies = self.transport.exchange(pending)
+            self._absorb_apply_losses(pending, replies)
 
     def sample(self, n: int, seed: int, independent: bool = False) -> list[np.ndarray]:
         """Ask every party to generate ``n`` rows from the shared publication seed.

@@ -205,19 +205,31 @@ class Party:
 
     # -- chunked mode (steps-per-round = K; coordinator.train_chunk) ---------------------
     def critic_features(self, step: int, idx: torch.Tensor) -> dict:
-        """IFs and local loss of step ``step`` without changing any state (chunked mode).
+        """IFs of step ``step`` without building a graph or changing state (chunked mode).
 
-        The K forwards of a chunk all use the weights at the chunk's start; BatchNorm
-        running statistics are left untouched (they move once, in :meth:`critic_apply`).
+        The same values :meth:`critic_forward` returns, computed under ``no_grad`` with
+        the weights at the chunk's start; BatchNorm running statistics are left
+        untouched (they move once, in :meth:`critic_apply`). The party's own loss terms
+        need the GP graph, so they are reported by :meth:`critic_apply` instead
+        (``"loss"`` here is 0).
         """
-        with self._frozen_buffers():
-            out = self.critic_forward(step, idx)
-        self._critic = self._critic_args = None
-        return out
+        s = self.settings
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        B = int(idx.shape[0])
+        with self._frozen_buffers(), torch.no_grad():
+            z = shared_latent(s.seed, step, B, self.arch.latent_dim).to(self.x)
+            x_fake = self.G(z, gumbel_generator(s.seed, self.party_id, step, "critic"))
+            x_real = self.x[idx.to(self.device)]
+            h_real = self.D_C(x_real)
+            h_fake = self.D_C(x_fake)
+            x_hat = interpolate(x_real, x_fake, gp_alpha(s.seed, step, B).to(self.x))
+            h_hat = self.D_C(x_hat)
+        return {"step": int(step), "h_real": h_real, "h_fake": h_fake, "h_hat": h_hat,
+                "loss": 0.0}
 
     def generator_features(self, step: int, batch_size: int) -> dict:
-        """Generator-step IFs of ``step`` without changing any state (chunked mode)."""
-        with self._frozen_buffers():
+        """Generator-step IFs and loss of ``step`` without changing state (chunked mode)."""
+        with self._frozen_buffers(), torch.no_grad():
             out = self.generator_forward(step, batch_size)
         self._gen = self._gen_args = None
         return out

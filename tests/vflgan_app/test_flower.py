@@ -177,8 +177,11 @@ def test_chunked_k1_close_to_exact(tmp_path):
     c = in_process(paths, cfg)
     for _ in range(6):
         c.coordinator.train_chunk(1)
-    # critic updates are exact for K=1; only the generator IFs come before the critic step
-    assert c.coordinator.history.d_loss[:2] == a.coordinator.history.d_loss[:2]
+    c.coordinator.flush()
+    # critic updates are exact for K=1; only the generator IFs come before the critic
+    # step (the server's dL_G/dIF is often identical: D_S is piecewise linear)
+    assert c.coordinator.history.d_loss[:1] == a.coordinator.history.d_loss[:1]
+    assert np.allclose(c.coordinator.history.d_loss, a.coordinator.history.d_loss, rtol=1e-3)
 
 
 # -- handshake refusals ----------------------------------------------------------------

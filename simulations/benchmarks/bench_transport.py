@@ -1,0 +1,126 @@
+"""Transport cost of VFLGAN: in-process vs Flower simulation vs loopback deployment.
+
+Same 2-party digits model throughout. Prints, and appends to a CSV (device, commit):
+
+* in-process wall time for N steps (exact algorithm);
+* Flower simulation (`flwr run .`), exact mode: s/step (goal <= 0.5);
+* Flower simulation, chunked K=32 on N steps: wall ratio to in-process (goal <= 1.5);
+* loopback deployment (SuperLink + 2 SuperNodes): s/round trip, and chunked K=256 on
+  N steps as a ratio to in-process (goal <= 2.0).
+
+Training time is the ServerApp's own ``train_s`` (report.json): it excludes process and
+Ray start-up, which are printed separately as ``total wall``.
+
+    python simulations/benchmarks/bench_transport.py [--steps 2000] [--device cuda] [--skip-deploy]
+"""
+
+import argparse
+import csv
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "deploy"))
+
+
+def in_process(steps: int, device: str, k: int = 1) -> float:
+    import torch
+
+    from vflgan_app.api import build_federation
+    from vflgan_app.config import VFLGANConfig
+    from vflgan_app.runner import prepare_dataset
+
+    torch.set_num_threads(1)
+    cfg = VFLGANConfig(dataset="digits", steps=steps, threads=1, progress=False, device=device)
+    _, parties = prepare_dataset(cfg)
+    model = build_federation(parties, cfg)
+    t0 = time.perf_counter()
+    model.coordinator.fit(steps, steps_per_round=k)
+    if device == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0
+
+
+def flwr_sim(steps: int, k: int, device: str, out: Path) -> dict:
+    from flwr_local import run_flwr
+
+    fed = "num-supernodes=2 client-resources-num-cpus=1"
+    if device == "cuda":
+        fed += " client-resources-num-gpus=0.5"
+    rc = (f'steps={steps} flower.steps-per-round={k} flower.evaluate=false '
+          f'flower.run-name="sim-k{k}" output-dir="{out}" device="{device}"')
+    r = run_flwr(ROOT, rc, federation_config=fed, timeout=1800)
+    if not r.ok:
+        raise RuntimeError(f"flwr run failed ({r.status}):\n{r.log[-3000:]}")
+    rep = json.loads((out / f"sim-k{k}" / "report.json").read_text())
+    return {**rep["timings_s"], "wall_s": r.wall_s}
+
+
+def deploy(steps: int, k: int, device: str, out: Path) -> dict:
+    from loopback import Loopback
+
+    rc = (f'steps={steps} flower.steps-per-round={k} flower.evaluate=false '
+          f'flower.run-name="deploy-k{k}" output-dir="{out}" device="{device}"')
+    with Loopback(out / "fed") as fed:
+        r = fed.run(rc, timeout=3000)
+    if r["status"] != "finished:completed":
+        raise RuntimeError(f"deployment run failed ({r['status']}):\n{r['log'][-3000:]}")
+    rep = json.loads((out / f"deploy-k{k}" / "report.json").read_text())
+    return {**rep["timings_s"], "wall_s": r["wall_s"]}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--steps", type=int, default=2000, help="step budget of the ratios")
+    p.add_argument("--exact-steps", type=int, default=60, help="steps of the exact-mode sim")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--skip-deploy", action="store_true")
+    p.add_argument("--csv", default=str(ROOT / "simulations/results/bench_transport.csv"))
+    a = p.parse_args()
+    from trainkit import git_commit
+
+    out = Path(tempfile.mkdtemp(prefix="bench-transport-"))
+    rows = []
+
+    def row(scenario, value, unit, goal="", **extra):
+        r = {"scenario": scenario, "value": round(value, 4), "unit": unit, "goal": goal,
+             "steps": extra.pop("steps", a.steps), "device": a.device,
+             "commit": git_commit(ROOT)[:12], "extra": json.dumps(extra)}
+        rows.append(r)
+        print(f"{scenario:<44} {value:10.3f} {unit:<14} {goal}  {extra}", flush=True)
+
+    t_in = in_process(a.steps, a.device)
+    row("in-process exact", t_in, "s", steps=a.steps, s_per_step=t_in / a.steps)
+    t_in_exact = in_process(a.exact_steps, a.device)
+    sim = flwr_sim(a.exact_steps, 1, a.device, out)
+    row("flower sim exact", sim["train_s"] / a.exact_steps, "s/step", "<= 0.5",
+        steps=a.exact_steps, round_trips=sim["round_trips"],
+        s_per_round_trip=sim["train_s"] / sim["round_trips"], total_wall_s=sim["wall_s"],
+        in_process_s_per_step=t_in_exact / a.exact_steps)
+    sim32 = flwr_sim(a.steps, 32, a.device, out)
+    row("flower sim chunked K=32 / in-process", sim32["train_s"] / t_in, "ratio", "<= 1.5",
+        train_s=sim32["train_s"], round_trips=sim32["round_trips"],
+        total_wall_s=sim32["wall_s"])
+    if not a.skip_deploy:
+        d = deploy(a.steps, 256, a.device, out)
+        row("loopback deploy s/round trip", d["train_s"] / d["round_trips"], "s/round trip",
+            round_trips=d["round_trips"], train_s=d["train_s"], total_wall_s=d["wall_s"])
+        row("loopback deploy chunked K=256 / in-process", d["train_s"] / t_in, "ratio",
+            "<= 2.0", train_s=d["train_s"])
+    path = Path(a.csv)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new:
+            w.writeheader()
+        w.writerows(rows)
+    print(f"appended {len(rows)} rows to {path}")
+
+
+if __name__ == "__main__":
+    main()
