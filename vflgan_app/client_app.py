@@ -1,5 +1,7 @@
-"""ClientApp: one party. Each message restores the Party from ``context.state``, runs its
-calls, stores the state and replies (the SuperNode may start a fresh process per message).
+"""ClientApp: one party; restore from ``context.state``, run the calls, store, reply.
+
+Each message restores the Party from ``context.state``, runs its calls, stores the state
+and replies: a deployment SuperNode starts a fresh process per message.
 
 Node facts come from ``context.node_config`` (STYLE rule 7):
 

@@ -174,8 +174,8 @@ def publish_run(cfg: VFLGANConfig, coord: Coordinator, run_dir: Path,
     files = write_synthetic(run_dir, decode_parts(schemas, parts), image_shape, bounds)
     metrics: dict = {}
     if settings.evaluate and ds is not None:
-        from vflgan_app.dataset import prepare_parties
         from vflgan_app.data_sources import ID_COLUMN
+        from vflgan_app.dataset import prepare_parties
         from vflgan_app.evaluation import Evaluator
 
         real = prepare_parties(ds.party_tables(), ID_COLUMN, ds.categorical, ds.bounded)

@@ -13,6 +13,7 @@ from vflgan_app.data_sources import load_dataset
 
 
 def main() -> None:
+    """CLI entry point."""
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--dataset", default="digits")
     p.add_argument("--num-parties", type=int, default=2)

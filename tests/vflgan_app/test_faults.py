@@ -5,14 +5,25 @@ import pytest
 import torch
 
 from vflgan_app import codec
-from vflgan_app.checkpoint import RunInterrupted, fit_with_checkpoints, latest_step, resume
+from vflgan_app.checkpoint import (
+    RunInterrupted,
+    fit_with_checkpoints,
+    latest_step,
+    resume,
+)
 from vflgan_app.config import VFLGANConfig
 from vflgan_app.coordinator import ReplyError
 from vflgan_app.flower_transport import PartyTimeout
 from vflgan_app.transport import Transport
 
-from .test_flower import RUN_CONFIG, FakeGrid, flower_coordinator, in_process, node_configs, \
-    write_party_csvs
+from .test_flower import (
+    RUN_CONFIG,
+    FakeGrid,
+    flower_coordinator,
+    in_process,
+    node_configs,
+    write_party_csvs,
+)
 
 STEPS, EVERY = 24, 8
 

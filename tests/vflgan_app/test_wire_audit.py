@@ -19,8 +19,15 @@ from flwr.app import ArrayRecord, ConfigRecord
 from vflgan_app.checkpoint import fit_with_checkpoints
 from vflgan_app.config import VFLGANConfig
 
-from .test_flower import CATS, RUN_CONFIG, FakeGrid, flower_coordinator, in_process, \
-    node_configs, write_party_csvs
+from .test_flower import (
+    CATS,
+    RUN_CONFIG,
+    FakeGrid,
+    flower_coordinator,
+    in_process,
+    node_configs,
+    write_party_csvs,
+)
 
 ALLOWED_KEYS = {
     # handshake
