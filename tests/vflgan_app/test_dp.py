@@ -540,3 +540,24 @@ def test_baselines_refuse_dp():
         ValueError, match="dp.mode: got 'paper' for the 'vertigan' baseline"
     ):
         api.fit_baseline("vertigan", parties_data(), cfg)
+
+
+def test_resumable_checkpoints_carry_the_accountant(tmp_path):
+    from vflgan_app.checkpoint import resume, save_checkpoint_now
+
+    # Prepare: 5 strict steps, a resumable checkpoint (party-local folders)
+    a = federation("strict", steps=8, target_epsilon=50.0)
+    for p in a.parties:
+        p.checkpoint_dir = str(tmp_path / f"party{p.party_id}")
+    a.fit(5)
+    save_checkpoint_now(a.coordinator, tmp_path / "server")
+    # Execute
+    b = federation("strict", steps=8, target_epsilon=50.0)
+    for p in b.parties:
+        p.checkpoint_dir = str(tmp_path / f"party{p.party_id}")
+    resume(b.coordinator, tmp_path / "server")
+    # Assert
+    assert b.dp.accountant.state_dict() == a.dp.accountant.state_dict()
+    assert b.dp.epsilon == pytest.approx(a.dp.epsilon)
+    b.fit()
+    assert b.dp.accountant.steps == 8
