@@ -14,6 +14,7 @@ a markdown table (FD, cross-party correlation error, epsilon spent, sigma, wall 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import time
@@ -26,6 +27,8 @@ from vflgan_app.runner import run_experiment
 SETTINGS = {
     "none": {},
     "none-wor": {"sampler": "wor"},
+    # no DP with the DP runs' model and sampler (bias-free, "wor"): isolates the noise
+    "none-wor-nobias": {"sampler": "wor", "_bias": False},
     "paper-10": {"dp": {"mode": "paper", "target_epsilon": 10.0}},
     "paper-5": {"dp": {"mode": "paper", "target_epsilon": 5.0}},
     "strict-10": {"dp": {"mode": "strict", "target_epsilon": 10.0}},
@@ -100,11 +103,20 @@ def main() -> None:
         }
         if "dp" in values:
             values["dp"] = {**values["dp"], "delta": args.delta}
+        bias = values.pop("_bias", None)
         cfg = VFLGANConfig.from_dict(values)
+        arch = None
+        if bias is not None:
+            arch = dataclasses.replace(cfg.resolve_architecture(), bias=bias)
         run_dir = Path(args.output_dir) / f"{name}-s{args.seed}-{args.steps}"
         run_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        report = run_experiment(cfg, "vflgan", run_dir, timer=StageTimer(logger))
+        report = run_experiment(
+            cfg, "vflgan", run_dir, timer=StageTimer(logger), arch=arch
+        )
+        if arch is not None:  # record the override next to the outputs
+            report["architecture_override"] = {"bias": arch.bias}
+            (run_dir / "report.json").write_text(json.dumps(report, indent=1))
         rows.append(row(name, report, time.perf_counter() - t0))
         logger.info("%s", json.dumps(rows[-1]))
     table = to_markdown(rows, args.delta)

@@ -16,6 +16,7 @@ from vflgan_app.config import VFLGANConfig
 from vflgan_app.data_sources import ID_COLUMN, Dataset, load_dataset
 from vflgan_app.dataset import PartyData, prepare_parties
 from vflgan_app.dp import PrivacyBudgetExceeded
+from vflgan_app.model import Architecture
 from vflgan_app.publish import write_report, write_synthetic
 
 logger = logging.getLogger(__name__)
@@ -29,15 +30,17 @@ def prepare_dataset(cfg: VFLGANConfig) -> tuple[Dataset, list[PartyData]]:
     return ds, parties
 
 
-def train_model(cfg: VFLGANConfig, kind: str, parties: list[PartyData]):
+def train_model(cfg: VFLGANConfig, kind: str, parties: list[PartyData],
+                arch: Architecture | None = None):
     """Train ``kind`` (vflgan, vertigan, centralized) on prepared parties.
 
     With DP, a run that reaches ``dp.target-epsilon`` before ``steps`` stops before the
     step that would exceed it; the model is returned with ``model.stopped_early`` set
-    to the reason (the steps taken are within the budget).
+    to the reason (the steps taken are within the budget). ``arch`` overrides the
+    config's architecture (vflgan only; e.g. a bias-free no-DP control).
     """
     if kind == "vflgan":
-        model = build_federation(parties, cfg)
+        model = build_federation(parties, cfg, arch=arch)
         model.stopped_early = None
         try:
             model.fit()
@@ -62,14 +65,14 @@ def log_header(cfg: VFLGANConfig, kind: str, ds: Dataset, parties: list[PartyDat
 
 
 def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool = True,
-                   timer: StageTimer | None = None) -> dict:
+                   timer: StageTimer | None = None, arch: Architecture | None = None) -> dict:
     """Train, publish and evaluate; return the report written to ``report.json``."""
     timer = timer or StageTimer(logger)
     with timer("data"):
         ds, parties = prepare_dataset(cfg)
     log_header(cfg, kind, ds, parties)
     with timer("training"):
-        model = train_model(cfg, kind, parties)
+        model = train_model(cfg, kind, parties, arch=arch)
     if kind == "vflgan":
         model.save(run_dir / "model")
     n = cfg.n_samples or len(parties[0].ids)
