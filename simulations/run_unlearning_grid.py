@@ -308,7 +308,12 @@ def save_mean_curves(rows: list[dict], methods: list[str], out: Path, lr) -> Non
 
 
 def summarize(results_file: Path, args, wall: float) -> str:
-    rows = [json.loads(x) for x in results_file.read_text().splitlines()]
+    rows, seen = [], set()
+    for line in results_file.read_text().splitlines():
+        r = json.loads(line)
+        if (r["seed"], r["method"]) not in seen:  # first row wins (parallel resumes)
+            seen.add((r["seed"], r["method"]))
+            rows.append(r)
     names = list(dict.fromkeys(r["method"] for r in rows))
     methods = [m for m in METHODS if m in names] + [
         m for m in names if m not in METHODS
