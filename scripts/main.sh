@@ -29,7 +29,7 @@ LOG="$FLWR_HOME/flwr-run.log"
 stop_local_superlink() {
   # the CLI starts a detached SuperLink that outlives `flwr run`: stop it by PID
   local pids
-  pids="$(ps -eo pid=,args= | awk -v h="$FLWR_HOME" 'index($0, h) && /flower-superlink/ {print $1}')"
+  pids="$(ps -ww -eo pid=,args= | awk -v h="$FLWR_HOME" 'index($0, h) && /flower-superlink/ {print $1}')"
   for pid in $pids; do kill "$pid" 2>/dev/null || true; done
   sleep 2
   for pid in $pids; do kill -9 "$pid" 2>/dev/null || true; done

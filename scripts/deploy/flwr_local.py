@@ -56,14 +56,21 @@ def flwr_env(home: Path) -> dict[str, str]:
 
 
 def pids_with(marker: str) -> list[int]:
-    """PIDs of processes whose command line contains ``marker`` (a unique path)."""
-    out = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+    """PIDs of processes whose command line contains ``marker`` (a unique path).
+
+    Reads /proc directly: ``ps`` may truncate long command lines to the terminal width.
+    """
     pids = []
-    for line in out.splitlines():
-        pid, _, args = line.strip().partition(" ")
-        if marker in args and int(pid) != os.getpid():
-            pids.append(int(pid))
-    return pids
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            args = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if marker in args:
+            pids.append(int(d.name))
+    return sorted(pids)
 
 
 def stop_pids(pids: list[int], grace: float = 5.0) -> None:

@@ -59,17 +59,34 @@ def flwr_sim(steps: int, k: int, device: str, out: Path) -> dict:
     return {**rep["timings_s"], "wall_s": r.wall_s}
 
 
-def deploy(steps: int, k: int, device: str, out: Path) -> dict:
+def deploy(steps: int, k: int, device: str, out: Path, latency_steps: int = 6) -> dict:
+    """Two runs on one loopback federation: exact mode on a few steps (latency), then
+    the chunked run on the full step budget."""
     from loopback import Loopback
 
-    rc = (f'steps={steps} flower.steps-per-round={k} flower.evaluate=false '
-          f'flower.run-name="deploy-k{k}" output-dir="{out}" device="{device}"')
+    res = {}
     with Loopback(out / "fed") as fed:
-        r = fed.run(rc, timeout=3000)
-    if r["status"] != "finished:completed":
-        raise RuntimeError(f"deployment run failed ({r['status']}):\n{r['log'][-3000:]}")
-    rep = json.loads((out / f"deploy-k{k}" / "report.json").read_text())
-    return {**rep["timings_s"], "wall_s": r["wall_s"]}
+        for name, n, kk in (("latency", latency_steps, 1), ("chunked", steps, k)):
+            rc = (f'steps={n} flower.steps-per-round={kk} flower.evaluate=false '
+                  f'flower.run-name="deploy-{name}" output-dir="{out}" device="{device}"')
+            r = fed.run(rc, timeout=3000)
+            if r["status"] != "finished:completed":
+                raise RuntimeError(f"deployment run failed ({r['status']}):\n"
+                                   f"{r['log'][-3000:]}")
+            rep = json.loads((out / f"deploy-{name}" / "report.json").read_text())
+            res[name] = {**rep["timings_s"], "wall_s": r["wall_s"]}
+    return res
+
+
+def _sim_rows(a, row, sim, t_in_exact, t_in, out) -> None:
+    row("flower sim exact", sim["train_s"] / a.exact_steps, "s/step", "<= 0.5",
+        steps=a.exact_steps, round_trips=sim["round_trips"],
+        s_per_round_trip=sim["train_s"] / sim["round_trips"], total_wall_s=sim["wall_s"],
+        in_process_s_per_step=t_in_exact / a.exact_steps)
+    sim32 = flwr_sim(a.steps, 32, a.device, out)
+    row("flower sim chunked K=32 / in-process", sim32["train_s"] / t_in, "ratio", "<= 1.5",
+        train_s=sim32["train_s"], round_trips=sim32["round_trips"],
+        total_wall_s=sim32["wall_s"])
 
 
 def main() -> None:
@@ -79,6 +96,7 @@ def main() -> None:
     p.add_argument("--exact-steps", type=int, default=60, help="steps of the exact-mode sim")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--skip-deploy", action="store_true")
+    p.add_argument("--only-deploy", action="store_true", help="in-process + deployment only")
     p.add_argument("--csv", default=str(ROOT / "simulations/results/bench_transport.csv"))
     a = p.parse_args()
     from trainkit import git_commit
@@ -95,22 +113,21 @@ def main() -> None:
 
     t_in = in_process(a.steps, a.device)
     row("in-process exact", t_in, "s", steps=a.steps, s_per_step=t_in / a.steps)
+    if a.only_deploy:
+        a.skip_sim = True
     t_in_exact = in_process(a.exact_steps, a.device)
-    sim = flwr_sim(a.exact_steps, 1, a.device, out)
-    row("flower sim exact", sim["train_s"] / a.exact_steps, "s/step", "<= 0.5",
-        steps=a.exact_steps, round_trips=sim["round_trips"],
-        s_per_round_trip=sim["train_s"] / sim["round_trips"], total_wall_s=sim["wall_s"],
-        in_process_s_per_step=t_in_exact / a.exact_steps)
-    sim32 = flwr_sim(a.steps, 32, a.device, out)
-    row("flower sim chunked K=32 / in-process", sim32["train_s"] / t_in, "ratio", "<= 1.5",
-        train_s=sim32["train_s"], round_trips=sim32["round_trips"],
-        total_wall_s=sim32["wall_s"])
+    sim = None if getattr(a, "skip_sim", False) else flwr_sim(a.exact_steps, 1, a.device, out)
+    if sim is not None:
+        _sim_rows(a, row, sim, t_in_exact, t_in, out)
     if not a.skip_deploy:
         d = deploy(a.steps, 256, a.device, out)
-        row("loopback deploy s/round trip", d["train_s"] / d["round_trips"], "s/round trip",
-            round_trips=d["round_trips"], train_s=d["train_s"], total_wall_s=d["wall_s"])
-        row("loopback deploy chunked K=256 / in-process", d["train_s"] / t_in, "ratio",
-            "<= 2.0", train_s=d["train_s"])
+        lat, ch = d["latency"], d["chunked"]
+        row("loopback deploy exact s/round trip", lat["train_s"] / lat["round_trips"],
+            "s/round trip", steps=6, round_trips=lat["round_trips"], train_s=lat["train_s"],
+            total_wall_s=lat["wall_s"])
+        row("loopback deploy chunked K=256 / in-process", ch["train_s"] / t_in, "ratio",
+            "<= 2.0", train_s=ch["train_s"], round_trips=ch["round_trips"],
+            s_per_round_trip=ch["train_s"] / ch["round_trips"], total_wall_s=ch["wall_s"])
     path = Path(a.csv)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()

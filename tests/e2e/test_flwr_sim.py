@@ -44,9 +44,10 @@ def test_flwr_run_simulation_equals_in_process(tmp_path):
     out = tmp_path / "runs"
     rc = (f'steps={STEPS} flower.steps-per-round=1 flower.evaluate=false '
           f'flower.cache-party=false flower.run-name="smoke" output-dir="{out}"')
-    r = fl.run_flwr(ROOT, rc, timeout=240)
+    home = tmp_path / "flwr-home"
+    r = fl.run_flwr(ROOT, rc, timeout=240, home=home)
     assert r.ok, f"status {r.status} (rc {r.returncode}):\n{r.log[-3000:]}"
-    assert fl.pids_with(str(tmp_path)) == []
+    assert fl.pids_with(str(home)) == []  # the local SuperLink was stopped
     # Assert: published outputs
     run = out / "smoke"
     report = json.loads((run / "report.json").read_text())
