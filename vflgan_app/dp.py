@@ -777,7 +777,14 @@ class DPAccounting:
         self.steps_per_epoch = max(1, plan.population_size // plan.sample_size)
 
     def __call__(self, step: int) -> None:
-        """Spend one step of budget, or raise PrivacyBudgetExceeded before step ``step``."""
+        """Spend one step of budget, or raise PrivacyBudgetExceeded before step ``step``.
+
+        A step is paid for once: a step already paid (``step < steps spent``, e.g. the
+        rest of a chunk that ``Coordinator.train_chunk`` paid for before the budget
+        stopped it) is not charged again when it is finally run.
+        """
+        if step < self.accountant.steps:
+            return
         p = self.plan
         self.epsilon = self.accountant.spend_or_raise(
             target_epsilon=p.target_epsilon,

@@ -561,3 +561,18 @@ def test_resumable_checkpoints_carry_the_accountant(tmp_path):
     assert b.dp.epsilon == pytest.approx(a.dp.epsilon)
     b.fit()
     assert b.dp.accountant.steps == 8
+
+
+def test_chunked_mode_pays_each_step_once():
+    # Prepare: budget for 3 steps at sigma 1, q = 8/64 (epsilon 3.5 after 3 steps)
+    model = federation("paper", steps=12, target_epsilon=3.5)
+    acc = model.dp.accountant
+    # Execute: chunks of 2; the second chunk's second step does not fit
+    with pytest.raises(PrivacyBudgetExceeded):
+        model.coordinator.fit(12, steps_per_round=2)
+    # Assert: the chunk was refused as a whole, but its first step is already paid ...
+    assert model.coordinator.step == 2 and acc.steps == 3
+    # ... and is not charged again when run step by step
+    with pytest.raises(PrivacyBudgetExceeded, match="after 3 noised steps"):
+        model.coordinator.fit(12)
+    assert model.coordinator.step == 3 and acc.steps == 3
