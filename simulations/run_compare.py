@@ -80,9 +80,10 @@ def main() -> None:
             import numpy as np
 
             x = np.concatenate(model.sample_parts(100, seed=args.seed), axis=1)
+            suffix = f"-seed{args.seed}" if args.seed else ""
             image_grid_png(
                 (x.reshape(-1, *ds.image_shape) + 1) / 2,
-                out / f"samples-{ds.name}-{kind}-{args.steps}.png",
+                out / f"samples-{ds.name}-{kind}-{args.steps}{suffix}.png",
                 title=f"{kind}, {ds.name}, {args.steps} steps",
             )
         write_results(
