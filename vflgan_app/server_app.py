@@ -108,6 +108,12 @@ def run_federated(cfg: VFLGANConfig, settings: FlowerSettings, transport) -> Pat
     Raises:
         RunInterrupted: a fault stopped training; a resumable checkpoint is named.
     """
+    dp = getattr(cfg, "dp", None)
+    if dp is not None and getattr(dp, "mode", "none") != "none":
+        # the ClientApp does not install the party-side DP hook (nor persist its noise
+        # state in context.state) yet: refuse rather than train without the noise
+        raise NotImplementedError(f"dp.mode={dp.mode!r} is not wired into the Flower app yet; "
+                                  "use dp.mode=none here or the in-process CLI")
     run_dir = Path(cfg.output_dir).absolute() / settings.run_name
     ckpt = run_dir / "checkpoints"
     t0 = time.monotonic()

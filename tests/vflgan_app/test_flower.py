@@ -252,3 +252,24 @@ def test_message_type_gates_methods(tmp_path):
     content = codec.encode_calls([Call("critic_backward", {"step": 0, "grads": {}})])
     with pytest.raises(ValueError, match="'query.hello' may not run"):
         client_app.serve(content, ctx, codec.QUERY_HELLO)
+
+
+def test_server_refuses_dp_until_wired(tmp_path):
+    from vflgan_app.server_app import FlowerSettings, run_federated
+
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"dp.mode": "paper",
+                                                     "output-dir": str(tmp_path)})
+    with pytest.raises(NotImplementedError, match="dp.mode='paper' is not wired"):
+        run_federated(cfg, FlowerSettings(), transport=None)
+
+
+def test_flower_settings_from_run_config():
+    from vflgan_app.server_app import FlowerSettings
+
+    s = FlowerSettings.from_run_config({"steps": 3, "flower.steps-per-round": 8,
+                                        "flower.resume": "true", "flower.evaluate": False})
+    assert (s.steps_per_round, s.resume, s.evaluate) == (8, True, False)
+    with pytest.raises(ValueError, match="unknown key 'flower.stepz'"):
+        FlowerSettings.from_run_config({"flower.stepz": 1})
+    with pytest.raises(ValueError, match="steps-per-round: got 0"):
+        FlowerSettings.from_run_config({"flower.steps-per-round": 0})
