@@ -6,10 +6,13 @@ nothing is pickled. One message carries an ordered list of :class:`Call` s (the 
 protocol), laid out as::
 
     "calls"      ConfigRecord {"methods": [...]}
-    "c<i>.v"     ConfigRecord  scalar arguments of call i
-    "c<i>.a"     ArrayRecord   tensor arguments of call i (nested dicts as "grads.h_real")
+    "c<i>.v"     ConfigRecord  scalar arguments of call i, plus "_refs.*": where its
+                 tensors (nested dicts as "grads.h_real") sit in "stack"
+    "stack"      ArrayRecord   every tensor of the message, stacked by (dtype, shape)
 
-and the reply, for each call i, as ``"r<i>.v"`` / ``"r<i>.a"``.
+and the reply as ``"replies"`` ({"n"}), ``"r<i>.v"`` and ``"stack"``. Stacking matters:
+Flower moves each Array as a separate object, so a K-step chunk sent as 3K arrays costs
+thousands of requests per message.
 """
 
 from __future__ import annotations
@@ -95,12 +98,56 @@ def decode_values(arrays: ArrayRecord | None, config: ConfigRecord | None) -> di
     return out
 
 
+def _pack(items: Sequence[dict[str, Any]], prefix: str) -> RecordDict:
+    """Encode a list of dicts; tensors of equal shape and dtype are stacked into one Array.
+
+    Flower moves every Array as its own object, so a chunk of K steps sent as 3K small
+    arrays costs thousands of requests; stacked, it is a handful per message.
+    """
+    content = RecordDict()
+    groups: dict[tuple, list[np.ndarray]] = {}
+    for i, item in enumerate(items):
+        arrays, config = encode_values(item)
+        refs_key, refs_group, refs_index = [], [], []
+        for key, arr in arrays.items():
+            a = arr.numpy()
+            gkey = (a.dtype.str, a.shape)
+            members = groups.setdefault(gkey, [])
+            refs_key.append(key)
+            refs_group.append(list(groups).index(gkey))
+            refs_index.append(len(members))
+            members.append(a)
+        config["_refs.key"], config["_refs.group"] = refs_key, refs_group
+        config["_refs.index"] = refs_index
+        content[f"{prefix}{i}.v"] = config
+    content["stack"] = ArrayRecord({f"g{g}": Array(np.stack(m))
+                                    for g, m in enumerate(groups.values())})
+    return content
+
+
+def _unpack(content: RecordDict, prefix: str, n: int) -> list[dict[str, Any]]:
+    stack = {k: a.numpy() for k, a in content["stack"].items()} if "stack" in content else {}
+    out = []
+    for i in range(n):
+        config = dict(content[f"{prefix}{i}.v"].items())
+        keys = config.pop("_refs.key", [])
+        groups = config.pop("_refs.group", [])
+        index = config.pop("_refs.index", [])
+        values = decode_values(None, ConfigRecord(config))
+        for key, g, j in zip(keys, groups, index, strict=True):
+            node = values
+            parts = key.split(".")
+            for p in parts[:-1]:
+                node = node.setdefault(p, {})
+            node[parts[-1]] = torch.from_numpy(np.array(stack[f"g{g}"][j], copy=True))
+        out.append(values)
+    return out
+
+
 def encode_calls(calls: Sequence[Call]) -> RecordDict:
     """The content of one message carrying ``calls`` in order."""
-    content = RecordDict({"calls": ConfigRecord({"methods": [c.method for c in calls]})})
-    for i, c in enumerate(calls):
-        a, v = encode_values(c.args)
-        content[f"c{i}.a"], content[f"c{i}.v"] = a, v
+    content = _pack([c.args for c in calls], "c")
+    content["calls"] = ConfigRecord({"methods": [c.method for c in calls]})
     return content
 
 
@@ -113,16 +160,14 @@ def decode_calls(content: RecordDict) -> list[Call]:
     if "calls" not in content:
         raise ValueError("message has no 'calls' record; expected a VFLGAN call list")
     methods = list(content["calls"]["methods"])
-    return [Call(m, decode_values(content.get(f"c{i}.a"), content.get(f"c{i}.v")))
-            for i, m in enumerate(methods)]
+    return [Call(m, args) for m, args in zip(methods, _unpack(content, "c", len(methods)),
+                                             strict=True)]
 
 
 def encode_replies(replies: Sequence[dict]) -> RecordDict:
     """The content of the reply to a call list."""
-    content = RecordDict({"replies": ConfigRecord({"n": len(replies)})})
-    for i, r in enumerate(replies):
-        a, v = encode_values(r)
-        content[f"r{i}.a"], content[f"r{i}.v"] = a, v
+    content = _pack(replies, "r")
+    content["replies"] = ConfigRecord({"n": len(replies)})
     return content
 
 
@@ -134,8 +179,7 @@ def decode_replies(content: RecordDict) -> list[dict]:
     """
     if "replies" not in content:
         raise ValueError("reply has no 'replies' record; expected a VFLGAN reply list")
-    n = int(content["replies"]["n"])
-    return [decode_values(content.get(f"r{i}.a"), content.get(f"r{i}.v")) for i in range(n)]
+    return _unpack(content, "r", int(content["replies"]["n"]))
 
 
 # -- party state in context.state ----------------------------------------------------

@@ -34,8 +34,8 @@ ALLOWED_KEYS = {
     "party_id", "n_rows", "id_hash", "schema", "width", "if_dim",
     # training: row indices, step numbers, IFs, gradients w.r.t. IFs, scalar losses
     "step", "idx", "batch_size", "loss", "h_real", "h_fake", "h_hat", "h_gen", "grads",
-    # call framing (Flower codec)
-    "methods", "n",
+    # call framing (Flower codec: tensors stacked in "g<k>" arrays, referenced by key)
+    "methods", "n", "key", "group", "index",
 }
 
 
@@ -81,23 +81,30 @@ def audit(items, secrets, if_dim):
     n_arrays = 0
     for key, v in items:
         leaf = key.split(".")[-1]
-        assert leaf in ALLOWED_KEYS or key.startswith("grads."), f"unexpected key {key!r}"
+        stacked = leaf[:1] == "g" and leaf[1:].isdigit()  # a codec stack of tensors
+        assert leaf in ALLOWED_KEYS or stacked or key.startswith("grads."), \
+            f"unexpected key {key!r}"
+        if key == "_refs.key":  # names of the stacked tensors
+            assert all(k.split(".")[-1] in ALLOWED_KEYS for k in v), v
+            continue
         if isinstance(v, torch.Tensor):
             v = v.detach().numpy()
         if isinstance(v, np.ndarray):
             n_arrays += 1
             # nothing shaped like a party's rows (N or B, width_k)
-            assert not (v.ndim == 2 and v.shape[1] in widths), f"{key}: raw-row shape {v.shape}"
+            assert not (v.ndim >= 2 and v.shape[-1] in widths), f"{key}: raw-row shape {v.shape}"
             if v.dtype.kind == "f":
-                assert v.ndim == 2 and v.shape[1] == if_dim, f"{key}: shape {v.shape}"
+                # IFs / their gradients: (B, if_dim), or a stack (n, B, if_dim)
+                assert v.ndim in (2, 3) and v.shape[-1] == if_dim, f"{key}: shape {v.shape}"
                 # no raw value and no weight value appears anywhere
                 assert not raw_floats & set(v.ravel().astype(np.float64).tolist()), key
                 flat = v.ravel()
                 for w in weights:
                     if len(w) >= 4:
                         assert not np.isin(w[:4], flat).all(), f"{key} carries weights"
-            else:
-                assert leaf == "idx" and v.ndim == 1, f"{key}: integer array {v.shape}"
+            else:  # row indices: (B,), or a stack (n, B)
+                assert (leaf == "idx" and v.ndim == 1) or (stacked and v.ndim == 2), \
+                    f"{key}: integer array {v.shape}"
         elif isinstance(v, float):
             assert v not in raw_floats, f"{key}: a raw value"
         elif key == "schema":
