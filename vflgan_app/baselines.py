@@ -27,6 +27,7 @@ from vflgan_app.model import (
     BottomCritic,
     OutputHead,
     PrivateCritic,
+    generator_blocks,
     mlp,
     seeded_init,
 )
@@ -35,16 +36,8 @@ from vflgan_app.sampling import batch_indices, gp_alpha, gumbel_generator, share
 
 
 def _backbone(arch: Architecture) -> nn.Sequential:
-    """The generator body without its output layer (BN eps 0.8 after the first block)."""
-    layers: list[nn.Module] = []
-    width = arch.latent_dim
-    for i, h in enumerate(arch.gen_hidden):
-        layers.append(nn.Linear(width, h, bias=arch.bias))
-        if i > 0:
-            layers.append(nn.BatchNorm1d(h, arch.bn_eps))
-        layers.append(nn.LeakyReLU(0.2, inplace=True))
-        width = h
-    return nn.Sequential(*layers)
+    """The generator body without its output layer (shared by both baselines)."""
+    return nn.Sequential(*generator_blocks(arch))
 
 
 def _adam(params) -> dict:

@@ -191,6 +191,23 @@ def hard_gumbel_softmax(
     return hard - soft.detach() + soft
 
 
+def generator_blocks(arch: Architecture) -> list[nn.Module]:
+    """The generator's hidden blocks, output width ``arch.gen_hidden[-1]``.
+
+    Linear, then BatchNorm1d(n, eps 0.8) after the first block (the PyTorch-GAN
+    template's quirk), then LeakyReLU(0.2).
+    """
+    layers: list[nn.Module] = []
+    width = arch.latent_dim
+    for i, h in enumerate(arch.gen_hidden):
+        layers.append(nn.Linear(width, h, bias=arch.bias))
+        if i > 0:
+            layers.append(nn.BatchNorm1d(h, arch.bn_eps))
+        layers.append(nn.LeakyReLU(0.2, inplace=True))
+        width = h
+    return layers
+
+
 class Generator(nn.Module):
     """G_k: z -> Linear/LeakyReLU blocks (BN eps 0.8 after the first) -> output head."""
 
@@ -198,16 +215,10 @@ class Generator(nn.Module):
         self, arch: Architecture, spans: Sequence[OutputSpan], out_dim: int
     ) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        width = arch.latent_dim
-        for i, h in enumerate(arch.gen_hidden):
-            layers.append(nn.Linear(width, h, bias=arch.bias))
-            if i > 0:
-                layers.append(nn.BatchNorm1d(h, arch.bn_eps))
-            layers.append(nn.LeakyReLU(0.2, inplace=True))
-            width = h
-        layers.append(nn.Linear(width, out_dim, bias=arch.bias))
-        self.body = nn.Sequential(*layers)
+        self.body = nn.Sequential(
+            *generator_blocks(arch),
+            nn.Linear(arch.gen_hidden[-1], out_dim, bias=arch.bias),
+        )
         self.head = OutputHead(spans, arch.tau)
 
     def forward(
