@@ -37,7 +37,7 @@ def in_process_losses(steps):
     return model.coordinator.history
 
 
-@pytest.mark.slow  # ~60-75 s on 2 busy cores (SuperLink + Ray start dominate)
+# The CI smoke test of `flwr run` (issue 3): ~60-75 s on 2 busy cores (SuperLink + Ray start).
 def test_flwr_run_simulation_equals_in_process(tmp_path):
     # Execute: the real `flwr run .`, exact mode, a fresh party restore for every message
     fl = _flwr_local()
