@@ -73,7 +73,7 @@ def write_synthetic(
         image_grid_png(
             (images[:100] - low) / (high - low),
             out / "samples.png",
-            title="synthetic samples (each row: top half from party 0, bottom from party 1)",
+            title="synthetic samples (pixel rows split between the parties, party 0 on top)",
         )
         files.update(data="synthetic.npz", grid="samples.png")
     else:
