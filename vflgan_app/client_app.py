@@ -16,15 +16,17 @@ Node facts come from ``context.node_config`` (STYLE rule 7):
 
 from __future__ import annotations
 
+import json
 import uuid
 from pathlib import Path
 
-from flwr.app import Context, Message, RecordDict
+from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
 from vflgan_app import codec
 from vflgan_app.config import VFLGANConfig
 from vflgan_app.dataset import PartyData, prepare_party
+from vflgan_app.dp import DPPlan, make_party, resolve_plan
 from vflgan_app.party import Party, PartySettings
 
 app = ClientApp()
@@ -103,11 +105,32 @@ def restore_party(context: Context) -> Party:
     set_cpu_threads(cfg.threads or 1)
     settings = PartySettings(seed=cfg.seed, lambda_gp=arch.lambda_gp, lambda_p=cfg.lambda_p,
                              lr=arch.lr)
-    party = Party(load_party_data(context.node_config, cfg), arch, settings, device=cfg.device)
+    data = load_party_data(context.node_config, cfg)
+    plan = dp_plan(context, cfg, arch, data)
+    party = make_party(data, arch, settings, device=cfg.device, plan=plan)
     party.checkpoint_dir = checkpoint_dir(context, cfg)
     if version != "initial":
         codec.restore_party_state(context.state, party)
     return party
+
+
+def dp_plan(context: Context, cfg: VFLGANConfig, arch, data: PartyData) -> DPPlan | None:
+    """This party's DP plan: resolved once from the run config and its own row count.
+
+    The server resolves the same plan from the same inputs (``server_app``). The plan
+    (sigma, clip) is kept in ``context.state`` so a fresh process does not calibrate
+    again. The noise generator itself is seeded from OS randomness in every process
+    (``dp.noise-seed`` only in tests), so the server cannot reproduce the noise.
+    """
+    if not cfg.dp.enabled:
+        return None
+    stored = context.state.get("dp-plan") if hasattr(context.state, "get") else None
+    if stored is not None:
+        return DPPlan.from_dict(json.loads(str(stored["json"])))
+    plan = resolve_plan(cfg.dp, n_rows=len(data.ids), batch_size=arch.batch_size,
+                        steps=cfg.steps, num_parties=cfg.num_parties)
+    context.state["dp-plan"] = ConfigRecord({"json": json.dumps(plan.to_dict())})
+    return plan
 
 
 def _cache_enabled(context: Context) -> bool:

@@ -27,7 +27,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from vflgan_app.losses import head_penalty, wasserstein_critic_loss, wasserstein_generator_loss
+from vflgan_app.losses import (
+    head_penalty,
+    wasserstein_critic_loss,
+    wasserstein_generator_loss,
+)
 from vflgan_app.model import Architecture, build_top_critic
 from vflgan_app.party import ADAM_BETAS
 from vflgan_app.sampling import batch_indices

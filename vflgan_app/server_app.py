@@ -25,7 +25,15 @@ from flwr.serverapp import Grid, ServerApp
 from vflgan_app.checkpoint import RunInterrupted, fit_with_checkpoints, resume
 from vflgan_app.config import VFLGANConfig
 from vflgan_app.coordinator import Coordinator
+from vflgan_app.dp import (
+    DPPlan,
+    PrivacyBudgetExceeded,
+    install_dp,
+    make_coordinator,
+    resolve_plan,
+)
 from vflgan_app.flower_transport import FlowerTransport
+from vflgan_app.transport import Call
 
 logger = logging.getLogger(__name__)
 
@@ -108,38 +116,56 @@ def run_federated(cfg: VFLGANConfig, settings: FlowerSettings, transport) -> Pat
     Raises:
         RunInterrupted: a fault stopped training; a resumable checkpoint is named.
     """
-    dp = getattr(cfg, "dp", None)
-    if dp is not None and getattr(dp, "mode", "none") != "none":
-        # the ClientApp does not install the party-side DP hook (nor persist its noise
-        # state in context.state) yet: refuse rather than train without the noise
-        raise NotImplementedError(f"dp.mode={dp.mode!r} is not wired into the Flower app yet; "
-                                  "use dp.mode=none here or the in-process CLI")
     run_dir = Path(cfg.output_dir).absolute() / settings.run_name
     ckpt = run_dir / "checkpoints"
     t0 = time.monotonic()
     transport.party_ids()  # connect
-    coord = Coordinator(transport, cfg.resolve_architecture(), seed=cfg.seed,
-                        n_critic=cfg.n_critic, sampler=cfg.sampler, device=cfg.device,
-                        expected_parties=cfg.num_parties)
+    arch = cfg.resolve_architecture()
+    plan = resolve_dp_plan(cfg, transport, arch)
+    coord = make_coordinator(transport, arch, plan=plan, seed=cfg.seed,
+                             n_critic=cfg.n_critic, sampler=cfg.sampler, device=cfg.device,
+                             expected_parties=cfg.num_parties)
     coord.handshake()
+    accounting = install_dp(coord, plan)
     if settings.resume:
         resume(coord, ckpt)
     logger.info("VFLGAN on Flower: %d parties, %d rows, steps %d -> %d, K=%d",
                 len(coord.party_ids), coord.n_rows, coord.step, cfg.steps,
                 settings.steps_per_round)
     t_train = time.monotonic()
+    stopped_early = None
     try:
         fit_with_checkpoints(coord, cfg.steps, ckpt, every=settings.checkpoint_every,
                              steps_per_round=settings.steps_per_round)
     except RunInterrupted as e:
-        logger.error("%s", e)
-        raise
+        if not isinstance(e.__cause__, PrivacyBudgetExceeded):
+            logger.error("%s", e)
+            raise
+        # the budget, not a fault, stopped training: publish what it paid for
+        logger.warning("%s", e.__cause__)
+        coord.flush()
+        stopped_early = str(e.__cause__)
     train_s = time.monotonic() - t_train
     publish_run(cfg, coord, run_dir, settings, {
         "train_s": train_s, "total_s": time.monotonic() - t0,
         "round_trips": transport.round_trips,
-    })
+    }, dp=accounting.metadata() if accounting is not None else {"mode": "none"},
+        stopped_early=stopped_early)
     return run_dir
+
+
+def resolve_dp_plan(cfg: VFLGANConfig, transport, arch) -> DPPlan | None:
+    """The DP plan (sigma calibrated for ``cfg.steps``), or None without DP.
+
+    Every party resolves the same plan from the same run config and its own row count
+    (``client_app``); the server asks for the row count with one ``hello`` first.
+    """
+    if not cfg.dp.enabled:
+        return None
+    hellos = transport.exchange({p: [Call("hello")] for p in transport.party_ids()})
+    n_rows = int(next(iter(hellos.values()))[-1]["n_rows"])
+    return resolve_plan(cfg.dp, n_rows=n_rows, batch_size=arch.batch_size, steps=cfg.steps,
+                        num_parties=cfg.num_parties)
 
 
 class _Sampler:
@@ -153,7 +179,8 @@ class _Sampler:
 
 
 def publish_run(cfg: VFLGANConfig, coord: Coordinator, run_dir: Path,
-                settings: FlowerSettings, timings: dict) -> None:
+                settings: FlowerSettings, timings: dict, dp: dict | None = None,
+                stopped_early: str | None = None) -> None:
     """Sample from every party, write the synthetic data, grid/preview and report.json.
 
     In a real federation each party would publish its own columns to the data
@@ -189,6 +216,7 @@ def publish_run(cfg: VFLGANConfig, coord: Coordinator, run_dir: Path,
                                                               seed=cfg.seed)
     extra = {
         "model": "vflgan", "runtime": "flower", "dataset": cfg.dataset,
+        "dp": dp or {"mode": "none"}, "stopped_early": stopped_early,
         "flower": dataclasses.asdict(settings), "timings_s": timings,
         "history": {"d_loss": coord.history.d_loss,
                     "g_loss": {str(k): v for k, v in coord.history.g_loss.items()}},

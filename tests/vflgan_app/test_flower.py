@@ -254,13 +254,57 @@ def test_message_type_gates_methods(tmp_path):
         client_app.serve(content, ctx, codec.QUERY_HELLO)
 
 
-def test_server_refuses_dp_until_wired(tmp_path):
+DP_RUN = {"dp.delta": 1e-3, "dp.noise-seed": 5}  # N = 40 rows: delta < 1/N
+
+
+def _dp_flower_run(tmp_path, paths, run_config, cache):
+    import json
+
     from vflgan_app.server_app import FlowerSettings, run_federated
 
-    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"dp.mode": "paper",
-                                                     "output-dir": str(tmp_path)})
-    with pytest.raises(NotImplementedError, match="dp.mode='paper' is not wired"):
-        run_federated(cfg, FlowerSettings(), transport=None)
+    cfg = VFLGANConfig.from_run_config(run_config | {"output-dir": str(tmp_path / "out")})
+    grid = FakeGrid(node_configs(paths), run_config, cache=cache)
+    transport = FlowerTransport(grid, 2, round_timeout=30.0, connect_timeout=2.0,
+                                poll_interval=0.001, message_factory=grid.create_message)
+    run_dir = run_federated(cfg, FlowerSettings(evaluate=False, run_name="dp"), transport)
+    return cfg, json.loads((run_dir / "report.json").read_text())
+
+
+@pytest.mark.filterwarnings("ignore:dp.noise-seed")
+def test_paper_dp_over_flower_equals_in_process(tmp_path):
+    # Prepare: paper mode with a fixed (test-only) noise seed, live parties kept
+    paths = write_party_csvs(tmp_path)
+    rc = RUN_CONFIG | DP_RUN | {"steps": 6, "dp.mode": "paper", "dp.target-epsilon": 10.0}
+    # Execute: the ServerApp's own function over the real ClientApp code
+    cfg, report = _dp_flower_run(tmp_path, paths, rc, cache=True)
+    ref = in_process(paths, cfg)
+    ref.fit(6)
+    # Assert: the noised run equals the in-process DP run; metadata is in the report
+    assert report["history"]["d_loss"] == ref.coordinator.history.d_loss
+    dp = report["dp"]
+    assert dp["mode"] == "paper" and dp["steps"] == 6 and 0 < dp["epsilon"] <= 10.0
+    assert dp == ref.dp_metadata() and report["stopped_early"] is None
+
+
+@pytest.mark.filterwarnings("ignore:dp.noise-seed")
+def test_strict_dp_over_flower_fresh_process_per_message(tmp_path):
+    paths = write_party_csvs(tmp_path)
+    rc = RUN_CONFIG | DP_RUN | {"steps": 4, "dp.mode": "strict", "dp.noise-multiplier": 2.0}
+    _, report = _dp_flower_run(tmp_path, paths, rc, cache=False)
+    dp = report["dp"]
+    assert dp["mode"] == "strict" and dp["steps"] == 4 and dp["epsilon"] > 0
+    assert len(report["history"]["d_loss"]) == 4
+
+
+@pytest.mark.filterwarnings("ignore:dp.noise-seed")
+def test_dp_budget_stop_over_flower_publishes_and_says_so(tmp_path):
+    paths = write_party_csvs(tmp_path)
+    rc = RUN_CONFIG | DP_RUN | {"steps": 50, "dp.mode": "paper", "dp.noise-multiplier": 0.6,
+                                "dp.target-epsilon": 8.0}
+    _, report = _dp_flower_run(tmp_path, paths, rc, cache=True)
+    assert report["stopped_early"] and "epsilon" in report["stopped_early"]
+    assert report["dp"]["epsilon"] <= 8.0 and 0 < report["dp"]["steps"] < 50
+    assert (tmp_path / "out" / "dp" / "report.json").exists()
 
 
 def test_flower_settings_from_run_config():
