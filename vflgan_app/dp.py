@@ -521,6 +521,26 @@ def party_sample_loss(lambda_p: float, lambda_gp: float, batch_size: int):
     return loss
 
 
+def clip_and_noise_block(
+    per: dict[str, torch.Tensor], plan: DPPlan, generator: torch.Generator
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Clip one block's per-row gradients jointly, sum, noise, ``/B``.
+
+    Returns:
+        ``(noised mean gradients by name, pre-clip per-row norms (B,))``.
+    """
+    B = next(iter(per.values())).shape[0]
+    norms = torch.stack([t.reshape(B, -1).pow(2).sum(1) for t in per.values()]).sum(0).sqrt()
+    out = clip_per_sample_and_noise(
+        per,
+        clip=plan.clip,
+        noise_multiplier=plan.noise_multiplier,
+        generator=generator,
+        batch_size=B,
+    )
+    return out, norms
+
+
 class StrictDPParty(Party):
     """A party doing per-sample DP-SGD on ``(D_Ck, D_pk)`` (strict mode).
 
@@ -626,19 +646,7 @@ class StrictDPParty(Party):
     def critic_backward(self, step: int, grads: dict) -> dict:
         """Per-sample gradients, per-row clip, noise, ``/B``; step D_Ck and D_pk."""
         per = self.per_sample_critic_grads(step, grads)
-        B = next(iter(per.values())).shape[0]
-        self.last_norms = (
-            torch.stack([t.reshape(B, -1).pow(2).sum(1) for t in per.values()])
-            .sum(0)
-            .sqrt()
-        )
-        out = clip_per_sample_and_noise(
-            per,
-            clip=self.plan.clip,
-            noise_multiplier=self.plan.noise_multiplier,
-            generator=self.noise(step),
-            batch_size=B,
-        )
+        out, self.last_norms = clip_and_noise_block(per, self.plan, self.noise(step))
         self.opt_D_C.zero_grad(set_to_none=True)
         self.opt_D_p.zero_grad(set_to_none=True)
         for name, p in self.block.named_parameters():
@@ -733,18 +741,8 @@ class StrictDPCoordinator(Coordinator):
             *rows,
             chunk_size=self.chunk_size,
         )
-        B = rows[0].shape[0]
-        self.last_norms = (
-            torch.stack([t.reshape(B, -1).pow(2).sum(1) for t in per.values()])
-            .sum(0)
-            .sqrt()
-        )
-        out = clip_per_sample_and_noise(
-            per,
-            clip=self.plan.clip,
-            noise_multiplier=self.plan.noise_multiplier,
-            generator=self.noise(len(self.history.d_loss)),
-            batch_size=B,
+        out, self.last_norms = clip_and_noise_block(
+            per, self.plan, self.noise(len(self.history.d_loss))
         )
         self.opt_S.zero_grad(set_to_none=True)
         for name, p in self.D_S.named_parameters():
