@@ -20,8 +20,8 @@ import torch
 
 from vflgan_app.api import build_federation
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.evaluation import Evaluator
-from vflgan_app.runner import prepare_dataset
+from vflgan_app.eval.evaluator import Evaluator
+from vflgan_app.run import prepare_dataset
 
 
 def main() -> None:

@@ -18,9 +18,9 @@ import torch
 
 from trainkit import StageTimer, atomic_write_json, atomic_write_text, git_commit
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.evaluation import Evaluator
+from vflgan_app.eval.evaluator import Evaluator
 from vflgan_app.publish import image_grid_png
-from vflgan_app.runner import prepare_dataset, train_model
+from vflgan_app.run import prepare_dataset, train_model
 
 log = logging.getLogger("compare")
 
@@ -129,7 +129,7 @@ def format_table(results: dict) -> str:
             f"\nFD ratio VertiGAN / VFLGAN: {results['fd_ratio_vertigan_over_vflgan']:.3f}"
         )
     try:
-        from vflgan_app.dependence import format_dependence_table
+        from vflgan_app.eval.dependence import format_dependence_table
 
         for kind, r in results["models"].items():
             if "dependence" in r:

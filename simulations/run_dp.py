@@ -1,7 +1,7 @@
 """DP-VFLGAN on digits: no DP vs paper mode vs strict mode at epsilon 10 and 5 (issue 4).
 
 Every setting trains for the same number of critic steps through the real entry point
-(:func:`vflgan_app.runner.run_experiment`, as ``python -m vflgan_app train``), so each
+(:func:`vflgan_app.run.run_experiment`, as ``python -m vflgan_app train``), so each
 run folder holds ``report.json`` with the metrics and the DP metadata. Prints and writes
 a markdown table (FD, cross-party correlation error, epsilon spent, sigma, wall time)::
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from trainkit import StageTimer
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.runner import run_experiment
+from vflgan_app.run import run_experiment
 
 SETTINGS = {
     "none": {},

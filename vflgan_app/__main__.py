@@ -16,7 +16,7 @@ from pathlib import Path
 
 from trainkit import StageTimer, create_run_dir
 from vflgan_app.config import MODELS, VFLGANConfig
-from vflgan_app.dp import DPConfig
+from vflgan_app.dp.plan import DPConfig
 
 logger = logging.getLogger("vflgan_app")
 
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from vflgan_app.runner import run_experiment
+    from vflgan_app.run import run_experiment
 
     cfg = _config_from_args(args)
     run_dir = create_run_dir(cfg.output_dir, {**cfg.to_dict(), "model": args.model}, cfg.seed,
@@ -117,7 +117,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from vflgan_app.runner import regenerate
+    from vflgan_app.run import regenerate
 
     out = regenerate(Path(args.run_dir), args.n, args.seed, args.out)
     print(f"wrote {out}")

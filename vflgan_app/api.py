@@ -25,11 +25,11 @@ from trainkit import (
     save_checkpoint,
     set_cpu_threads,
 )
-from vflgan_app.baselines import CentralizedWGANGP, VertiGAN
+from vflgan_app.core.baselines import CentralizedWGANGP, VertiGAN
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.coordinator import Coordinator
-from vflgan_app.dataset import PartyData, TableSchema, prepare_parties
-from vflgan_app.dp import (
+from vflgan_app.core.coordinator import Coordinator
+from vflgan_app.data.schema import PartyData, TableSchema, prepare_parties
+from vflgan_app.dp.plan import (
     DPAccounting,
     PrivacyBudgetExceeded,
     install_dp,
@@ -37,9 +37,9 @@ from vflgan_app.dp import (
     make_party,
     resolve_plan,
 )
-from vflgan_app.model import Architecture
-from vflgan_app.party import Party, PartySettings
-from vflgan_app.transport import InProcessTransport, PayloadObserver
+from vflgan_app.core.model import Architecture
+from vflgan_app.core.party import Party, PartySettings
+from vflgan_app.core.protocol import InProcessTransport, PayloadObserver
 
 logger = logging.getLogger(__name__)
 
@@ -179,8 +179,8 @@ def build_federation(
 
     With ``config.dp.mode`` paper or strict, sigma is calibrated (unless given) for
     ``config.steps`` critic steps on the parties' N rows, each party gets its DP
-    mechanism (:func:`vflgan_app.dp.make_party`), the coordinator the strict-mode D_S step
-    if needed and the accountant as a before-step hook (:func:`vflgan_app.dp.install_dp`).
+    mechanism (:func:`vflgan_app.dp.plan.make_party`), the coordinator the strict-mode D_S step
+    if needed and the accountant as a before-step hook (:func:`vflgan_app.dp.plan.install_dp`).
     """
     arch = arch or config.resolve_architecture()
     set_cpu_threads(config.threads)

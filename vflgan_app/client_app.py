@@ -23,11 +23,11 @@ from pathlib import Path
 from flwr.app import ConfigRecord, Context, Message, RecordDict
 from flwr.clientapp import ClientApp
 
-from vflgan_app import codec
+from vflgan_app.flower import codec
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.dataset import PartyData, prepare_party
-from vflgan_app.dp import DPPlan, make_party, resolve_plan
-from vflgan_app.party import Party, PartySettings
+from vflgan_app.data.schema import PartyData, prepare_party
+from vflgan_app.dp.plan import DPPlan, make_party, resolve_plan
+from vflgan_app.core.party import Party, PartySettings
 
 app = ClientApp()
 
@@ -184,7 +184,7 @@ def _read_csv(pid: int, node_config) -> PartyData:
 
 
 def _builtin(pid: int, cfg: VFLGANConfig) -> PartyData:
-    from vflgan_app.data_sources import ID_COLUMN, load_dataset
+    from vflgan_app.data.sources import ID_COLUMN, load_dataset
 
     ds = load_dataset(cfg.dataset, cfg.data_root, max_rows=cfg.max_rows,
                       num_parties=cfg.num_parties)

@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vflgan_app.data_sources import DATASETS
-from vflgan_app.dp import DPConfig
-from vflgan_app.model import ARCHITECTURES, Architecture, get_architecture
-from vflgan_app.sampling import SAMPLERS
+from vflgan_app.data.sources import DATASETS
+from vflgan_app.dp.plan import DPConfig
+from vflgan_app.core.model import ARCHITECTURES, Architecture, get_architecture
+from vflgan_app.core.sampling import SAMPLERS
 
 MODELS = ("vflgan", "vertigan", "centralized")
 
@@ -48,7 +48,7 @@ class VFLGANConfig:
         threads: torch CPU threads; None = torch default.
         progress: show progress bars.
         log_every: steps between log lines / progress updates.
-        dp: differential privacy (:class:`vflgan_app.dp.DPConfig`; run-config keys
+        dp: differential privacy (:class:`vflgan_app.dp.plan.DPConfig`; run-config keys
             ``dp.mode``, ``dp.target-epsilon``, ``dp.delta``, ``dp.noise-multiplier``,
             ``dp.clip``, ``dp.noise-seed``). With ``dp.mode`` paper or strict the sampler
             is set to ``"wor"`` (with a log line) and every linear layer is bias-free.
@@ -156,7 +156,7 @@ class VFLGANConfig:
     def from_run_config(cls, run_config: Mapping[str, Any]) -> VFLGANConfig:
         """Build from a Flower ``context.run_config`` (kebab-case keys).
 
-        ``dp.*`` keys go to :class:`~vflgan_app.dp.DPConfig`; keys of other components
+        ``dp.*`` keys go to :class:`~vflgan_app.dp.plan.DPConfig`; keys of other components
         (``flower.*``) are left to them.
         """
         own = {k: v for k, v in run_config.items() if "." not in k or k.startswith("dp.")}

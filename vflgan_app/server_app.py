@@ -22,18 +22,18 @@ from typing import Any
 from flwr.app import Context
 from flwr.serverapp import Grid, ServerApp
 
-from vflgan_app.checkpoint import RunInterrupted, fit_with_checkpoints, resume
+from vflgan_app.core.checkpoint import RunInterrupted, fit_with_checkpoints, resume
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.coordinator import Coordinator
-from vflgan_app.dp import (
+from vflgan_app.core.coordinator import Coordinator
+from vflgan_app.dp.plan import (
     DPPlan,
     PrivacyBudgetExceeded,
     install_dp,
     make_coordinator,
     resolve_plan,
 )
-from vflgan_app.flower_transport import FlowerTransport
-from vflgan_app.transport import Call
+from vflgan_app.flower.transport import FlowerTransport
+from vflgan_app.core.protocol import Call
 
 logger = logging.getLogger(__name__)
 
@@ -187,13 +187,13 @@ def publish_run(cfg: VFLGANConfig, coord: Coordinator, run_dir: Path,
     recipient; here the ServerApp plays the recipient so the demo has one output folder.
     """
     from vflgan_app.api import decode_parts
-    from vflgan_app.dataset import TableSchema
+    from vflgan_app.data.schema import TableSchema
     from vflgan_app.publish import write_report, write_synthetic
 
     schemas = [TableSchema.from_json(coord.hellos[p]["schema"]) for p in coord.party_ids]
     ds = None
     if cfg.dataset != "custom":
-        from vflgan_app.data_sources import load_dataset
+        from vflgan_app.data.sources import load_dataset
 
         try:  # metadata only (image shape, bounds); rows are used only to evaluate
             ds = load_dataset(cfg.dataset, cfg.data_root, max_rows=cfg.max_rows,
@@ -207,9 +207,9 @@ def publish_run(cfg: VFLGANConfig, coord: Coordinator, run_dir: Path,
     files = write_synthetic(run_dir, decode_parts(schemas, parts), image_shape, bounds)
     metrics: dict = {}
     if settings.evaluate and ds is not None:
-        from vflgan_app.data_sources import ID_COLUMN
-        from vflgan_app.dataset import prepare_parties
-        from vflgan_app.evaluation import Evaluator
+        from vflgan_app.data.sources import ID_COLUMN
+        from vflgan_app.data.schema import prepare_parties
+        from vflgan_app.eval.evaluator import Evaluator
 
         real = prepare_parties(ds.party_tables(), ID_COLUMN, ds.categorical, ds.bounded)
         metrics = Evaluator(ds, real, seed=cfg.seed).evaluate(_Sampler(coord), n=n,

@@ -9,7 +9,7 @@ In a real federation every party already holds its file; this only stages the de
 import argparse
 from pathlib import Path
 
-from vflgan_app.data_sources import load_dataset
+from vflgan_app.data.sources import load_dataset
 
 
 def main() -> None:

@@ -39,7 +39,7 @@ import warnings
 
 import torch
 
-from vflgan_app.privacy import (
+from vflgan_app.dp.mechanisms import (
     clip_and_noise_,
     clip_per_sample_and_noise,
     gradient_penalty,
@@ -77,8 +77,8 @@ def integrated(args) -> None:
     """Median ``train_step`` time of no-DP, paper and strict federations, interleaved."""
     from vflgan_app.api import build_federation
     from vflgan_app.config import VFLGANConfig
-    from vflgan_app.dp import DPConfig
-    from vflgan_app.runner import prepare_dataset
+    from vflgan_app.dp.plan import DPConfig
+    from vflgan_app.run import prepare_dataset
 
     load0 = os.getloadavg()
     base = {

@@ -31,7 +31,7 @@ def in_process(steps: int, device: str, k: int = 1) -> float:
 
     from vflgan_app.api import build_federation
     from vflgan_app.config import VFLGANConfig
-    from vflgan_app.runner import prepare_dataset
+    from vflgan_app.run import prepare_dataset
 
     torch.set_num_threads(1)
     cfg = VFLGANConfig(dataset="digits", steps=steps, threads=1, progress=False, device=device)

@@ -28,7 +28,7 @@ def _flwr_local():
 def in_process_losses(steps):
     from vflgan_app.api import build_federation
     from vflgan_app.config import VFLGANConfig
-    from vflgan_app.runner import prepare_dataset
+    from vflgan_app.run import prepare_dataset
 
     cfg = VFLGANConfig(dataset="digits", steps=steps, threads=1, progress=False)
     _, parties = prepare_dataset(cfg)

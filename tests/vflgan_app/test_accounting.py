@@ -8,7 +8,7 @@ import pytest
 from dp_accounting import NeighboringRelation, dp_event
 from dp_accounting.rdp import RdpAccountant
 
-from vflgan_app.accounting import (
+from vflgan_app.dp.accountant import (
     PrivacyAccountant,
     PrivacyBudgetExceeded,
     calibrate_noise_multiplier,

@@ -9,8 +9,8 @@ import torch
 
 from vflgan_app import api
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.dataset import prepare_parties, split_vertical
-from vflgan_app.metrics import cross_party_correlation_error, frechet_distance
+from vflgan_app.data.schema import prepare_parties, split_vertical
+from vflgan_app.eval.quality import cross_party_correlation_error, frechet_distance
 
 from .conftest import make_table
 
@@ -94,8 +94,8 @@ def test_cross_party_metrics_planted():
 
 
 def test_core_does_not_import_flwr():
-    code = ("import sys; import vflgan_app.api, vflgan_app.coordinator, vflgan_app.party, "
-            "vflgan_app.runner; print('flwr' in sys.modules)")
+    code = ("import sys; import vflgan_app.api, vflgan_app.core.coordinator, vflgan_app.core.party, "
+            "vflgan_app.run; print('flwr' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

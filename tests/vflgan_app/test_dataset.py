@@ -2,8 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vflgan_app.data_sources import load_dataset, read_idx
-from vflgan_app.dataset import (
+from vflgan_app.data.sources import load_dataset, read_idx
+from vflgan_app.data.schema import (
     TableSchema,
     check_alignment,
     prepare_parties,

@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from vflgan_app.dependence import (
+from vflgan_app.eval.dependence import (
     Target,
     column_mutual_information,
     cross_party_correlation_error,

@@ -10,21 +10,21 @@ from scipy import stats
 
 from vflgan_app import api
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.dataset import prepare_parties, split_vertical
-from vflgan_app.dp import (
+from vflgan_app.data.schema import prepare_parties, split_vertical
+from vflgan_app.dp.plan import (
     DPConfig,
     PrivacyBudgetExceeded,
     StrictDPParty,
     first_linear,
     resolve_plan,
 )
-from vflgan_app.losses import (
+from vflgan_app.core.losses import (
     bottom_critic_penalty,
     head_penalty,
     wasserstein_critic_loss,
 )
-from vflgan_app.party import Party, PartySettings
-from vflgan_app.privacy import clip_per_sample_and_noise
+from vflgan_app.core.party import Party, PartySettings
+from vflgan_app.dp.mechanisms import clip_per_sample_and_noise
 
 from .conftest import TINY, make_table
 
@@ -142,7 +142,7 @@ def test_resolve_plan_calibrates_strict_sigma_per_block():
     assert plan.noise_multiplier == pytest.approx(
         plan.accounted_noise_multiplier * math.sqrt(3)
     )
-    from vflgan_app.accounting import epsilon_for
+    from vflgan_app.dp.accountant import epsilon_for
 
     eps = epsilon_for(
         noise_multiplier=plan.accounted_noise_multiplier,
@@ -388,8 +388,8 @@ def test_strict_server_per_sample_grads_equal_loop_and_batch_gradient():
         # Prepare
         model = federation("strict", noise_multiplier=1.0)
         coord = model.coordinator
-        from vflgan_app.dp import server_sample_loss
-        from vflgan_app.privacy import per_sample_grads
+        from vflgan_app.dp.plan import server_sample_loss
+        from vflgan_app.dp.mechanisms import per_sample_grads
 
         gen = torch.Generator().manual_seed(1)
         B, d = 8, 2 * TINY.if_dim
@@ -482,7 +482,7 @@ def test_resume_refuses_a_checkpoint_without_accountant_state(tmp_path):
 
 
 def test_report_json_records_dp_metadata(tmp_path):
-    from vflgan_app.runner import run_experiment
+    from vflgan_app.run import run_experiment
 
     cfg = VFLGANConfig(
         dataset="digits",
@@ -518,7 +518,7 @@ def test_report_json_records_dp_metadata(tmp_path):
 
 
 def test_report_stops_early_on_budget_and_says_so(tmp_path):
-    from vflgan_app.runner import run_experiment
+    from vflgan_app.run import run_experiment
 
     cfg = VFLGANConfig(
         dataset="digits",
@@ -543,7 +543,7 @@ def test_baselines_refuse_dp():
 
 
 def test_resumable_checkpoints_carry_the_accountant(tmp_path):
-    from vflgan_app.checkpoint import resume, save_checkpoint_now
+    from vflgan_app.core.checkpoint import resume, save_checkpoint_now
 
     # Prepare: 5 strict steps, a resumable checkpoint (party-local folders)
     a = federation("strict", steps=8, target_epsilon=50.0)

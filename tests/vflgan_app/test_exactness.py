@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from vflgan_app.coordinator import Coordinator
-from vflgan_app.dataset import prepare_parties, split_vertical
-from vflgan_app.party import Party, PartySettings
-from vflgan_app.reference import ReferenceVFLGAN
-from vflgan_app.transport import InProcessTransport
+from vflgan_app.core.coordinator import Coordinator
+from vflgan_app.data.schema import prepare_parties, split_vertical
+from vflgan_app.core.party import Party, PartySettings
+from vflgan_app.core.reference import ReferenceVFLGAN
+from vflgan_app.core.protocol import InProcessTransport
 
 from .conftest import TINY, make_table
 

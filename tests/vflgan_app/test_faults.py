@@ -4,17 +4,17 @@ import numpy as np
 import pytest
 import torch
 
-from vflgan_app import codec
-from vflgan_app.checkpoint import (
+from vflgan_app.flower import codec
+from vflgan_app.core.checkpoint import (
     RunInterrupted,
     fit_with_checkpoints,
     latest_step,
     resume,
 )
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.coordinator import ReplyError
-from vflgan_app.flower_transport import PartyTimeout
-from vflgan_app.transport import Transport
+from vflgan_app.core.coordinator import ReplyError
+from vflgan_app.flower.transport import PartyTimeout
+from vflgan_app.core.protocol import Transport
 
 from .test_flower import (
     RUN_CONFIG,

@@ -15,13 +15,14 @@ import pytest
 import torch
 from flwr.app import Context, RecordDict
 
-from vflgan_app import client_app, codec
+from vflgan_app import client_app
+from vflgan_app.flower import codec
 from vflgan_app.api import build_federation
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.coordinator import Coordinator, HandshakeError
-from vflgan_app.dataset import prepare_parties, split_vertical
-from vflgan_app.flower_transport import FlowerTransport
-from vflgan_app.transport import Call
+from vflgan_app.core.coordinator import Coordinator, HandshakeError
+from vflgan_app.data.schema import prepare_parties, split_vertical
+from vflgan_app.flower.transport import FlowerTransport
+from vflgan_app.core.protocol import Call
 
 from .conftest import make_table
 

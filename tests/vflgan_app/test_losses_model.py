@@ -1,8 +1,8 @@
 import torch
 
-from vflgan_app.dataset import OutputSpan
-from vflgan_app.losses import bottom_critic_penalty, gradient_norm_penalty, head_penalty
-from vflgan_app.model import Generator, get_architecture, hard_gumbel_softmax
+from vflgan_app.data.schema import OutputSpan
+from vflgan_app.core.losses import bottom_critic_penalty, gradient_norm_penalty, head_penalty
+from vflgan_app.core.model import Generator, get_architecture, hard_gumbel_softmax
 
 from .conftest import TINY
 

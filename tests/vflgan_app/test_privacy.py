@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy import stats
 
-from vflgan_app.privacy import (
+from vflgan_app.dp.mechanisms import (
     check_delta,
     clip_and_noise_,
     clip_per_sample_and_noise,

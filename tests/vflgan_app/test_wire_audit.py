@@ -16,7 +16,7 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 
-from vflgan_app.checkpoint import fit_with_checkpoints
+from vflgan_app.core.checkpoint import fit_with_checkpoints
 from vflgan_app.config import VFLGANConfig
 
 from .test_flower import (
@@ -119,7 +119,7 @@ def test_in_process_payloads_carry_no_rows_or_weights(tmp_path, steps_per_round)
     cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 12})
     log = []
     import vflgan_app.api as api
-    from vflgan_app.dataset import prepare_parties
+    from vflgan_app.data.schema import prepare_parties
 
     tables = [pd.read_csv(p) for p in paths]
     model = api.build_federation(prepare_parties(tables, "record_id", CATS), cfg,

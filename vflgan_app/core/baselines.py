@@ -20,9 +20,9 @@ import torch
 from torch import nn
 
 from trainkit import make_generator, progress_bar
-from vflgan_app.dataset import OutputSpan
-from vflgan_app.losses import gradient_norm_penalty, input_gradient, interpolate
-from vflgan_app.model import (
+from vflgan_app.data.schema import OutputSpan
+from vflgan_app.core.losses import gradient_norm_penalty, input_gradient, interpolate
+from vflgan_app.core.model import (
     Architecture,
     BottomCritic,
     OutputHead,
@@ -31,8 +31,8 @@ from vflgan_app.model import (
     mlp,
     seeded_init,
 )
-from vflgan_app.party import ADAM_BETAS
-from vflgan_app.sampling import batch_indices, gp_alpha, gumbel_generator, shared_latent
+from vflgan_app.core.party import ADAM_BETAS
+from vflgan_app.core.sampling import batch_indices, gp_alpha, gumbel_generator, shared_latent
 
 
 def _backbone(arch: Architecture) -> nn.Sequential:

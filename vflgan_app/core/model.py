@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from trainkit import derive_seed
-from vflgan_app.dataset import OutputSpan
+from vflgan_app.data.schema import OutputSpan
 
 
 @dataclass(frozen=True)

@@ -27,15 +27,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from vflgan_app.losses import (
+from vflgan_app.core.losses import (
     head_penalty,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from vflgan_app.model import Architecture, build_top_critic
-from vflgan_app.party import ADAM_BETAS
-from vflgan_app.sampling import batch_indices
-from vflgan_app.transport import Call, Transport
+from vflgan_app.core.model import Architecture, build_top_critic
+from vflgan_app.core.party import ADAM_BETAS
+from vflgan_app.core.sampling import batch_indices
+from vflgan_app.core.protocol import Call, Transport
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ class Coordinator:
         arch: architecture preset (D_S sizes, lambda_gp, lr, batch size).
         seed: run seed (batches; D_S initialisation).
         n_critic: critic iterations per generator iteration.
-        sampler: batch sampler name (see :func:`vflgan_app.sampling.batch_indices`).
+        sampler: batch sampler name (see :func:`vflgan_app.core.sampling.batch_indices`).
         lambda_gp: GP weight (default ``arch.lambda_gp``).
         device: where D_S lives.
         expected_parties: number of parties that must be present (default: whatever the

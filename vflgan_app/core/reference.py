@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import torch
 
-from vflgan_app.dataset import OutputSpan
-from vflgan_app.model import Architecture, build_party_modules, build_top_critic
-from vflgan_app.party import ADAM_BETAS
-from vflgan_app.sampling import batch_indices, gp_alpha, gumbel_generator, shared_latent
+from vflgan_app.data.schema import OutputSpan
+from vflgan_app.core.model import Architecture, build_party_modules, build_top_critic
+from vflgan_app.core.party import ADAM_BETAS
+from vflgan_app.core.sampling import batch_indices, gp_alpha, gumbel_generator, shared_latent
 
 
 def _penalty(grad: torch.Tensor) -> torch.Tensor:

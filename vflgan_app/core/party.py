@@ -15,15 +15,15 @@ import numpy as np
 import torch
 
 from trainkit import make_generator
-from vflgan_app.dataset import PartyData
-from vflgan_app.losses import (
+from vflgan_app.data.schema import PartyData
+from vflgan_app.core.losses import (
     bottom_critic_penalty,
     head_penalty,
     interpolate,
     wasserstein_critic_loss,
 )
-from vflgan_app.model import Architecture, build_party_modules
-from vflgan_app.sampling import gp_alpha, gumbel_generator, shared_latent
+from vflgan_app.core.model import Architecture, build_party_modules
+from vflgan_app.core.sampling import gp_alpha, gumbel_generator, shared_latent
 
 logger = logging.getLogger(__name__)
 
@@ -290,7 +290,7 @@ class Party:
     # -- resumable checkpoints (each party writes only its own files) -------------------
     def save_checkpoint(self, step: int) -> dict:
         """Write this party's state to ``<checkpoint_dir>/checkpoint-<step>/party-<k>/``."""
-        from vflgan_app.checkpoint import save_party_checkpoint
+        from vflgan_app.core.checkpoint import save_party_checkpoint
 
         if self._critic is not None or self._gen is not None:
             raise ProtocolError(f"party {self.party_id}: checkpoint with a step in flight")
@@ -299,7 +299,7 @@ class Party:
 
     def load_checkpoint(self, step: int) -> dict:
         """Restore this party's state from its own ``checkpoint-<step>`` folder."""
-        from vflgan_app.checkpoint import load_party_checkpoint
+        from vflgan_app.core.checkpoint import load_party_checkpoint
 
         load_party_checkpoint(self.checkpoint_dir, step, self)
         self._critic = self._critic_args = self._gen = self._gen_args = None

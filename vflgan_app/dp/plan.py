@@ -1,7 +1,7 @@
 """DP-VFLGAN wired into the training loop: config, party hooks, strict mode, accounting.
 
-The mechanisms live in :mod:`vflgan_app.privacy` and the accounting maths in
-:mod:`vflgan_app.accounting`; this module puts them into the federation:
+The mechanisms live in :mod:`vflgan_app.dp.mechanisms` and the accounting maths in
+:mod:`vflgan_app.dp.accountant`; this module puts them into the federation:
 
 * :class:`DPConfig` (``dp.mode``, ``dp.target-epsilon``, ``dp.delta``,
   ``dp.noise-multiplier``, ``dp.clip``, ``dp.noise-seed``) and :func:`resolve_plan`,
@@ -11,7 +11,7 @@ The mechanisms live in :mod:`vflgan_app.privacy` and the accounting maths in
 * strict mode: :class:`StrictDPParty` and :class:`StrictDPCoordinator`;
 * :class:`DPAccounting`, a ``Coordinator.before_step`` hook that spends the budget
   before every step, logs epsilon per epoch, and stops before a step that would
-  exceed the target (:class:`~vflgan_app.accounting.PrivacyBudgetExceeded`).
+  exceed the target (:class:`~vflgan_app.dp.accountant.PrivacyBudgetExceeded`).
 
 Both DP modes force the ``"wor"`` sampler (fixed-size batches drawn without
 replacement, independently at every step: the sampler the accountant describes;
@@ -51,7 +51,7 @@ Per-sample gradients come from ``torch.func`` (``vmap`` of ``grad``, with the GP
 input gradient taken by an inner ``torch.func.grad``: double backward). Each
 block's per-sample gradient is clipped jointly to ``C`` (``dp.clip``, default 1.0),
 summed, noised with std ``2 C sigma`` and divided by ``B``
-(:func:`~vflgan_app.privacy.clip_per_sample_and_noise`).
+(:func:`~vflgan_app.dp.mechanisms.clip_per_sample_and_noise`).
 
 Argument. Fix a batch (fixed size B, drawn without replacement) and replace one
 real row. In each of the ``K = parties + 1`` blocks exactly one summand changes
@@ -60,7 +60,7 @@ and each summand has norm at most ``C``, so each block moves by at most ``2C`` a
 the concatenation of the K clipped sums by at most ``2C sqrt(K)``. With noise std
 ``2 C sigma`` on every block, the step is one Gaussian mechanism with noise
 multiplier ``sigma / sqrt(K)``
-(:func:`~vflgan_app.accounting.effective_noise_multiplier`), and the accountant
+(:func:`~vflgan_app.dp.accountant.effective_noise_multiplier`), and the accountant
 composes ``SampledWithoutReplacementDpEvent(N, B, Gaussian(sigma / sqrt(K)))`` once
 per critic step (replace-one adjacency, the sampler actually used). ``dp.noise-
 multiplier`` is the per-block sigma; calibration from ``dp.target-epsilon`` solves
@@ -110,16 +110,16 @@ import torch
 from torch import nn
 
 from trainkit import derive_seed, make_generator
-from vflgan_app.accounting import (
+from vflgan_app.dp.accountant import (
     PrivacyAccountant,
     PrivacyBudgetExceeded,
     calibrate_noise_multiplier,
     effective_noise_multiplier,
 )
-from vflgan_app.coordinator import CRITIC_FEATURES, Coordinator
-from vflgan_app.losses import interpolate
-from vflgan_app.party import Party, ProtocolError
-from vflgan_app.privacy import (
+from vflgan_app.core.coordinator import CRITIC_FEATURES, Coordinator
+from vflgan_app.core.losses import interpolate
+from vflgan_app.core.party import Party, ProtocolError
+from vflgan_app.dp.mechanisms import (
     check_delta,
     clip_and_noise_,
     clip_per_sample_and_noise,
@@ -127,7 +127,7 @@ from vflgan_app.privacy import (
     paper_clip_bound,
     per_sample_grads,
 )
-from vflgan_app.sampling import gp_alpha, gumbel_generator, shared_latent
+from vflgan_app.core.sampling import gp_alpha, gumbel_generator, shared_latent
 
 logger = logging.getLogger(__name__)
 
@@ -707,7 +707,7 @@ class StrictDPCoordinator(Coordinator):
         self, feats: dict[int, dict]
     ) -> tuple[dict[int, dict], float]:
         """D_S's part of L_D; per-row gradients to the parties; DP-SGD step of D_S."""
-        from vflgan_app.losses import head_penalty, wasserstein_critic_loss
+        from vflgan_app.core.losses import head_penalty, wasserstein_critic_loss
 
         pids = self.party_ids
         leaves = {

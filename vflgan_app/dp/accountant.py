@@ -15,7 +15,7 @@ batches):
 
 * ``relation="replace_one"`` (default, paper and strict mode): fixed-size
   batches of ``B`` rows drawn without replacement, independently at every
-  step (:func:`vflgan_app.privacy.sample_batch_without_replacement`); one step
+  step (:func:`vflgan_app.dp.mechanisms.sample_batch_without_replacement`); one step
   is ``SampledWithoutReplacementDpEvent(N, B, GaussianDpEvent(sigma))``, where
   ``sigma`` = noise std / replace-one L2 sensitivity (std ``2 C sigma`` with
   sensitivity ``2C``). This is the only combination that describes the paper's
@@ -48,7 +48,7 @@ from dp_accounting import dp_event
 from dp_accounting.mechanism_calibration import LowerEndpointAndGuess
 from dp_accounting.rdp import RdpAccountant, compute_epsilon
 
-from vflgan_app.privacy import (
+from vflgan_app.dp.mechanisms import (
     check_int,
     check_positive,
     check_real,

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
-from vflgan_app.checkpoint import flatten_state, unflatten_state
-from vflgan_app.transport import Call
+from vflgan_app.core.checkpoint import flatten_state, unflatten_state
+from vflgan_app.core.protocol import Call
 
 # -- message types (category.action; handlers registered in client_app.py) -------------
 QUERY_HELLO = "query.hello"  # handshake: party id, schema, id-list hash

@@ -8,7 +8,7 @@
 * TSTR: train a random forest on synthetic rows, test on real rows.
 * Cross-party correlation error: mean |corr_real - corr_synth| over the column pairs whose
   two columns belong to different parties (the property VFLGAN claims over VertiGAN).
-  ``vflgan_app.dependence`` has the metrics that see dependence more directly.
+  ``vflgan_app.eval.dependence`` has the metrics that see dependence more directly.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vflgan_app import metrics
-from vflgan_app.data_sources import Dataset
-from vflgan_app.dataset import PartyData
+from vflgan_app.eval import quality as metrics
+from vflgan_app.data.sources import Dataset
+from vflgan_app.data.schema import PartyData
 
 logger = logging.getLogger(__name__)
 
@@ -141,8 +141,8 @@ class Evaluator:
         return report
 
     def dependence(self, synth: np.ndarray, control: np.ndarray) -> dict:
-        """The cross-party dependence report (``vflgan_app.dependence``)."""
-        from vflgan_app.dependence import dependence_report, targets_from_spans
+        """The cross-party dependence report (``vflgan_app.eval.dependence``)."""
+        from vflgan_app.eval.dependence import dependence_report, targets_from_spans
 
         labels_tr = labels_ho = targets = None
         if self.labels is not None:

@@ -62,7 +62,7 @@ class Dataset:
 
     def party_tables(self) -> list[pd.DataFrame]:
         """Per-party tables, each with the id column (what each party would hold)."""
-        from vflgan_app.dataset import split_vertical
+        from vflgan_app.data.schema import split_vertical
 
         return split_vertical(self.table, self.party_columns, ID_COLUMN)
 

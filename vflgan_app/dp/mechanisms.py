@@ -2,7 +2,7 @@
 
 This module holds the *mechanisms* (what is clipped, how noise is drawn, how a
 batch is sampled). The *accounting* (what epsilon those mechanisms cost) lives
-in :mod:`vflgan_app.accounting`. Both are pure building blocks: no Flower, no
+in :mod:`vflgan_app.dp.accountant`. Both are pure building blocks: no Flower, no
 training loop, no global state. Party and Coordinator call them.
 
 Two modes are provided.
@@ -61,7 +61,7 @@ only through the critics, so the generators (and anything sampled from them)
 are DP by post-processing. When ``K`` blocks are each clipped and noised with
 the same ``sigma`` on the same batch, the step is one subsampled Gaussian
 mechanism with noise multiplier ``sigma / sqrt(K)`` (see
-:func:`vflgan_app.accounting.effective_noise_multiplier`); the accountant must
+:func:`vflgan_app.dp.accountant.effective_noise_multiplier`); the accountant must
 be given that effective value.
 
 What strict mode does *not* cover.
@@ -116,7 +116,7 @@ FIELD_NAMES = {
 
 
 # ---------------------------------------------------------------------------
-# Validation helpers (shared with vflgan_app.accounting)
+# Validation helpers (shared with vflgan_app.dp.accountant)
 
 
 def _field(name: str) -> str:

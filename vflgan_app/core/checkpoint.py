@@ -189,7 +189,7 @@ class RunInterrupted(RuntimeError):
 
 def save_checkpoint_now(coordinator, root: str | Path) -> int:
     """Flush, ask every party to save its own state, then save the server's."""
-    from vflgan_app.transport import Call
+    from vflgan_app.core.protocol import Call
 
     coordinator.flush()
     step = coordinator.step
@@ -209,7 +209,7 @@ def resume(coordinator, root: str | Path, step: int | None = None) -> int:
         FileNotFoundError: no complete checkpoint under ``root``.
         ValueError: a party's schema differs from the one saved in the checkpoint.
     """
-    from vflgan_app.transport import Call
+    from vflgan_app.core.protocol import Call
 
     step = latest_step(root) if step is None else step
     if step is None:

@@ -4,7 +4,7 @@ One :meth:`FlowerTransport.exchange` pushes one message per party and polls for 
 replies with a short interval (``send_and_receive`` sleeps 3 s between pulls in
 deployment) until a per-round timeout. A party that does not answer in time, answers
 with an error, or sends a reply that cannot be decoded stops the round with
-:class:`~vflgan_app.coordinator.ReplyError` naming the party.
+:class:`~vflgan_app.core.coordinator.ReplyError` naming the party.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import time
 
-from vflgan_app import codec
-from vflgan_app.coordinator import HandshakeError, ReplyError
-from vflgan_app.transport import Call, PayloadObserver, Transport
+from vflgan_app.flower import codec
+from vflgan_app.core.coordinator import HandshakeError, ReplyError
+from vflgan_app.core.protocol import Call, PayloadObserver, Transport
 
 logger = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from pathlib import Path
 from trainkit import StageTimer
 from vflgan_app.api import build_federation, decode_parts, fit_baseline
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.data_sources import ID_COLUMN, Dataset, load_dataset
-from vflgan_app.dataset import PartyData, prepare_parties
-from vflgan_app.dp import PrivacyBudgetExceeded
-from vflgan_app.model import Architecture
+from vflgan_app.data.sources import ID_COLUMN, Dataset, load_dataset
+from vflgan_app.data.schema import PartyData, prepare_parties
+from vflgan_app.dp.plan import PrivacyBudgetExceeded
+from vflgan_app.core.model import Architecture
 from vflgan_app.publish import write_report, write_synthetic
 
 logger = logging.getLogger(__name__)
@@ -82,7 +82,7 @@ def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool =
         files = write_synthetic(run_dir, synth, ds.image_shape, bounds)
     metrics: dict = {}
     if evaluate:
-        from vflgan_app.evaluation import Evaluator
+        from vflgan_app.eval.evaluator import Evaluator
 
         with timer("evaluation"):
             metrics = Evaluator(ds, parties, seed=cfg.seed).evaluate(model, n=n, seed=cfg.seed)
