@@ -1,7 +1,7 @@
 """K-vs-quality curve of the chunked mode (steps-per-round = K) on the same step budget.
 
 Trains VFLGAN on digits (2 parties) with the in-process transport for each K (the
-Flower transport gives identical numbers: tests/vflgan_app/test_flower.py), then scores
+Flower transport gives identical numbers: tests/vflgan_app/flower/test_flower.py), then scores
 each model with the same Evaluator: FD (autoencoder latent) and cross-party correlation
 error, plus the dependence report's per-party classifier agreement,
 focused (top-decile) correlation error and party-shuffle AUC, next to the

@@ -12,7 +12,7 @@ from vflgan_app.config import VFLGANConfig
 from vflgan_app.data.schema import prepare_parties, split_vertical
 from vflgan_app.eval.quality import cross_party_correlation_error, frechet_distance
 
-from .conftest import make_table
+from tests.vflgan_app.conftest import make_table
 
 SPLIT = [["a", "color", "count"], ["b", "c", "kind"]]
 CFG = VFLGANConfig(dataset="custom", architecture="breast_cancer", steps=12, batch_size=8,

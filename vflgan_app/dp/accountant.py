@@ -8,7 +8,7 @@ epsilons are 7-16 % below the paper's autodp numbers for the same sigma: mostly
 the conversion, plus, at epsilon ~ 5, dp-accounting's use of Wang, Balle and
 Kasiviswanathan's Theorem 27 where the paper's autodp call used Theorem 9. With
 the classic conversion our RDP curve gives autodp's Theorem-27 epsilon to 1e-6
-(see tests/vflgan_app/test_accounting.py).
+(see tests/vflgan_app/dp/test_accountant.py).
 
 Sampler and neighbouring relation (they must match the code that draws the
 batches):

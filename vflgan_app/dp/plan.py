@@ -42,7 +42,7 @@ noised sum of per-sample gradients:
   + B <g_i, (h_i, h~_i, h^_i)>``, where ``g_i`` is the server's gradient of L_D
   w.r.t. row i's intermediate features (it depends only on row i's features at all
   parties and on D_S). The batch gradient is ``(1/B) sum_i grad l_i``, so the per-row
-  decomposition is exact (``tests/vflgan_app/test_dp.py`` checks it against the
+  decomposition is exact (``tests/vflgan_app/dp/test_dp.py`` checks it against the
   base party's batch gradient and a loop over single rows, GP included);
 * at the server, D_S, whose per-sample loss is ``D_S(h~_i) - D_S(h_i) + lambda_gp
   pen_S(h^_i)``.

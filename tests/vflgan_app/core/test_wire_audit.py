@@ -19,7 +19,7 @@ from flwr.app import ArrayRecord, ConfigRecord
 from vflgan_app.core.checkpoint import fit_with_checkpoints
 from vflgan_app.config import VFLGANConfig
 
-from .test_flower import (
+from tests.vflgan_app.flower.test_flower import (
     CATS,
     RUN_CONFIG,
     FakeGrid,

@@ -16,7 +16,7 @@ from vflgan_app.core.coordinator import ReplyError
 from vflgan_app.flower.transport import PartyTimeout
 from vflgan_app.core.protocol import Transport
 
-from .test_flower import (
+from tests.vflgan_app.flower.test_flower import (
     RUN_CONFIG,
     FakeGrid,
     flower_coordinator,

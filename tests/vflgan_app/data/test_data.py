@@ -12,7 +12,7 @@ from vflgan_app.data.schema import (
     validate_party_map,
 )
 
-from .conftest import make_table
+from tests.vflgan_app.conftest import make_table
 
 SPLIT = [["a", "color", "count"], ["b", "c", "kind"]]
 

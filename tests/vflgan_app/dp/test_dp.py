@@ -26,7 +26,7 @@ from vflgan_app.core.losses import (
 from vflgan_app.core.party import Party, PartySettings
 from vflgan_app.dp.mechanisms import clip_per_sample_and_noise
 
-from .conftest import TINY, make_table
+from tests.vflgan_app.conftest import TINY, make_table
 
 ALPHA = 1e-6  # tail probability of the statistical bounds (fixed seeds: deterministic)
 SPLIT = [["a", "color", "count"], ["b", "c", "kind"]]

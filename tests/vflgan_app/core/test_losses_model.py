@@ -4,7 +4,7 @@ from vflgan_app.data.schema import OutputSpan
 from vflgan_app.core.losses import bottom_critic_penalty, gradient_norm_penalty, head_penalty
 from vflgan_app.core.model import Generator, get_architecture, hard_gumbel_softmax
 
-from .conftest import TINY
+from tests.vflgan_app.conftest import TINY
 
 
 def test_gradient_norm_penalty_pinned():

@@ -9,7 +9,7 @@ from vflgan_app.core.party import Party, PartySettings
 from vflgan_app.core.reference import ReferenceVFLGAN
 from vflgan_app.core.protocol import InProcessTransport
 
-from .conftest import TINY, make_table
+from tests.vflgan_app.conftest import TINY, make_table
 
 PARTY_SPLITS = {
     2: [["a", "color", "count"], ["b", "c", "kind"]],

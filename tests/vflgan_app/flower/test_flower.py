@@ -24,7 +24,7 @@ from vflgan_app.data.schema import prepare_parties, split_vertical
 from vflgan_app.flower.transport import FlowerTransport
 from vflgan_app.core.protocol import Call
 
-from .conftest import make_table
+from tests.vflgan_app.conftest import make_table
 
 SPLIT = [["a", "color", "count"], ["b", "c", "kind"]]
 CATS = ["color", "kind"]
