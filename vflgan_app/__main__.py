@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 
 from trainkit import StageTimer, create_run_dir
-from vflgan_app.config import MODELS, VFLGANConfig
-from vflgan_app.dp.plan import DPConfig
+from vflgan_app.config import MODELS, DPConfig, VFLGANConfig
 
 logger = logging.getLogger("vflgan_app")
 
@@ -51,7 +50,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                        help=f"{helps.get(f.name, f.name)} (default: {f.default})")
     dp_helps = {
         "mode": "differential privacy: none, paper (the published first-layer mechanism) or "
-                "strict (per-sample DP-SGD on every critic block); DP forces --sampler wor",
+                "strict (per-sample DP-SGD on every critic block); DP needs --sampler wor (its default)",
         "target_epsilon": "privacy budget; training stops before exceeding it",
         "delta": "delta of (epsilon, delta)-DP (warned about when >= 1/N)",
         "noise_multiplier": "sigma per noised block (default: calibrated from the target)",

@@ -10,7 +10,6 @@ Runs the federated protocol with the in-process transport, so it works in a note
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -21,25 +20,20 @@ import pandas as pd
 from trainkit import (
     atomic_write_json,
     atomic_write_text,
-    load_checkpoint,
-    save_checkpoint,
     set_cpu_threads,
 )
-from vflgan_app.core.baselines import CentralizedWGANGP, VertiGAN
+from vflgan_app import federation
+from vflgan_app.architectures import Architecture
 from vflgan_app.config import VFLGANConfig
+from vflgan_app.core.baselines import CentralizedWGANGP, VertiGAN
+from vflgan_app.core.checkpoint import read_state, write_state
 from vflgan_app.core.coordinator import Coordinator
-from vflgan_app.data.schema import PartyData, TableSchema, prepare_parties
-from vflgan_app.dp.plan import (
-    DPAccounting,
-    PrivacyBudgetExceeded,
-    install_dp,
-    make_coordinator,
-    make_party,
-    resolve_plan,
-)
-from vflgan_app.core.model import Architecture
-from vflgan_app.core.party import Party, PartySettings
-from vflgan_app.core.protocol import InProcessTransport, PayloadObserver
+from vflgan_app.core.party import Party
+from vflgan_app.core.protocol import PayloadObserver
+from vflgan_app.data.partition import PartyData, decode_parts, prepare_parties
+from vflgan_app.data.schema import TableSchema
+from vflgan_app.dp.accountant import DPAccounting
+from vflgan_app.errors import PrivacyBudgetExceeded
 
 logger = logging.getLogger(__name__)
 
@@ -107,14 +101,15 @@ class VFLGANModel:
     def save(self, path: str | Path) -> Path:
         """Write each party's state to ``party-<k>/`` and the server's to ``server/``.
 
-        No party's weights go into another party's folder.
+        The checkpoint format (safetensors + a JSON skeleton, nothing pickled). No
+        party's weights go into another party's folder.
         """
         path = Path(path)
         for p in self.parties:
             d = path / f"party-{p.party_id}"
-            save_checkpoint(p.state_dict(), d / "state.pt")
+            write_state(d, p.state_dict())
             atomic_write_text(d / "schema.json", p.data.schema.to_json())
-        save_checkpoint(self.coordinator.state_dict(), path / "server" / "state.pt")
+        write_state(path / "server", self.coordinator.state_dict())
         meta = self.config.to_dict()
         if self.dp is not None:
             meta["dp_metadata"] = self.dp.metadata()
@@ -126,8 +121,8 @@ class VFLGANModel:
         """Restore states written by :meth:`save` (same data and config)."""
         path = Path(path)
         for p in self.parties:
-            p.load_state_dict(load_checkpoint(path / f"party-{p.party_id}" / "state.pt"))
-        self.coordinator.load_state_dict(load_checkpoint(path / "server" / "state.pt"))
+            p.load_state_dict(read_state(path / f"party-{p.party_id}"))
+        self.coordinator.load_state_dict(read_state(path / "server"))
         return self
 
 
@@ -164,11 +159,6 @@ def _slices(widths: Sequence[int]) -> list[slice]:
     return out
 
 
-def decode_parts(schemas: Sequence[TableSchema], parts: Sequence[np.ndarray]) -> pd.DataFrame:
-    """Decode per-party encoded blocks and join them column-wise (party order)."""
-    return pd.concat([s.decode(x) for s, x in zip(schemas, parts, strict=True)], axis=1)
-
-
 def build_federation(
     parties_data: Sequence[PartyData],
     config: VFLGANConfig,
@@ -177,34 +167,13 @@ def build_federation(
 ) -> VFLGANModel:
     """Create parties, an in-process transport and a coordinator, and shake hands.
 
-    With ``config.dp.mode`` paper or strict, sigma is calibrated (unless given) for
-    ``config.steps`` critic steps on the parties' N rows, each party gets its DP
-    mechanism (:func:`vflgan_app.dp.plan.make_party`), the coordinator the strict-mode D_S step
-    if needed and the accountant as a before-step hook (:func:`vflgan_app.dp.plan.install_dp`).
+    The assembly is :func:`vflgan_app.federation.in_process` (the one the Flower apps
+    share): with ``config.dp.mode`` paper or strict, sigma is calibrated (unless given)
+    for ``config.steps`` critic steps on the parties' N rows, each party gets its DP
+    critic rule, the coordinator its D_S rule and the accountant.
     """
-    arch = arch or config.resolve_architecture()
-    set_cpu_threads(config.threads)
-    plan = None
-    if config.dp.enabled:
-        if arch.bias:
-            logger.info("dp.mode=%s: linear layers without biases (the paper's DP models)",
-                        config.dp.mode)
-            arch = dataclasses.replace(arch, bias=False)
-        plan = resolve_plan(config.dp, n_rows=len(parties_data[0].ids),
-                            batch_size=arch.batch_size, steps=config.steps,
-                            num_parties=len(parties_data))
-    settings = PartySettings(seed=config.seed, lambda_gp=arch.lambda_gp,
-                             lambda_p=config.lambda_p, lr=arch.lr)
-    parties = [make_party(d, arch, settings, device=config.device, plan=plan)
-               for d in parties_data]
-    coordinator = make_coordinator(
-        InProcessTransport(parties, observer=observer), arch, plan=plan, seed=config.seed,
-        n_critic=config.n_critic, sampler=config.sampler, device=config.device,
-        expected_parties=len(parties),
-    )
-    coordinator.handshake()
-    accounting = install_dp(coordinator, plan)
-    return VFLGANModel(coordinator, parties, config, dp=accounting)
+    fed = federation.in_process(parties_data, config, arch=arch, observer=observer)
+    return VFLGANModel(fed.coordinator, fed.parties, config, dp=fed.accounting)
 
 
 def fit_parties(parties_data: Sequence[PartyData], config: VFLGANConfig,

@@ -1,25 +1,212 @@
-"""Configuration: one frozen dataclass, converted once at each entry point.
+"""Configuration: frozen dataclasses, read once at each entry point by one parser.
 
-Defaults run a small CPU job on the embedded sklearn digits. ``None`` means "the
-dataset's architecture preset" (research/vflgan.md 2.2 and 3).
+* :class:`VFLGANConfig`: the run (data, model, training, outputs), with
+* :class:`DPConfig`: differential privacy (run-config keys ``dp.*``), and
+* :class:`FlowerSettings`: the Flower runtime (run-config keys ``flower.*``).
+
+Defaults run a small CPU job on the embedded sklearn digits; ``None`` means "the
+preset's value" (the dataset's architecture, research/vflgan.md 2.2 and 3, or the DP
+mode's sampler). Every value from TOML, the command line or a dict goes through
+:func:`parse_fields`, which converts by the field's declared type with one rule for
+booleans and ``None`` and refuses anything else; ``__post_init__`` validates and never
+changes a value the user gave.
+
+This module imports nothing of the package but :mod:`vflgan_app.checks` and
+:mod:`vflgan_app.architectures` (both plain Python), so reading a config is cheap.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import logging
+import math
+import types
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from vflgan_app.data.sources import DATASETS
-from vflgan_app.dp.plan import DPConfig
-from vflgan_app.core.model import ARCHITECTURES, Architecture, get_architecture
-from vflgan_app.core.sampling import SAMPLERS
+from vflgan_app.architectures import ARCHITECTURES, Architecture, get_architecture
+from vflgan_app.checks import check_delta, check_positive
 
+#: Model families a run can train.
 MODELS = ("vflgan", "vertigan", "centralized")
+#: Built-in datasets (loaders in :mod:`vflgan_app.data.sources`).
+DATASETS = ("digits", "breast_cancer", "mnist", "adult", "wine_red", "wine_white")
+#: Batch samplers (:func:`vflgan_app.core.sampling.batch_indices`).
+SAMPLERS = ("shuffle", "wor")
+#: DP modes (:mod:`vflgan_app.dp`).
+DP_MODES = ("none", "paper", "strict")
 
-logger = logging.getLogger(__name__)
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+_NONE = ("", "none", "null")
+
+
+# ---------------------------------------------------------------------------------
+# the one parser
+
+
+def parse_fields(cls: type, values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Convert ``{key: value}`` to constructor arguments of the dataclass ``cls``.
+
+    Keys may be snake_case or kebab-case and may carry ``prefix`` (e.g. ``"dp."``).
+    Each value is converted by the field's type: ``"", "none", "null"`` -> None for an
+    optional field; booleans from ``true/false/1/0/yes/no/on/off``; integers from
+    integral numbers or strings; floats from numbers or strings.
+
+    Raises:
+        ValueError: an unknown key, or a value that does not convert (the message names
+            the key, the value and what was expected).
+    """
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.removeprefix(prefix).replace("-", "_")
+        if name not in names:
+            known = sorted(prefix + n.replace("_", "-") for n in names)
+            raise ValueError(f"config: unknown key {key!r}; expected one of {known}")
+        out[name] = _convert(prefix + name.replace("_", "-"), value, hints[name])
+    return out
+
+
+def _convert(key: str, value: Any, hint: Any) -> Any:
+    args = typing.get_args(hint)
+    optional = type(None) in args and (
+        typing.get_origin(hint) in (typing.Union, types.UnionType)
+    )
+    kind = next((a for a in args if a is not type(None)), hint) if optional else hint
+    if value is None or isinstance(value, str) and value.strip().lower() in _NONE:
+        if optional:
+            return None
+        if value is None or kind is not str:  # a string field keeps "none" (dp.mode)
+            raise ValueError(f"config: {key} got {value!r}, expected {_what(kind)}")
+    if kind not in (bool, int, float, str):
+        return value  # nested configs and tuples are handled by their owner
+    try:
+        return _CONVERTERS[kind](value)
+    except (TypeError, ValueError):
+        raise ValueError(f"config: {key} got {value!r}, expected {_what(kind)}") from None
+
+
+def _to_bool(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    if isinstance(v, str) and v.strip().lower() in _TRUE + _FALSE:
+        return v.strip().lower() in _TRUE
+    raise ValueError
+
+
+def _to_int(v: Any) -> int:
+    if isinstance(v, bool):
+        raise TypeError
+    if isinstance(v, float):
+        if not v.is_integer():
+            raise ValueError
+        return int(v)
+    if isinstance(v, int):
+        return v
+    return int(str(v).strip())
+
+
+def _to_float(v: Any) -> float:
+    if isinstance(v, bool):
+        raise TypeError
+    return float(v.strip() if isinstance(v, str) else v)
+
+
+def _to_str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise TypeError
+    return v
+
+
+_CONVERTERS = {bool: _to_bool, int: _to_int, float: _to_float, str: _to_str}
+
+
+def _what(kind: Any) -> str:
+    return {bool: "true or false", int: "an integer", float: "a number",
+            str: "a string"}.get(kind, str(kind))
+
+
+def _need(obj: Any, cond: bool, name: str, expected: str, prefix: str = "") -> None:
+    if not cond:
+        key = prefix + name.replace("_", "-")
+        raise ValueError(f"{key}: got {getattr(obj, name)!r}, expected {expected}")
+
+
+# ---------------------------------------------------------------------------------
+# differential privacy
+
+
+@dataclass(frozen=True)
+class DPConfig:
+    """Differential privacy of a VFLGAN run (run-config keys ``dp.*``).
+
+    Attributes:
+        mode: ``"none"``, ``"paper"`` (the published first-layer mechanism) or
+            ``"strict"`` (per-sample DP-SGD on every critic block; docs/privacy.md).
+        target_epsilon: the budget; training stops before a step that would exceed it,
+            and sigma is calibrated to reach it after ``steps`` when not given.
+        delta: the delta of (epsilon, delta)-DP; warned about when >= 1/N.
+        noise_multiplier: sigma (noise std / replace-one sensitivity), per noised block;
+            None = calibrate from ``target_epsilon``, ``delta`` and the run's steps.
+        clip: the clip bound C; None = the paper's ``1.5 / B`` (paper mode, on the batch
+            gradient of the first-layer weight) or 1.0 (strict mode, per sample and block).
+        noise_seed: fixed seed of the parties' and server's noise generators. For tests
+            only: None (default) seeds them from ``secrets``.
+    """
+
+    mode: str = "none"
+    target_epsilon: float = 10.0
+    delta: float = 1e-5
+    noise_multiplier: float | None = None
+    clip: float | None = None
+    noise_seed: int | None = None
+
+    def __post_init__(self) -> None:
+        _need(self, self.mode in DP_MODES, "mode", f"one of {list(DP_MODES)}", "dp.")
+        check_positive("target_epsilon", self.target_epsilon)
+        check_delta(self.delta)
+        if self.noise_multiplier is not None:
+            check_positive("noise_multiplier", self.noise_multiplier)
+        if self.clip is not None:
+            check_positive("clip", self.clip)
+        if self.noise_seed is not None and (
+            isinstance(self.noise_seed, bool) or not isinstance(self.noise_seed, int)
+        ):
+            raise TypeError(f"dp.noise-seed: got {self.noise_seed!r}, expected an integer "
+                            "or none")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether any DP mechanism is on."""
+        return self.mode != "none"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> DPConfig:
+        """Build from ``{field: value}``: snake or kebab keys, with or without ``dp.``."""
+        plain = {k.removeprefix("dp_"): v for k, v in values.items()}
+        return cls(**parse_fields(cls, {_dp_key(k): v for k, v in plain.items()}, "dp."))
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> DPConfig:
+        """Read the flattened ``dp.*`` keys of a Flower run config (others ignored)."""
+        return cls.from_dict({k: v for k, v in run_config.items() if k.startswith("dp.")})
+
+
+def _dp_key(key: str) -> str:
+    return key if key.startswith("dp.") else "dp." + key
+
+
+# ---------------------------------------------------------------------------------
+# the run
 
 
 @dataclass(frozen=True)
@@ -27,7 +214,8 @@ class VFLGANConfig:
     """Everything a VFLGAN run needs.
 
     Attributes:
-        dataset: built-in dataset name (ignored by the Python API's ``fit`` on tables).
+        dataset: built-in dataset name, or ``"custom"`` (tables given to the API or
+            party CSVs in a deployment).
         architecture: architecture preset; default the dataset's own.
         steps: critic iterations (the generator steps every ``n_critic``).
         batch_size: B; None = preset.
@@ -37,7 +225,9 @@ class VFLGANConfig:
         lambda_p: weight of the private critic heads (paper: 1.0).
         n_critic: critic steps per generator step (paper: 5).
         sampler: ``"shuffle"`` (epochs, the non-DP paper) or ``"wor"`` (fixed-size
-            batches drawn without replacement each step, the DP paper).
+            batches drawn without replacement each step, the DP paper); None = the
+            mode's own (``"wor"`` under DP, else ``"shuffle"``). DP refuses ``"shuffle"``:
+            the accountant describes ``"wor"`` only.
         seed: run seed.
         num_parties: parties for image data (2 = top/bottom halves).
         max_rows: use only the first rows of the dataset (quick runs).
@@ -48,10 +238,8 @@ class VFLGANConfig:
         threads: torch CPU threads; None = torch default.
         progress: show progress bars.
         log_every: steps between log lines / progress updates.
-        dp: differential privacy (:class:`vflgan_app.dp.plan.DPConfig`; run-config keys
-            ``dp.mode``, ``dp.target-epsilon``, ``dp.delta``, ``dp.noise-multiplier``,
-            ``dp.clip``, ``dp.noise-seed``). With ``dp.mode`` paper or strict the sampler
-            is set to ``"wor"`` (with a log line) and every linear layer is bias-free.
+        dp: differential privacy (:class:`DPConfig`); with ``dp.mode`` paper or strict
+            every linear layer is bias-free (the paper's DP models).
     """
 
     dataset: str = "digits"
@@ -63,7 +251,7 @@ class VFLGANConfig:
     lambda_gp: float | None = None
     lambda_p: float = 1.0
     n_critic: int = 5
-    sampler: str = "shuffle"
+    sampler: str | None = None
     seed: int = 0
     num_parties: int = 2
     max_rows: int | None = None
@@ -77,113 +265,139 @@ class VFLGANConfig:
     dp: DPConfig = field(default_factory=DPConfig)
 
     def __post_init__(self) -> None:
-        def need(cond: bool, name: str, expected: str) -> None:
-            if not cond:
-                raise ValueError(f"{name}: got {getattr(self, name)!r}, expected {expected}")
-
-        need(self.dataset in DATASETS or self.dataset == "custom", "dataset",
-             f"one of {list(DATASETS)} or 'custom'")
-        need(self.architecture is None or self.architecture in ARCHITECTURES,
-             "architecture", f"one of {list(ARCHITECTURES)}")
-        need(isinstance(self.steps, int) and self.steps >= 0, "steps", "an integer >= 0")
-        need(self.batch_size is None or self.batch_size >= 2, "batch_size", ">= 2")
-        need(self.lr is None or self.lr > 0, "lr", "> 0")
-        need(self.latent_dim is None or self.latent_dim >= 1, "latent_dim", ">= 1")
-        need(self.lambda_gp is None or self.lambda_gp >= 0, "lambda_gp", ">= 0")
-        need(self.lambda_p >= 0, "lambda_p", ">= 0")
-        need(isinstance(self.n_critic, int) and self.n_critic >= 1, "n_critic", "an integer >= 1")
-        need(self.sampler in SAMPLERS, "sampler", f"one of {list(SAMPLERS)}")
-        need(self.num_parties >= 2, "num_parties", ">= 2")
-        need(self.max_rows is None or self.max_rows >= 2, "max_rows", ">= 2")
-        need(self.n_samples is None or self.n_samples >= 1, "n_samples", ">= 1")
-        need(self.log_every >= 1, "log_every", ">= 1")
         if isinstance(self.dp, Mapping):
             object.__setattr__(self, "dp", DPConfig.from_dict(self.dp))
         if not isinstance(self.dp, DPConfig):
             raise TypeError(f"dp: got {type(self.dp).__name__}, expected a DPConfig")
-        if self.dp.enabled and self.sampler != "wor":
-            # the accountant describes fixed-size batches drawn without replacement
-            logger.info("dp.mode=%s: sampler %r -> 'wor' (fixed-size batches without "
-                        "replacement, drawn independently per step, as accounted)",
-                        self.dp.mode, self.sampler)
-            object.__setattr__(self, "sampler", "wor")
+        need = lambda cond, name, expected: _need(self, cond, name, expected)  # noqa: E731
+        need(self.dataset in DATASETS or self.dataset == "custom", "dataset",
+             f"one of {list(DATASETS)} or 'custom'")
+        need(self.architecture is None or self.architecture in ARCHITECTURES,
+             "architecture", f"one of {list(ARCHITECTURES)}")
+        need(_is_int(self.steps) and self.steps >= 0, "steps", "an integer >= 0")
+        need(self.batch_size is None or self.batch_size >= 2, "batch_size", ">= 2")
+        need(self.lr is None or self.lr > 0, "lr", "> 0")
+        need(self.latent_dim is None or self.latent_dim >= 1, "latent_dim", ">= 1")
+        need(self.lambda_gp is None or self.lambda_gp >= 0, "lambda_gp", ">= 0")
+        need(math.isfinite(self.lambda_p) and self.lambda_p >= 0, "lambda_p", ">= 0")
+        need(_is_int(self.n_critic) and self.n_critic >= 1, "n_critic", "an integer >= 1")
+        need(self.sampler is None or self.sampler in SAMPLERS, "sampler",
+             f"one of {list(SAMPLERS)}")
+        need(not self.dp.enabled or self.sampler in (None, "wor"), "sampler",
+             f"'wor' or none with dp.mode={self.dp.mode} (the accountant describes "
+             "fixed-size batches drawn without replacement at every step)")
+        need(self.num_parties >= 2, "num_parties", ">= 2")
+        need(self.max_rows is None or self.max_rows >= 2, "max_rows", ">= 2")
+        need(self.n_samples is None or self.n_samples >= 1, "n_samples", ">= 1")
+        need(self.log_every >= 1, "log_every", ">= 1")
+        if self.sampler is None:  # an unset preset value, filled in (not a change)
+            object.__setattr__(self, "sampler", "wor" if self.dp.enabled else "shuffle")
 
-    # -- derived ------------------------------------------------------------------
     def resolve_architecture(self) -> Architecture:
-        """The architecture preset with this config's overrides applied."""
+        """The architecture preset with this config's overrides applied.
+
+        Under DP every linear layer is bias-free (the paper's DP models).
+        """
         name = self.architecture or (self.dataset if self.dataset in ARCHITECTURES else "adult")
         return get_architecture(
             name, batch_size=self.batch_size, lr=self.lr, latent_dim=self.latent_dim,
-            lambda_gp=self.lambda_gp,
-            # the paper's DP models have no biases
-            bias=False if self.dp.enabled else None,
+            lambda_gp=self.lambda_gp, bias=False if self.dp.enabled else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) of every field."""
         return dataclasses.asdict(self)
 
-    # -- conversion at the edges ----------------------------------------------------
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> VFLGANConfig:
         """Build from a dict with snake_case or kebab-case keys; reject unknown keys.
 
+        DP settings come as a nested ``dp`` dict (or :class:`DPConfig`), as flattened
+        ``dp.<key>`` keys (run config) or as ``dp_<key>`` (CLI flags).
+
         Raises:
             ValueError: unknown key or a value of the wrong type.
         """
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs: dict[str, Any] = {}
+        own: dict[str, Any] = {}
         dp: dict[str, Any] = {}
         for key, value in values.items():
-            name = key.replace("-", "_")
-            if name == "dp":
+            if key == "dp":
                 dp.update(value.to_dict() if isinstance(value, DPConfig) else dict(value))
-                continue
-            if name.startswith(("dp.", "dp_")):  # flattened dp.* keys / --dp-* flags
-                dp[name[3:]] = value
-                continue
-            if name not in fields:
-                raise ValueError(
-                    f"config: unknown key {key!r}; expected one of "
-                    f"{sorted(k.replace('_', '-') for k in fields)}"
-                )
-            kwargs[name] = _coerce(name, value, getattr(cls, name, None))
+            elif key.startswith(("dp.", "dp_", "dp-")):
+                dp[key[3:]] = value
+            else:
+                own[key] = value
+        kwargs = parse_fields(cls, own)
         if dp:
             kwargs["dp"] = DPConfig.from_dict(dp)
         return cls(**kwargs)
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> VFLGANConfig:
-        """Build from a Flower ``context.run_config`` (kebab-case keys).
-
-        ``dp.*`` keys go to :class:`~vflgan_app.dp.plan.DPConfig`; keys of other components
-        (``flower.*``) are left to them.
-        """
-        own = {k: v for k, v in run_config.items() if "." not in k or k.startswith("dp.")}
-        return cls.from_dict(own)
+        """Build from a Flower ``context.run_config`` (kebab-case keys; ``flower.*`` ignored)."""
+        return cls.from_dict({k: v for k, v in run_config.items()
+                              if not k.startswith("flower.")})
 
 
-def _coerce(name: str, value: Any, default: Any) -> Any:
-    """Convert TOML/CLI values: "" or "none" -> None; ints where ints are expected."""
-    if value is None or isinstance(value, str) and value.lower() in ("", "none", "null"):
-        return None
-    int_fields = {"steps", "batch_size", "latent_dim", "n_critic", "seed", "num_parties",
-                  "max_rows", "n_samples", "threads", "log_every"}
-    float_fields = {"lr", "lambda_gp", "lambda_p"}
-    try:
-        if name in int_fields:
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
-        if name in float_fields:
-            return float(value)
-        if name == "progress":
-            if isinstance(value, str):
-                return value.lower() in ("1", "true", "yes")
-            return bool(value)
-    except (TypeError, ValueError):
-        raise ValueError(
-            f"config: {name.replace('_', '-')} got {value!r}, expected "
-            f"{'an integer' if name in int_fields else 'a number'}"
-        ) from None
-    return value
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# ---------------------------------------------------------------------------------
+# the Flower runtime
+
+
+@dataclass(frozen=True)
+class FlowerSettings:
+    """The ``flower.*`` run-config keys (Flower runtime only; the core never reads them).
+
+    Attributes:
+        steps_per_round: K; 1 = exact mode (one round trip per step, plus one on
+            generator steps), K > 1 = chunked mode (one round trip per K steps).
+        round_timeout: seconds a round trip may take before the run stops.
+        connect_timeout: seconds to wait for all SuperNodes.
+        checkpoint_every: steps between resumable checkpoints (0 = only at the end).
+        resume: continue from the newest complete checkpoint of ``run_name``.
+        run_name: output folder name under ``output-dir``.
+        evaluate: score the synthetic data (needs the built-in dataset on the server:
+            simulation / demo only; a real server holds no rows).
+        cache_party: reuse the live party object between messages in one process
+            (only ever when ``context.state`` still holds the state it stored).
+    """
+
+    steps_per_round: int = 1
+    round_timeout: float = 120.0
+    connect_timeout: float = 120.0
+    checkpoint_every: int = 0
+    resume: bool = False
+    run_name: str = "flower"
+    evaluate: bool = True
+    cache_party: bool = True
+
+    def __post_init__(self) -> None:
+        p = "flower."
+        _need(self, self.steps_per_round >= 1, "steps_per_round", ">= 1", p)
+        _need(self, self.round_timeout > 0, "round_timeout", "> 0", p)
+        _need(self, self.connect_timeout > 0, "connect_timeout", "> 0", p)
+        _need(self, self.checkpoint_every >= 0, "checkpoint_every", ">= 0", p)
+
+    @classmethod
+    def from_run_config(cls, run_config: Mapping[str, Any]) -> FlowerSettings:
+        """Read the ``flower.*`` keys; reject unknown ones."""
+        mine = {k: v for k, v in run_config.items() if k.startswith("flower.")}
+        return cls(**parse_fields(cls, mine, "flower."))
+
+
+def parse_run_config(run_config: Mapping[str, Any]) -> tuple[VFLGANConfig, FlowerSettings]:
+    """Both configs of a Flower run config (what the ServerApp and ClientApp read).
+
+    Raises:
+        ValueError: a key of an unknown table (only ``dp.*`` and ``flower.*`` exist),
+            an unknown key, or a bad value.
+    """
+    bad = sorted(k for k in run_config
+                 if "." in k and not k.startswith(("dp.", "flower.")))
+    if bad:
+        raise ValueError(f"config: unknown key(s) {bad}; expected top-level keys, "
+                         "dp.* or flower.*")
+    return VFLGANConfig.from_run_config(run_config), FlowerSettings.from_run_config(run_config)

@@ -61,6 +61,9 @@ def write_synthetic(
         bounds: pixel value range of the decoded table (for the PNG scale).
         preview_rows: rows printed into ``preview.md`` for tables.
     """
+    if image_shape is not None and table.shape[1] != int(np.prod(image_shape)):
+        raise ValueError(f"image_shape: got {tuple(image_shape)} for a table of "
+                         f"{table.shape[1]} columns; expected H * W = {table.shape[1]}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}

@@ -1,22 +1,26 @@
 """One experiment end to end: data -> parties -> training -> publication -> report.
 
-Shared by the CLI (``python -m vflgan_app train``), the Flower ServerApp and the
-simulation drivers, so every entry point writes the same outputs.
+The one train -> publish -> evaluate -> report path: the CLI (``python -m vflgan_app
+train``) and the simulation drivers call :func:`run_experiment`; the Flower ServerApp
+trains over its grid and then calls :func:`publish`, the same publication step, so
+every entry point writes the same outputs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from trainkit import StageTimer
-from vflgan_app.api import build_federation, decode_parts, fit_baseline
+from vflgan_app.api import build_federation, fit_baseline
+from vflgan_app.architectures import Architecture
 from vflgan_app.config import VFLGANConfig
+from vflgan_app.data.partition import PartyData, decode_parts, prepare_parties
+from vflgan_app.data.schema import TableSchema
 from vflgan_app.data.sources import ID_COLUMN, Dataset, load_dataset
-from vflgan_app.data.schema import PartyData, prepare_parties
-from vflgan_app.dp.plan import PrivacyBudgetExceeded
-from vflgan_app.core.model import Architecture
+from vflgan_app.errors import PrivacyBudgetExceeded
 from vflgan_app.publish import write_report, write_synthetic
 
 logger = logging.getLogger(__name__)
@@ -26,8 +30,12 @@ def prepare_dataset(cfg: VFLGANConfig) -> tuple[Dataset, list[PartyData]]:
     """Load the configured dataset and prepare (encode, align) its parties."""
     ds = load_dataset(cfg.dataset, cfg.data_root, max_rows=cfg.max_rows,
                       num_parties=cfg.num_parties)
-    parties = prepare_parties(ds.party_tables(), ID_COLUMN, ds.categorical, ds.bounded)
-    return ds, parties
+    return ds, prepare_real_parties(ds)
+
+
+def prepare_real_parties(ds: Dataset) -> list[PartyData]:
+    """The dataset's party tables, encoded and aligned."""
+    return prepare_parties(ds.party_tables(), ID_COLUMN, ds.categorical, ds.bounded)
 
 
 def train_model(cfg: VFLGANConfig, kind: str, parties: list[PartyData],
@@ -60,8 +68,49 @@ def log_header(cfg: VFLGANConfig, kind: str, ds: Dataset, parties: list[PartyDat
                 cfg.steps, arch.batch_size, arch.lr, arch.latent_dim, arch.lambda_gp, cfg.n_critic)
     if cfg.dp.enabled:
         logger.info("  dp = %s, target (epsilon, delta) = (%g, %g), sampler = %s, bias = %s",
-                    cfg.dp.mode, cfg.dp.target_epsilon, cfg.dp.delta, cfg.sampler,
-                    arch.bias and not cfg.dp.enabled)
+                    cfg.dp.mode, cfg.dp.target_epsilon, cfg.dp.delta, cfg.sampler, arch.bias)
+
+
+def publish(run_dir: Path, cfg: VFLGANConfig, model, schemas: Sequence[TableSchema],
+            n: int, *, ds: Dataset | None = None, real: list[PartyData] | None = None,
+            evaluate: bool = True, seed: int | None = None, extra: dict | None = None,
+            timer: StageTimer | None = None) -> dict:
+    """Sample, write the synthetic data (+ grid/preview), evaluate, write ``report.json``.
+
+    Args:
+        run_dir: the output folder.
+        cfg: the run's config (recorded in the report).
+        model: anything with ``sample_parts(n, seed, independent)``.
+        schemas: each party's column schema, party order.
+        n: rows to publish.
+        ds: the built-in dataset (image shape, pixel bounds, evaluation); None for
+            custom tables, which are published without evaluation.
+        real: the prepared real parties for the evaluation (default: from ``ds``).
+        evaluate: score the synthetic data against the real table.
+        seed: publication seed (default ``cfg.seed``).
+        extra: more report fields.
+        timer: stage timer (records "publication" and "evaluation").
+
+    Returns:
+        The report as written.
+    """
+    timer = timer or StageTimer(logger)
+    seed = cfg.seed if seed is None else seed
+    image_shape = ds.image_shape if ds is not None else None
+    bounds = next(iter(ds.bounded.values())) if ds is not None and ds.bounded else (0.0, 1.0)
+    with timer("publication"):
+        synth = decode_parts(schemas, model.sample_parts(n, seed))
+        files = write_synthetic(run_dir, synth, image_shape, bounds)
+    metrics: dict = {}
+    if evaluate and ds is not None:
+        from vflgan_app.eval.evaluator import Evaluator
+
+        with timer("evaluation"):
+            real = real if real is not None else prepare_real_parties(ds)
+            metrics = Evaluator(ds, real, seed=cfg.seed).evaluate(model, n=n, seed=seed)
+    write_report(run_dir, metrics, cfg.to_dict(), seed, files,
+                 {"timings_s": dict(timer.timings), **(extra or {})})
+    return json.loads((Path(run_dir) / "report.json").read_text())
 
 
 def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool = True,
@@ -75,24 +124,14 @@ def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool =
         model = train_model(cfg, kind, parties, arch=arch)
     if kind == "vflgan":
         model.save(run_dir / "model")
-    n = cfg.n_samples or len(parties[0].ids)
-    with timer("publication"):
-        synth = decode_parts([p.schema for p in parties], model.sample_parts(n, cfg.seed))
-        bounds = next(iter(ds.bounded.values())) if ds.bounded else (0.0, 1.0)
-        files = write_synthetic(run_dir, synth, ds.image_shape, bounds)
-    metrics: dict = {}
-    if evaluate:
-        from vflgan_app.eval.evaluator import Evaluator
-
-        with timer("evaluation"):
-            metrics = Evaluator(ds, parties, seed=cfg.seed).evaluate(model, n=n, seed=cfg.seed)
-    extra = {"model": kind, "dataset": ds.name, "timings_s": dict(timer.timings),
+    extra = {"model": kind, "dataset": ds.name,
              "dp": model.dp_metadata() if kind == "vflgan" else None,
              "stopped_early": getattr(model, "stopped_early", None),
              "party_columns": ds.party_columns if not ds.is_image else
              [f"{len(c)} pixel columns" for c in ds.party_columns]}
-    write_report(run_dir, metrics, cfg.to_dict(), cfg.seed, files, extra)
-    return json.loads((run_dir / "report.json").read_text())
+    n = cfg.n_samples or len(parties[0].ids)
+    return publish(run_dir, cfg, model, [p.schema for p in parties], n, ds=ds,
+                   real=parties, evaluate=evaluate, extra=extra, timer=timer)
 
 
 def regenerate(run_dir: Path, n: int, seed: int, out: str | None = None) -> Path:
@@ -104,9 +143,7 @@ def regenerate(run_dir: Path, n: int, seed: int, out: str | None = None) -> Path
     cfg = VFLGANConfig.from_dict(config)
     ds, parties = prepare_dataset(cfg)
     model = build_federation(parties, cfg).load(run_dir / "model")
-    synth = decode_parts([p.schema for p in parties], model.sample_parts(n, seed))
     out_dir = Path(out) if out else run_dir / f"generated-{seed}"
-    bounds = next(iter(ds.bounded.values())) if ds.bounded else (0.0, 1.0)
-    files = write_synthetic(out_dir, synth, ds.image_shape, bounds)
-    write_report(out_dir, {}, cfg.to_dict(), seed, files, {"source_run": run_dir.name})
+    publish(out_dir, cfg, model, [p.schema for p in parties], n, ds=ds, evaluate=False,
+            seed=seed, extra={"source_run": run_dir.name})
     return out_dir

@@ -23,12 +23,12 @@ import pandas as pd
 import torch
 
 from trainkit import git_commit
+from vflgan_app.architectures import get_architecture
 from vflgan_app.core.coordinator import Coordinator
-from vflgan_app.data.schema import prepare_parties
-from vflgan_app.core.model import get_architecture
 from vflgan_app.core.party import Party, PartySettings
-from vflgan_app.core.reference import ReferenceVFLGAN
 from vflgan_app.core.protocol import InProcessTransport
+from vflgan_app.core.reference import ReferenceVFLGAN
+from vflgan_app.data.partition import prepare_parties
 
 
 def build(arch_name: str, rows: int, seed: int):

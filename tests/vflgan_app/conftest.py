@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from vflgan_app.core.model import Architecture
+from vflgan_app.architectures import Architecture
 
 TINY = Architecture(latent_dim=4, gen_hidden=(8, 16), critic_hidden=(16, 8), server_hidden=(8,),
                     tau=0.5, lambda_gp=10.0, lr=1e-3, batch_size=8)

@@ -7,12 +7,12 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.vflgan_app.conftest import make_table
 from vflgan_app import api
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.data.schema import prepare_parties, split_vertical
-from vflgan_app.eval.quality import cross_party_correlation_error, frechet_distance
-
-from tests.vflgan_app.conftest import make_table
+from vflgan_app.data.partition import prepare_parties, split_vertical
+from vflgan_app.eval.dependence import mean_cross_party_correlation_error
+from vflgan_app.eval.quality import frechet_distance
 
 SPLIT = [["a", "color", "count"], ["b", "c", "kind"]]
 CFG = VFLGANConfig(dataset="custom", architecture="breast_cancer", steps=12, batch_size=8,
@@ -86,8 +86,8 @@ def test_cross_party_metrics_planted():
     shuffled = joint.copy()
     shuffled[:, 2:] = joint[rng.permutation(2000), 2:]
     sl = [slice(0, 2), slice(2, 3)]
-    assert cross_party_correlation_error(joint, joint[::-1], sl) < 1e-9
-    assert cross_party_correlation_error(joint, shuffled, sl) > 0.5
+    assert mean_cross_party_correlation_error(joint, joint[::-1], sl) < 1e-9
+    assert mean_cross_party_correlation_error(joint, shuffled, sl) > 0.5
     # FD: 0 for identical samples, ~ ||mu||^2 for a shift
     assert frechet_distance(joint, joint) < 1e-6
     assert abs(frechet_distance(joint, joint + np.array([1.0, 0, 0])) - 1.0) < 1e-3
@@ -110,7 +110,7 @@ def test_cli_train_publishes_outputs(tmp_path):
     assert set(df["diagnosis"]) <= {"benign", "malignant"}
     report = json.loads((run / "report.json").read_text())
     assert report["seed"] == 0 and "git_commit" in report and report["model"] == "vflgan"
-    assert (run / "model" / "party-0" / "state.pt").exists()
+    assert (run / "model" / "party-0" / "state.safetensors").exists()
     # generate re-samples the saved run
     subprocess.run([sys.executable, "-m", "vflgan_app", "generate", str(run), "--n", "7"],
                    check=True, capture_output=True)

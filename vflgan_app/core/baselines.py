@@ -20,10 +20,9 @@ import torch
 from torch import nn
 
 from trainkit import make_generator, progress_bar
-from vflgan_app.data.schema import OutputSpan
+from vflgan_app.architectures import Architecture
 from vflgan_app.core.losses import gradient_norm_penalty, input_gradient, interpolate
 from vflgan_app.core.model import (
-    Architecture,
     BottomCritic,
     OutputHead,
     PrivateCritic,
@@ -32,7 +31,13 @@ from vflgan_app.core.model import (
     seeded_init,
 )
 from vflgan_app.core.party import ADAM_BETAS
-from vflgan_app.core.sampling import batch_indices, gp_alpha, gumbel_generator, shared_latent
+from vflgan_app.core.sampling import (
+    batch_indices,
+    gp_alpha,
+    gumbel_generator,
+    shared_latent,
+)
+from vflgan_app.data.schema import OutputSpan
 
 
 def _backbone(arch: Architecture) -> nn.Sequential:

@@ -23,7 +23,6 @@ import json
 import logging
 import re
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +86,8 @@ def _unkey(k: list) -> Any:
     return int(k[1]) if k[0] == "i" else k[1]
 
 
-def _write_state(folder: Path, state: Any) -> None:
+def write_state(folder: Path, state: Any) -> None:
+    """Write a nested state as ``state.safetensors`` + ``state.json`` (each file atomically)."""
     from safetensors.torch import save
 
     tensors, skeleton = flatten_state(state)
@@ -95,7 +95,8 @@ def _write_state(folder: Path, state: Any) -> None:
     atomic_write_text(folder / "state.json", skeleton)
 
 
-def _read_state(folder: Path) -> Any:
+def read_state(folder: Path) -> Any:
+    """Read a state written by :func:`write_state` (no pickle involved)."""
     from safetensors.torch import load
 
     if not (folder / "state.json").exists():
@@ -117,7 +118,7 @@ def party_folder(root: str | Path | None, step: int, party_id: int) -> Path:
 def save_party_checkpoint(root: str | Path | None, step: int, party) -> Path:
     """Write ``party.state_dict()`` (its own modules and optimizers only)."""
     folder = party_folder(root, step, party.party_id)
-    _write_state(folder, party.state_dict())
+    write_state(folder, party.state_dict())
     atomic_write_text(folder / "schema.json", party.data.schema.to_json())
     return folder
 
@@ -134,7 +135,7 @@ def load_party_checkpoint(root: str | Path | None, step: int, party) -> None:
     if saved_schema.exists() and saved_schema.read_text() != party.data.schema.to_json():
         raise ValueError(f"checkpoint {folder}: saved with another column schema than "
                          f"party {party.party_id} holds now")
-    party.load_state_dict(_read_state(folder))
+    party.load_state_dict(read_state(folder))
 
 
 # -- server side ---------------------------------------------------------------------
@@ -146,7 +147,7 @@ def server_folder(root: str | Path, step: int) -> Path:
 def save_server_checkpoint(root: str | Path, step: int, state: dict, keep: int = 2) -> Path:
     """Write the server's state and mark the checkpoint complete; keep the last ``keep``."""
     folder = server_folder(root, step)
-    _write_state(folder, state)
+    write_state(folder, state)
     atomic_write_text(folder / "COMPLETE", f"{int(step)}\n")
     steps = sorted(s for s in completed_steps(root) if s != step)
     for old in steps[: max(0, len(steps) - (keep - 1))]:
@@ -175,94 +176,4 @@ def latest_step(root: str | Path) -> int | None:
 
 def load_server_checkpoint(root: str | Path, step: int) -> dict:
     """Read the server's state of ``checkpoint-<step>``."""
-    return _read_state(server_folder(root, step))
-
-
-# -- the checkpointed training loop --------------------------------------------------
-class RunInterrupted(RuntimeError):
-    """Training stopped on a fault; ``resume_step`` names the checkpoint to resume from."""
-
-    def __init__(self, message: str, resume_step: int | None) -> None:
-        super().__init__(message)
-        self.resume_step = resume_step
-
-
-def save_checkpoint_now(coordinator, root: str | Path) -> int:
-    """Flush, ask every party to save its own state, then save the server's."""
-    from vflgan_app.core.protocol import Call
-
-    coordinator.flush()
-    step = coordinator.step
-    coordinator.transport.exchange(
-        {p: [Call("save_checkpoint", {"step": step})] for p in coordinator.party_ids})
-    state = coordinator.state_dict()
-    state["schemas"] = {str(p): coordinator.hellos[p]["schema"] for p in coordinator.party_ids}
-    save_server_checkpoint(root, step, state)
-    logger.info("checkpoint-%d saved", step)
-    return step
-
-
-def resume(coordinator, root: str | Path, step: int | None = None) -> int:
-    """Restore the server and every party from ``checkpoint-<step>`` (default: newest).
-
-    Raises:
-        FileNotFoundError: no complete checkpoint under ``root``.
-        ValueError: a party's schema differs from the one saved in the checkpoint.
-    """
-    from vflgan_app.core.protocol import Call
-
-    step = latest_step(root) if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"resume: no complete checkpoint under {root}")
-    state = load_server_checkpoint(root, step)
-    for p in coordinator.party_ids:
-        saved = state.get("schemas", {}).get(str(p))
-        if saved is not None and saved != coordinator.hellos[p]["schema"]:
-            raise ValueError(f"resume: party {p} now holds another column schema than in "
-                             f"checkpoint-{step}; refusing to resume")
-    state.pop("schemas", None)
-    coordinator.load_state_dict(state)
-    coordinator.transport.exchange(
-        {p: [Call("load_checkpoint", {"step": step})] for p in coordinator.party_ids})
-    logger.info("resumed from checkpoint-%d", step)
-    return step
-
-
-def fit_with_checkpoints(
-    coordinator,
-    steps: int,
-    root: str | Path | None,
-    every: int = 0,
-    steps_per_round: int = 1,
-    on_step: Callable[[int], None] | None = None,
-):
-    """Train to ``steps``, checkpointing every ``every`` steps (0: only at the end).
-
-    Any fault (a party that does not answer, answers with an error or a malformed reply)
-    stops training with :class:`RunInterrupted`, naming the newest checkpoint.
-    """
-    last = latest_step(root) if root is not None else None
-    try:
-        while coordinator.step < steps:
-            if steps_per_round > 1:
-                coordinator.train_chunk(min(steps_per_round, steps - coordinator.step))
-            else:
-                coordinator.train_step()
-            if on_step is not None:
-                on_step(coordinator.step)
-            if root is not None and every and coordinator.step % every == 0 \
-                    and coordinator.step < steps:
-                last = save_checkpoint_now(coordinator, root)
-        if root is not None:
-            last = save_checkpoint_now(coordinator, root)
-        else:
-            coordinator.flush()
-    except RunInterrupted:
-        raise
-    except Exception as e:  # any fault: stop with a clear error and the resume point
-        where = (f"resume from checkpoint-{last} (run config resume=true)" if last is not None
-                 else "no checkpoint was written yet")
-        raise RunInterrupted(
-            f"training stopped at step {coordinator.step}: {type(e).__name__}: {e}; {where}",
-            last) from e
-    return coordinator.history
+    return read_state(server_folder(root, step))

@@ -27,28 +27,19 @@ from typing import Any
 import numpy as np
 import torch
 
+from vflgan_app.architectures import Architecture
 from vflgan_app.core.losses import (
     head_penalty,
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from vflgan_app.core.model import Architecture, build_top_critic
+from vflgan_app.core.model import build_top_critic
 from vflgan_app.core.party import ADAM_BETAS
+from vflgan_app.core.protocol import CRITIC_FEATURES, Call, Transport
 from vflgan_app.core.sampling import batch_indices
-from vflgan_app.core.protocol import Call, Transport
+from vflgan_app.errors import HandshakeError, ReplyError
 
 logger = logging.getLogger(__name__)
-
-CRITIC_FEATURES = ("h_real", "h_fake", "h_hat")
-
-
-class HandshakeError(ValueError):
-    """The parties cannot train together (missing/duplicate parties, misaligned rows)."""
-
-
-class ReplyError(RuntimeError):
-    """A party's reply is malformed (wrong keys, shape, dtype, non-finite values)."""
-
 
 @dataclass
 class History:
@@ -56,6 +47,47 @@ class History:
 
     d_loss: list[float] = field(default_factory=list)
     g_loss: dict[int, float] = field(default_factory=dict)
+
+
+class ServerCriticGradients:
+    """How the server forms D_S's update and the per-party dL_D/dIF of one critic step.
+
+    This class is the exact rule (batch autograd, Algorithm line 5 at the server);
+    strict DP mode plugs in per-sample DP-SGD for D_S
+    (:class:`vflgan_app.dp.processors.StrictServerDP`) through ``Coordinator(critic_rule=)``.
+    """
+
+    def step(self, coord: Coordinator, feats: dict[int, dict]) -> tuple[dict[int, dict], float]:
+        """D_S's part of L_D (Wasserstein terms + its GP term); steps D_S.
+
+        Returns:
+            ``({party: {"h_real", "h_fake", "h_hat"}: dL_D/dIF}, server part of L_D)``.
+        """
+        pids = coord.party_ids
+        leaves = feature_leaves(coord, feats)
+        s_real = coord.D_S(torch.cat(leaves["h_real"], dim=1))
+        s_fake = coord.D_S(torch.cat(leaves["h_fake"], dim=1))
+        h_hat = torch.cat(leaves["h_hat"], dim=1)
+        loss = wasserstein_critic_loss(s_real, s_fake) + coord.lambda_gp * head_penalty(
+            coord.D_S(h_hat), h_hat
+        )
+        coord.opt_S.zero_grad(set_to_none=True)
+        loss.backward()
+        coord.opt_S.step()
+        grads = {
+            p: {name: leaves[name][i].grad.detach() for name in CRITIC_FEATURES}
+            for i, p in enumerate(pids)
+        }
+        return grads, float(loss.detach())
+
+
+def feature_leaves(coord: Coordinator, feats: dict[int, dict]) -> dict[str, list[torch.Tensor]]:
+    """The parties' IFs as fresh leaves on the server's device, by feature name."""
+    return {
+        name: [torch.as_tensor(feats[p][name]).to(coord.device).detach().requires_grad_(True)
+               for p in coord.party_ids]
+        for name in CRITIC_FEATURES
+    }
 
 
 class Coordinator:
@@ -71,6 +103,8 @@ class Coordinator:
         device: where D_S lives.
         expected_parties: number of parties that must be present (default: whatever the
             transport reaches, at least 2).
+        critic_rule: how D_S's update is formed (default: exact; strict DP plugs in
+            its own).
     """
 
     def __init__(
@@ -83,8 +117,10 @@ class Coordinator:
         lambda_gp: float | None = None,
         device: str | torch.device = "cpu",
         expected_parties: int | None = None,
+        critic_rule: ServerCriticGradients | None = None,
     ) -> None:
         self.transport = transport
+        self.critic_rule = critic_rule or ServerCriticGradients()
         self.arch = arch
         self.seed = seed
         self.n_critic = n_critic
@@ -228,116 +264,23 @@ class Coordinator:
         return d_loss
 
     def train_chunk(self, k: int) -> list[float]:
-        """Chunked mode: run steps ``self.step .. self.step + k - 1`` in one round trip.
+        """Chunked mode: steps ``self.step .. self.step + k - 1`` in one round trip.
 
-        Each party computes the IFs of all k critic batches (and of the chunk's generator
-        steps) with its weights at the chunk's start. The server then runs the k
-        iterations in order on those IFs (D_S stays exact) and queues k gradient sets,
-        which ride with the next round trip; each party applies them in order with a
-        fresh local forward (current weights, same rows, z, alpha and noise). Party-side
-        gradients are therefore up to k steps stale: an approximation that equals the
-        exact algorithm's critic updates for k = 1 (generator IFs are taken before the
-        critic update of their step, not after it).
-
-        Returns:
-            The k critic losses L_D.
+        An approximation of the Algorithm box (:func:`vflgan_app.core.chunked.train_chunk`).
         """
-        if self.D_S is None:
-            raise RuntimeError("call handshake() before training")
-        B = self.arch.batch_size
-        steps = list(range(self.step, self.step + k))
-        for t in steps:
-            for hook in self.before_step:
-                hook(t)
-        idx = {t: batch_indices(self.seed, t, self.n_rows, B, self.sampler) for t in steps}
-        gen_steps = [t for t in steps if t % self.n_critic == 0]
-        forwards = [Call("critic_features", {"step": t, "idx": idx[t]}) for t in steps] + [
-            Call("generator_features", {"step": t, "batch_size": B}) for t in gen_steps]
-        pending = {p: self._pending.pop(p, []) for p in self.party_ids}
-        calls = {p: [*pending[p], *forwards] for p in self.party_ids}
-        replies = self.transport.exchange(calls)
-        missing = sorted(set(self.party_ids) - set(replies))
-        if missing:
-            raise ReplyError(f"parties {missing} did not reply")
-        for p in self.party_ids:
-            if len(replies[p]) != len(calls[p]):
-                raise ReplyError(f"party {p}: {len(replies[p])} replies; expected "
-                                 f"{len(calls[p])}")
-        self._absorb_apply_losses(pending, replies)
-        tail = {p: replies[p][len(pending[p]):] for p in self.party_ids}
-        losses = []
-        for i, t in enumerate(steps):
-            feats = {p: tail[p][i] for p in self.party_ids}
-            self._check_features(feats, CRITIC_FEATURES, B, t)
-            grads, server_loss = self.server_critic_step(feats)
-            # L_D's party terms arrive with the critic_apply replies (_absorb_apply_losses)
-            self._server_loss[t] = server_loss
-            self.history.d_loss.append(math.nan)
-            losses.append(server_loss)
-            for p in self.party_ids:
-                self._pending.setdefault(p, []).append(
-                    Call("critic_apply", {"step": t, "idx": idx[t], "grads": grads[p]}))
-            if t in gen_steps:
-                j = len(steps) + gen_steps.index(t)
-                gen = {p: tail[p][j] for p in self.party_ids}
-                self._check_features(gen, ("h_gen",), B, t)
-                ggrads, gserver = self.server_generator_grads(gen)
-                self.history.g_loss[t] = gserver + sum(f["loss"] for f in gen.values())
-                for p in self.party_ids:
-                    self._pending[p].append(Call("generator_apply", {
-                        "step": t, "batch_size": B, "grads": ggrads[p]}))
-        self.step += k
-        return losses
+        from vflgan_app.core import chunked
 
-    def _absorb_apply_losses(self, pending: dict[int, list[Call]],
-                             replies: dict[int, list[dict]]) -> None:
-        """Complete L_D of chunked steps with the party terms their applies report."""
-        got: dict[int, dict[int, float]] = {}
-        for p, plist in pending.items():
-            for call, reply in zip(plist, replies.get(p, []), strict=False):
-                if call.method == "critic_apply":
-                    t = int(call.args["step"])
-                    if "step" in reply and int(reply["step"]) != t:
-                        raise ReplyError(f"party {p}: reply is for step {reply['step']}; "
-                                         f"expected step {t}")
-                    got.setdefault(t, {})[p] = float(reply["loss"])
-        for t, by_party in got.items():
-            server = self._server_loss.pop(t, None)
-            if server is not None and len(by_party) == len(self.party_ids):
-                self.history.d_loss[t] = server + sum(by_party[p] for p in self.party_ids)
+        return chunked.train_chunk(self, k)
 
     def server_critic_step(self, feats: dict[int, dict]) -> tuple[dict[int, dict], float]:
-        """D_S's part of L_D (Wasserstein terms + its GP term); steps D_S.
-
-        Returns:
-            ``({party: {"h_real", "h_fake", "h_hat"}: dL_D/dIF}, server part of L_D)``.
-        """
-        pids = self.party_ids
-        leaves = {
-            name: [torch.as_tensor(feats[p][name]).to(self.device).detach().requires_grad_(True)
-                   for p in pids]
-            for name in CRITIC_FEATURES
-        }
-        s_real = self.D_S(torch.cat(leaves["h_real"], dim=1))
-        s_fake = self.D_S(torch.cat(leaves["h_fake"], dim=1))
-        h_hat = torch.cat(leaves["h_hat"], dim=1)
-        loss = wasserstein_critic_loss(s_real, s_fake) + self.lambda_gp * head_penalty(
-            self.D_S(h_hat), h_hat
-        )
-        self.opt_S.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt_S.step()
-        grads = {
-            p: {name: leaves[name][i].grad.detach() for name in CRITIC_FEATURES}
-            for i, p in enumerate(pids)
-        }
-        return grads, float(loss.detach())
+        """D_S's part of L_D and the per-party dL_D/dIF, by the critic rule; steps D_S."""
+        return self.critic_rule.step(self, feats)
 
     def server_generator_grads(self, feats: dict[int, dict]) -> tuple[dict[int, dict], float]:
         """D_S's part of L_G and dL_G/dIF per party (D_S is not stepped)."""
         pids = self.party_ids
         leaves = [torch.as_tensor(feats[p]["h_gen"]).to(self.device).detach().requires_grad_(True)
-                  for p in pids]
+                  for p in pids]  # (B, if_dim) each
         loss = wasserstein_generator_loss(self.D_S(torch.cat(leaves, dim=1)))
         grads = torch.autograd.grad(loss, leaves)
         return {p: {"h_gen": g.detach()} for p, g in zip(pids, grads, strict=True)}, float(loss.detach())
@@ -345,35 +288,20 @@ class Coordinator:
     # -- loop ---------------------------------------------------------------------------
     def fit(self, steps: int, progress: bool = False, log_every: int = 100,
             steps_per_round: int = 1) -> History:
-        """Train until ``self.step == steps`` (resumes from the current step).
+        """Train until ``self.step == steps`` with :func:`vflgan_app.core.loop.fit`."""
+        from vflgan_app.core import loop
 
-        ``steps_per_round > 1`` uses the chunked mode (:meth:`train_chunk`).
-        """
-        from trainkit import progress_bar
-
-        bar = progress_bar(total=steps, initial=self.step, desc="VFLGAN", disable=not progress)
-        while self.step < steps:
-            before = self.step
-            if steps_per_round > 1:
-                d_loss = self.train_chunk(min(steps_per_round, steps - self.step))[-1]
-            else:
-                d_loss = self.train_step()
-            bar.update(self.step - before)
-            if self.step % log_every < self.step - before or self.step == steps:
-                g = self.history.g_loss[max(self.history.g_loss)] if self.history.g_loss else math.nan
-                extra = {k: v for f in self.postfix_providers for k, v in f().items()}
-                bar.set_postfix(d_loss=f"{d_loss:.3f}", g_loss=f"{g:.3f}", **extra)
-                logger.debug("step %d d_loss %.4f g_loss %.4f", self.step, d_loss, g)
-        bar.close()
-        self.flush()
-        return self.history
+        return loop.fit(self, steps, steps_per_round=steps_per_round, progress=progress,
+                        log_every=log_every)
 
     def flush(self) -> None:
         """Deliver pending gradients (one round trip) so every party is up to date."""
         if self._pending:
+            from vflgan_app.core import chunked
+
             pending, self._pending = self._pending, {}
             replies = self.transport.exchange(pending)
-            self._absorb_apply_losses(pending, replies)
+            chunked.absorb_apply_losses(self, pending, replies)
 
     def sample(self, n: int, seed: int, independent: bool = False) -> list[np.ndarray]:
         """Ask every party to generate ``n`` rows from the shared publication seed.

@@ -15,15 +15,18 @@ import numpy as np
 import torch
 
 from trainkit import make_generator
-from vflgan_app.data.schema import PartyData
+from vflgan_app.architectures import Architecture
 from vflgan_app.core.losses import (
     bottom_critic_penalty,
     head_penalty,
     interpolate,
     wasserstein_critic_loss,
 )
-from vflgan_app.core.model import Architecture, build_party_modules
+from vflgan_app.core.model import build_party_modules
+from vflgan_app.core.protocol import CRITIC_FEATURES
 from vflgan_app.core.sampling import gp_alpha, gumbel_generator, shared_latent
+from vflgan_app.data.partition import PartyData
+from vflgan_app.errors import ProtocolError
 
 logger = logging.getLogger(__name__)
 
@@ -47,8 +50,40 @@ class PartySettings:
     lr: float = 2e-4
 
 
-class ProtocolError(RuntimeError):
-    """A request arrived out of order (e.g. gradients for a step never forwarded)."""
+class CriticGradients:
+    """How a party turns one critic step into gradients of its ``(D_Ck, D_pk)``.
+
+    This class is the exact rule of the paper's Algorithm box: a batch forward that
+    keeps its autograd graph, then one backward of the party's own loss terms plus the
+    server's dL_D/dIF. A DP mechanism is another rule plugged into the same slot
+    (``Party(critic_rule=...)``; :mod:`vflgan_app.dp.processors`): paper mode
+    post-processes this rule's gradient, strict mode replaces it with clipped,
+    noised per-sample gradients. The optimizer step stays with the party.
+    """
+
+    def forward(self, party: Party, x_real: torch.Tensor, x_fake: torch.Tensor,
+                x_hat: torch.Tensor) -> tuple[dict, object]:
+        """IFs and the party's part of L_D for one batch.
+
+        Returns:
+            ``({"h_real", "h_fake", "h_hat": (B, if_dim), "loss": float}, pending)``:
+            the reply, and what :meth:`backward` needs later.
+        """
+        s = party.settings
+        h_real, h_fake, h_hat = party.D_C(x_real), party.D_C(x_fake), party.D_C(x_hat)
+        local = s.lambda_p * wasserstein_critic_loss(party.D_p(h_real), party.D_p(h_fake))
+        local = local + s.lambda_gp * (
+            bottom_critic_penalty(h_hat, x_hat) + head_penalty(party.D_p(h_hat), h_hat)
+        )
+        reply = {"h_real": h_real.detach(), "h_fake": h_fake.detach(),
+                 "h_hat": h_hat.detach(), "loss": float(local.detach())}
+        return reply, (local, [h_real, h_fake, h_hat])
+
+    def backward(self, party: Party, step: int, pending: object,
+                 upstream: list[torch.Tensor]) -> None:
+        """Leave the step's gradients in ``.grad`` of ``D_Ck`` and ``D_pk`` (zeroed before)."""
+        local, feats = pending
+        torch.autograd.backward([local, *feats], [torch.ones_like(local), *upstream])
 
 
 class Party:
@@ -59,6 +94,8 @@ class Party:
         arch: the architecture preset.
         settings: seed and loss weights.
         device: where the party's modules and data live.
+        critic_rule: how critic gradients are formed (default: the exact rule; DP
+            modes plug in theirs, :mod:`vflgan_app.dp.processors`).
     """
 
     def __init__(
@@ -67,8 +104,10 @@ class Party:
         arch: Architecture,
         settings: PartySettings,
         device: str | torch.device = "cpu",
+        critic_rule: CriticGradients | None = None,
     ) -> None:
         self.party_id = data.party_id
+        self.critic_rule = critic_rule or CriticGradients()
         self.data = data
         self.arch = arch
         self.settings = settings
@@ -85,14 +124,12 @@ class Party:
         self.opt_D_C = torch.optim.Adam(self.D_C.parameters(), **adam)
         self.opt_D_p = torch.optim.Adam(self.D_p.parameters(), **adam)
         # autograd state kept between a forward and its backward (one step in flight)
-        self._critic: tuple[int, torch.Tensor, list[torch.Tensor]] | None = None
+        self._critic: tuple[int, object] | None = None
         self._gen: tuple[int, torch.Tensor, torch.Tensor] | None = None
         # the arguments of the forwards in flight, so that a party restored in a fresh
         # process (Flower deployment) can recompute their autograd graphs: replay_forwards
         self._critic_args: tuple[int, torch.Tensor] | None = None
         self._gen_args: tuple[int, int] | None = None
-        # hook for DP: called after the critic backward, before the optimizer steps
-        self.critic_grad_hook = None
         # where save_checkpoint/load_checkpoint keep this party's own files (party-local)
         self.checkpoint_dir = None
 
@@ -109,6 +146,23 @@ class Party:
         }
 
     # -- critic step ----------------------------------------------------------------
+    def critic_inputs(self, step: int, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Real, fake and interpolated rows of step ``step`` (Algorithm lines 1-3).
+
+        The fakes come from the shared z of ``(seed, step)`` without a graph (the critic
+        step does not train G; BatchNorm statistics still update); the interpolates are
+        a fresh leaf for the gradient penalty.
+        """
+        s = self.settings
+        idx = torch.as_tensor(idx, dtype=torch.long)
+        B = int(idx.shape[0])
+        z = shared_latent(s.seed, step, B, self.arch.latent_dim).to(self.x)
+        with torch.no_grad():
+            x_fake = self.G(z, gumbel_generator(s.seed, self.party_id, step, "critic"))
+        x_real = self.x[idx.to(self.device)]
+        x_hat = interpolate(x_real, x_fake, gp_alpha(s.seed, step, B).to(self.x))
+        return x_real, x_fake, x_hat
+
     def critic_forward(self, step: int, idx: torch.Tensor) -> dict:
         """Algorithm lines 1-4 at this party: IFs of real, fake and interpolated rows.
 
@@ -118,33 +172,13 @@ class Party:
         Returns:
             ``{"h_real", "h_fake", "h_hat"}`` IFs ``(B, if_dim)`` and ``"loss"`` (float).
         """
-        s = self.settings
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        B = int(idx.shape[0])
-        z = shared_latent(s.seed, step, B, self.arch.latent_dim).to(self.x)
-        with torch.no_grad():  # the critic step does not train G; BN stats still update
-            x_fake = self.G(z, gumbel_generator(s.seed, self.party_id, step, "critic"))
-        x_real = self.x[idx.to(self.device)]
-        h_real = self.D_C(x_real)
-        h_fake = self.D_C(x_fake)
-        x_hat = interpolate(x_real, x_fake, gp_alpha(s.seed, step, B).to(self.x))
-        h_hat = self.D_C(x_hat)
-        local = s.lambda_p * wasserstein_critic_loss(self.D_p(h_real), self.D_p(h_fake))
-        local = local + s.lambda_gp * (
-            bottom_critic_penalty(h_hat, x_hat) + head_penalty(self.D_p(h_hat), h_hat)
-        )
-        self._critic = (step, local, [h_real, h_fake, h_hat])
-        self._critic_args = (int(step), idx.clone())
-        return {
-            "step": int(step),
-            "h_real": h_real.detach(),
-            "h_fake": h_fake.detach(),
-            "h_hat": h_hat.detach(),
-            "loss": float(local.detach()),
-        }
+        reply, pending = self.critic_rule.forward(self, *self.critic_inputs(step, idx))
+        self._critic = (int(step), pending)
+        self._critic_args = (int(step), torch.as_tensor(idx, dtype=torch.long).clone())
+        return {"step": int(step), **reply}
 
     def critic_backward(self, step: int, grads: dict) -> dict:
-        """Algorithm line 5 at this party: backpropagate and step D_Ck and D_pk.
+        """Algorithm line 5 at this party: apply the critic rule, step D_Ck and D_pk.
 
         Args:
             step: the step whose forward this completes.
@@ -155,13 +189,10 @@ class Party:
                 f"party {self.party_id}: critic gradients for step {step} but the pending "
                 f"forward is {self._critic[0] if self._critic else None}"
             )
-        _, local, feats = self._critic
-        upstream = [torch.as_tensor(grads[k]).to(feats[0]) for k in ("h_real", "h_fake", "h_hat")]
+        upstream = [torch.as_tensor(grads[k]).to(self.x) for k in CRITIC_FEATURES]
         self.opt_D_C.zero_grad(set_to_none=True)
         self.opt_D_p.zero_grad(set_to_none=True)
-        torch.autograd.backward([local, *feats], [torch.ones_like(local), *upstream])
-        if self.critic_grad_hook is not None:
-            self.critic_grad_hook(self, step)
+        self.critic_rule.backward(self, step, self._critic[1], upstream)
         self.opt_D_C.step()
         self.opt_D_p.step()
         self._critic = self._critic_args = None
@@ -213,17 +244,9 @@ class Party:
         need the GP graph, so they are reported by :meth:`critic_apply` instead
         (``"loss"`` here is 0).
         """
-        s = self.settings
-        idx = torch.as_tensor(idx, dtype=torch.long)
-        B = int(idx.shape[0])
         with self._frozen_buffers(), torch.no_grad():
-            z = shared_latent(s.seed, step, B, self.arch.latent_dim).to(self.x)
-            x_fake = self.G(z, gumbel_generator(s.seed, self.party_id, step, "critic"))
-            x_real = self.x[idx.to(self.device)]
-            h_real = self.D_C(x_real)
-            h_fake = self.D_C(x_fake)
-            x_hat = interpolate(x_real, x_fake, gp_alpha(s.seed, step, B).to(self.x))
-            h_hat = self.D_C(x_hat)
+            x_real, x_fake, x_hat = self.critic_inputs(step, idx)
+            h_real, h_fake, h_hat = self.D_C(x_real), self.D_C(x_fake), self.D_C(x_hat)
         return {"step": int(step), "h_real": h_real, "h_fake": h_fake, "h_hat": h_hat,
                 "loss": 0.0}
 

@@ -13,25 +13,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# The only Party methods a coordinator may invoke remotely.
-PROTOCOL_METHODS = frozenset(
-    {
-        "hello",
-        "critic_forward",
-        "critic_backward",
-        "generator_forward",
-        "generator_backward",
-        "sample",
-        # chunked mode (steps-per-round = K)
-        "critic_features",
-        "generator_features",
-        "critic_apply",
-        "generator_apply",
-        # resumable checkpoints (each party writes/reads only its own files)
-        "save_checkpoint",
-        "load_checkpoint",
-    }
-)
+#: The Party methods a coordinator may invoke remotely, by kind of exchange (the Flower
+#: codec maps each kind to one message type). Listed here only.
+METHOD_GROUPS: dict[str, frozenset[str]] = {
+    "hello": frozenset({"hello"}),
+    # exact mode: forward/backward; chunked mode (steps-per-round = K): features/apply
+    "step": frozenset({"critic_forward", "critic_backward", "generator_forward",
+                       "generator_backward", "critic_features", "generator_features",
+                       "critic_apply", "generator_apply"}),
+    # resumable checkpoints (each party writes/reads only its own files)
+    "checkpoint": frozenset({"save_checkpoint", "load_checkpoint"}),
+    "generate": frozenset({"sample"}),
+}
+PROTOCOL_METHODS = frozenset().union(*METHOD_GROUPS.values())
+
+#: The intermediate features of one critic step, in the order every side uses.
+CRITIC_FEATURES = ("h_real", "h_fake", "h_hat")
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,16 @@ from collections.abc import Sequence
 
 import torch
 
-from vflgan_app.data.schema import OutputSpan
-from vflgan_app.core.model import Architecture, build_party_modules, build_top_critic
+from vflgan_app.architectures import Architecture
+from vflgan_app.core.model import build_party_modules, build_top_critic
 from vflgan_app.core.party import ADAM_BETAS
-from vflgan_app.core.sampling import batch_indices, gp_alpha, gumbel_generator, shared_latent
+from vflgan_app.core.sampling import (
+    batch_indices,
+    gp_alpha,
+    gumbel_generator,
+    shared_latent,
+)
+from vflgan_app.data.schema import OutputSpan
 
 
 def _penalty(grad: torch.Tensor) -> torch.Tensor:
@@ -67,6 +73,8 @@ class ReferenceVFLGAN:
         ]
         self.step = 0
 
+    # why: one block, as the paper's script, so the exactness test compares the federated
+    # protocol against a reference that reads straight from the published code
     def train_step(self) -> tuple[float, float | None]:
         """One iteration; returns ``(d_loss, g_loss or None)``."""
         t, a, K = self.step, self.arch, len(self.parts)

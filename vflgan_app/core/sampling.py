@@ -9,8 +9,7 @@ from __future__ import annotations
 import torch
 
 from trainkit import make_generator
-
-SAMPLERS = ("shuffle", "wor")
+from vflgan_app.config import SAMPLERS
 
 
 def batch_indices(
@@ -31,8 +30,8 @@ def batch_indices(
     Returns:
         ``LongTensor (B,)``.
     """
-    if batch_size > n_rows:
-        raise ValueError(f"batch size: got {batch_size}, expected <= the {n_rows} rows")
+    if not 1 <= batch_size <= n_rows:
+        raise ValueError(f"batch size: got {batch_size}, expected 1 <= B <= the {n_rows} rows")
     if sampler == "wor":
         return torch.randperm(n_rows, generator=make_generator(seed, "batch", step))[
             :batch_size

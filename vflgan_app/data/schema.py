@@ -1,4 +1,4 @@
-"""Tables, their encoding, and vertical partitions (which party holds which columns).
+"""Column schemas: how one party's table is encoded for the GAN and decoded back.
 
 A :class:`TableSchema` encodes one party's columns for the GAN and decodes generated rows
 back to the original names and values:
@@ -9,17 +9,14 @@ back to the original names and values:
 * ``bounded`` columns (image pixels) map ``[low, high]`` linearly onto ``[-1, 1]``
   (the paper's ``Normalize(0.5, 0.5)`` for MNIST).
 
-Rows are aligned across parties by a record-id column: each party sorts its rows by id
-and the parties compare a hash of their id lists before training (VFLGAN's code assumes
-aligned rows; we check it).
+Which party holds which columns, and how rows are aligned, is :mod:`vflgan_app.data.partition`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Literal
 
 import numpy as np
@@ -118,54 +115,10 @@ class TableSchema:
                 specs.append(
                     ColumnSpec(str(name), "bounded", low=float(low), high=float(high))
                 )
-            elif (
-                name in cat
-                or not pd.api.types.is_numeric_dtype(col)
-                or col.dtype == bool
-            ):
-                if name not in cat and col.dtype == object:
-                    # a numeric column with a stray string is a mistake, not a category
-                    as_num = pd.to_numeric(col, errors="coerce")
-                    if as_num.notna().mean() > 0.9:
-                        bad = col[as_num.isna()].iloc[0]
-                        raise ValueError(
-                            f"column {name!r}: value {bad!r} is not numeric; expected a "
-                            "number in a numeric column (declare the column categorical "
-                            "if it is one)"
-                        )
-                value_type = "str"
-                if col.dtype == bool:
-                    value_type = "bool"
-                elif pd.api.types.is_integer_dtype(col):
-                    value_type = "int"
-                elif pd.api.types.is_float_dtype(col):
-                    value_type = "float"
-                uniq = col.unique()
-                if value_type in ("int", "float"):
-                    uniq = np.sort(uniq)
-                cats = (
-                    tuple(str(v) for v in uniq)
-                    if value_type != "str"
-                    else tuple(sorted(col.astype(str).unique()))
-                )
-                specs.append(
-                    ColumnSpec(
-                        str(name), "categorical", categories=cats, value_type=value_type
-                    )
-                )
+            elif name in cat or not pd.api.types.is_numeric_dtype(col) or col.dtype == bool:
+                specs.append(_categorical_spec(str(name), col, declared=name in cat))
             else:
-                values = col.to_numpy(dtype=np.float64)
-                std = float(values.std())
-                integer = bool(np.all(np.mod(values, 1) == 0))
-                specs.append(
-                    ColumnSpec(
-                        str(name),
-                        "numeric",
-                        mean=float(values.mean()),
-                        std=std if std > 0 else 1.0,
-                        integer=integer,
-                    )
-                )
+                specs.append(_numeric_spec(str(name), col))
         return cls(tuple(specs))
 
     # -- shape --------------------------------------------------------------------
@@ -296,6 +249,41 @@ class TableSchema:
         return cls(tuple(cols))
 
 
+def _categorical_spec(name: str, col: pd.Series, declared: bool) -> ColumnSpec:
+    """One-hot encoding of ``col``; categories sorted (numbers by value)."""
+    if not declared and col.dtype == object:
+        # a numeric column with a stray string is a mistake, not a category
+        as_num = pd.to_numeric(col, errors="coerce")
+        if as_num.notna().mean() > 0.9:
+            bad = col[as_num.isna()].iloc[0]
+            raise ValueError(
+                f"column {name!r}: value {bad!r} is not numeric; expected a number in a "
+                "numeric column (declare the column categorical if it is one)"
+            )
+    value_type = "str"
+    if col.dtype == bool:
+        value_type = "bool"
+    elif pd.api.types.is_integer_dtype(col):
+        value_type = "int"
+    elif pd.api.types.is_float_dtype(col):
+        value_type = "float"
+    uniq = col.unique()
+    if value_type in ("int", "float"):
+        uniq = np.sort(uniq)
+    cats = (tuple(str(v) for v in uniq) if value_type != "str"
+            else tuple(sorted(col.astype(str).unique())))
+    return ColumnSpec(name, "categorical", categories=cats, value_type=value_type)
+
+
+def _numeric_spec(name: str, col: pd.Series) -> ColumnSpec:
+    """z-score encoding of ``col`` (std 1 for a constant column)."""
+    values = col.to_numpy(dtype=np.float64)
+    std = float(values.std())
+    integer = bool(np.all(np.mod(values, 1) == 0))
+    return ColumnSpec(name, "numeric", mean=float(values.mean()),
+                      std=std if std > 0 else 1.0, integer=integer)
+
+
 def _numeric_values(col: pd.Series, name: str) -> np.ndarray:
     values = pd.to_numeric(col, errors="coerce")
     if values.isna().any():
@@ -329,203 +317,3 @@ def validate_table(df: pd.DataFrame, what: str) -> None:
             f"{what}: column {name!r} has {len(rows)} missing value(s) (NaN) at rows "
             f"{rows[:5].tolist()}; expected no missing values (impute or drop them first)"
         )
-
-
-# ---------------------------------------------------------------------------------
-# vertical partitions
-
-
-@dataclass
-class PartyData:
-    """One party's aligned, encoded columns.
-
-    Attributes:
-        party_id: 0-based party index.
-        schema: the encoding of this party's columns.
-        ids: record ids, sorted (the alignment key).
-        x: encoded values ``(N, schema.width)``, rows in ``ids`` order.
-    """
-
-    party_id: int
-    schema: TableSchema
-    ids: np.ndarray
-    x: np.ndarray = field(repr=False)
-
-    @property
-    def id_hash(self) -> str:
-        """SHA-256 of the sorted id list: parties compare these, never the ids."""
-        return hash_ids(self.ids)
-
-
-def hash_ids(ids: np.ndarray) -> str:
-    """Return a SHA-256 hex digest of an id list (order-sensitive)."""
-    h = hashlib.sha256()
-    for v in np.asarray(ids).tolist():
-        h.update(repr(v).encode())
-        h.update(b"\x00")
-    return h.hexdigest()
-
-
-def validate_party_map(
-    columns: Sequence[str],
-    party_columns: Sequence[Sequence[str]],
-    id_column: str | None,
-) -> None:
-    """Check that every data column belongs to exactly one party.
-
-    Args:
-        columns: the table's columns.
-        party_columns: the columns each party holds, party 0 first.
-        id_column: the record-id column (held by every party, not a data column).
-
-    Raises:
-        ValueError: fewer than 2 parties, a party with no columns, unknown column names,
-            a column in two parties, or a column in none.
-    """
-    if len(party_columns) < 2:
-        raise ValueError(
-            f"party map has {len(party_columns)} part(ies); expected at least 2 parties"
-        )
-    seen: dict[str, int] = {}
-    known = set(columns)
-    for k, cols in enumerate(party_columns):
-        if len(cols) == 0:
-            raise ValueError(f"party {k} holds no columns; expected at least one")
-        for c in cols:
-            if c not in known:
-                raise ValueError(
-                    f"party {k}: unknown column {c!r}; expected one of {sorted(known)[:20]}"
-                )
-            if c == id_column:
-                raise ValueError(
-                    f"party {k}: the id column {c!r} cannot be a data column"
-                )
-            if c in seen:
-                raise ValueError(
-                    f"column {c!r} is in party {seen[c]} and party {k}; expected each "
-                    "column in exactly one party"
-                )
-            seen[c] = k
-    orphans = [c for c in columns if c not in seen and c != id_column]
-    if orphans:
-        raise ValueError(
-            f"columns {orphans[:10]} are in no party; expected every column in exactly "
-            "one party (drop them from the table or assign them)"
-        )
-
-
-def prepare_party(
-    party_id: int,
-    table: pd.DataFrame,
-    id_column: str,
-    categorical: Sequence[str] = (),
-    bounded: Mapping[str, tuple[float, float]] | None = None,
-    schema: TableSchema | None = None,
-) -> PartyData:
-    """Sort one party's table by id, fit (or reuse) its schema and encode it.
-
-    This runs at the party: only the schema and the id hash ever leave it.
-
-    Raises:
-        ValueError: no id column, duplicate or missing ids, or bad values (see
-            :meth:`TableSchema.fit`).
-    """
-    if id_column not in table.columns:
-        raise ValueError(
-            f"party {party_id}: id column {id_column!r} not found; expected it among "
-            f"{list(table.columns)[:20]}"
-        )
-    validate_table(table, f"party {party_id} table")
-    ids = table[id_column]
-    if ids.duplicated().any():
-        dup = ids[ids.duplicated()].tolist()[0]
-        raise ValueError(
-            f"party {party_id}: id {dup!r} appears more than once in {id_column!r}; "
-            "expected unique record ids"
-        )
-    order = np.argsort(ids.to_numpy(), kind="stable")
-    table = table.iloc[order].reset_index(drop=True)
-    data = table.drop(columns=[id_column])
-    if schema is None:
-        schema = TableSchema.fit(
-            data,
-            categorical=[c for c in categorical if c in data],
-            bounded={k: v for k, v in (bounded or {}).items() if k in data},
-        )
-    x = schema.encode(data)
-    return PartyData(party_id, schema, table[id_column].to_numpy(), x)
-
-
-def check_alignment(parties: Sequence[PartyData]) -> None:
-    """Refuse to train unless every party holds the same sorted id list.
-
-    Compares row counts and id-list hashes (what a real federation exchanges).
-
-    Raises:
-        ValueError: mismatched row counts or id hashes, naming the parties.
-    """
-    ref = parties[0]
-    for p in parties[1:]:
-        if len(p.ids) != len(ref.ids):
-            raise ValueError(
-                f"party {p.party_id} has {len(p.ids)} rows but party {ref.party_id} has "
-                f"{len(ref.ids)}; expected the same aligned rows at every party"
-            )
-        if p.id_hash != ref.id_hash:
-            raise ValueError(
-                f"record ids of party {p.party_id} do not match those of party "
-                f"{ref.party_id} (id-list hashes {p.id_hash[:12]} vs {ref.id_hash[:12]}); "
-                "expected the same ids at every party: the rows are misaligned"
-            )
-
-
-def split_vertical(
-    table: pd.DataFrame,
-    party_columns: Sequence[Sequence[str]],
-    id_column: str,
-) -> list[pd.DataFrame]:
-    """Cut one joined table into per-party tables (each with the id column).
-
-    Used for built-in datasets and simulations; real parties start from their own tables.
-    """
-    validate_party_map(list(table.columns), party_columns, id_column)
-    return [table[[id_column, *cols]].copy() for cols in party_columns]
-
-
-def prepare_parties(
-    tables: Sequence[pd.DataFrame],
-    id_column: str,
-    categorical: Sequence[str] = (),
-    bounded: Mapping[str, tuple[float, float]] | None = None,
-) -> list[PartyData]:
-    """Prepare every party's table and check the rows are aligned.
-
-    Raises:
-        ValueError: fewer than two parties, a column held by two parties, or any error of
-            :func:`prepare_party` / :func:`check_alignment`.
-    """
-    if len(tables) < 2:
-        raise ValueError(f"got {len(tables)} party table(s); expected at least 2")
-    for k, t in enumerate(tables):
-        if id_column not in t.columns:
-            raise ValueError(
-                f"party {k}: id column {id_column!r} not found; expected it among "
-                f"{list(t.columns)[:20]}"
-            )
-    seen: dict[str, int] = {}
-    for k, t in enumerate(tables):
-        for c in t.columns:
-            if c == id_column:
-                continue
-            if c in seen:
-                raise ValueError(
-                    f"column {c!r} is in party {seen[c]} and party {k}; expected each "
-                    "column in exactly one party"
-                )
-            seen[c] = k
-    parties = [
-        prepare_party(k, t, id_column, categorical, bounded)
-        for k, t in enumerate(tables)
-    ]
-    check_alignment(parties)
-    return parties

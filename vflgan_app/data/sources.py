@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from vflgan_app.config import DATASETS
+
 logger = logging.getLogger(__name__)
 
 ID_COLUMN = "record_id"
-DATASETS = ("digits", "breast_cancer", "mnist", "adult", "wine_red", "wine_white")
 
 
 @dataclass
@@ -62,7 +63,7 @@ class Dataset:
 
     def party_tables(self) -> list[pd.DataFrame]:
         """Per-party tables, each with the id column (what each party would hold)."""
-        from vflgan_app.data.schema import split_vertical
+        from vflgan_app.data.partition import split_vertical
 
         return split_vertical(self.table, self.party_columns, ID_COLUMN)
 
@@ -253,27 +254,8 @@ ADULT_COLUMNS = [
     "native-country",
     "income",
 ]
-ADULT_PARTIES = [
-    [
-        "age",
-        "workclass",
-        "fnlwgt",
-        "education",
-        "education-num",
-        "marital-status",
-        "occupation",
-        "relationship",
-    ],
-    [
-        "race",
-        "sex",
-        "capital-gain",
-        "capital-loss",
-        "hours-per-week",
-        "native-country",
-        "income",
-    ],
-]
+# the paper's split: party 0 holds the first eight columns, party 1 the rest (income)
+ADULT_PARTIES = [ADULT_COLUMNS[:8], ADULT_COLUMNS[8:]]
 ADULT_CATEGORICAL = [
     "workclass",
     "education",

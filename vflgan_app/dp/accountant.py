@@ -15,7 +15,7 @@ batches):
 
 * ``relation="replace_one"`` (default, paper and strict mode): fixed-size
   batches of ``B`` rows drawn without replacement, independently at every
-  step (:func:`vflgan_app.dp.mechanisms.sample_batch_without_replacement`); one step
+  step (:func:`vflgan_app.core.sampling.batch_indices`, sampler ``"wor"``); one step
   is ``SampledWithoutReplacementDpEvent(N, B, GaussianDpEvent(sigma))``, where
   ``sigma`` = noise std / replace-one L2 sensitivity (std ``2 C sigma`` with
   sensitivity ``2C``). This is the only combination that describes the paper's
@@ -35,249 +35,26 @@ called before every step; composition is the same linear sum
 
 from __future__ import annotations
 
-import functools
 import json
-import math
-from collections.abc import Sequence
+import logging
+from collections.abc import Mapping
 from importlib import metadata as _metadata
 from typing import Any
 
-import dp_accounting
-import numpy as np
-from dp_accounting import dp_event
-from dp_accounting.mechanism_calibration import LowerEndpointAndGuess
-from dp_accounting.rdp import RdpAccountant, compute_epsilon
-
-from vflgan_app.dp.mechanisms import (
-    check_int,
-    check_positive,
-    check_real,
-    check_sample_size,
+from vflgan_app.checks import check_delta, check_int, check_positive, check_sample_size
+from vflgan_app.dp.analysis import (
+    MODES,
+    RELATIONS,
+    _check_relation,
+    _history_epsilon,
 )
+from vflgan_app.errors import PrivacyBudgetExceeded
 
-__all__ = [
-    "MODES",
-    "RELATIONS",
-    "PrivacyAccountant",
-    "PrivacyBudgetExceeded",
-    "calibrate_noise_multiplier",
-    "effective_noise_multiplier",
-    "epsilon_for",
-    "make_event",
-]
+logger = logging.getLogger(__name__)
 
-MODES = ("paper", "strict")
-
-#: relation -> (dp-accounting relation, sampler description)
-RELATIONS = {
-    "replace_one": (
-        dp_accounting.NeighboringRelation.REPLACE_ONE,
-        "fixed-size batches without replacement, drawn independently per step",
-    ),
-    "add_or_remove_one": (
-        dp_accounting.NeighboringRelation.ADD_OR_REMOVE_ONE,
-        "Poisson sampling with rate q = sample_size / population_size",
-    ),
-}
+__all__ = ["DPAccounting", "PrivacyAccountant"]
 
 STATE_FORMAT = "vflgan_app.accounting/1"
-
-
-def _check_relation(relation: str) -> str:
-    if relation not in RELATIONS:
-        raise ValueError(
-            f"relation: got {relation!r}, expected one of {sorted(RELATIONS)}"
-        )
-    return relation
-
-
-def _check_delta_range(delta: float) -> float:
-    d = check_real("delta", delta)
-    if not 0.0 < d < 1.0:
-        raise ValueError(f"dp.delta: got {delta}, expected 0 < delta < 1")
-    return d
-
-
-def make_event(
-    *,
-    noise_multiplier: float,
-    sample_size: int,
-    population_size: int,
-    steps: int = 1,
-    relation: str = "replace_one",
-) -> dp_event.DpEvent:
-    """The dp-accounting event of ``steps`` noised steps with one setting.
-
-    ``replace_one``: ``SampledWithoutReplacementDpEvent(N, B, Gaussian(sigma))``;
-    ``add_or_remove_one``: ``PoissonSampledDpEvent(B / N, Gaussian(sigma))``;
-    wrapped in ``SelfComposedDpEvent(., steps)`` when ``steps != 1``.
-    """
-    sigma = check_positive("noise_multiplier", noise_multiplier)
-    b, n = check_sample_size(sample_size, population_size)
-    t = check_int("steps", steps, minimum=0)
-    _check_relation(relation)
-    gaussian = dp_event.GaussianDpEvent(sigma)
-    if relation == "replace_one":
-        step = dp_event.SampledWithoutReplacementDpEvent(n, b, gaussian)
-    else:
-        step = dp_event.PoissonSampledDpEvent(b / n, gaussian)
-    return step if t == 1 else dp_event.SelfComposedDpEvent(step, t)
-
-
-def _fresh_accountant(relation: str) -> RdpAccountant:
-    return RdpAccountant(neighboring_relation=RELATIONS[relation][0])
-
-
-@functools.lru_cache(maxsize=512)
-def _step_rdp(sigma: float, b: int, n: int, relation: str) -> tuple[tuple, tuple]:
-    """(orders, rdp) of ONE step, from dp-accounting (cached; immutable)."""
-    acc = _fresh_accountant(relation)
-    acc.compose(
-        make_event(
-            noise_multiplier=sigma, sample_size=b, population_size=n, relation=relation
-        )
-    )
-    return tuple(acc.orders.tolist()), tuple(acc.rdp.tolist())
-
-
-def _history_epsilon(
-    history: Sequence[tuple[float, int, int, int]], delta: float, relation: str
-) -> tuple[float, float]:
-    """(epsilon, optimal order) of a history of (sigma, B, N, steps) entries."""
-    orders: tuple | None = None
-    total = None
-    for sigma, b, n, steps in history:
-        o, r = _step_rdp(float(sigma), int(b), int(n), relation)
-        orders = o
-        term = steps * np.asarray(r)
-        total = term if total is None else total + term
-    if total is None:
-        return 0.0, float("nan")
-    eps, order = compute_epsilon(np.asarray(orders), total, delta)
-    return float(eps), float(order)
-
-
-def epsilon_for(
-    *,
-    noise_multiplier: float,
-    sample_size: int,
-    population_size: int,
-    steps: int,
-    delta: float,
-    relation: str = "replace_one",
-) -> float:
-    """Epsilon at ``delta`` after ``steps`` identical noised steps (pure)."""
-    sigma = check_positive("noise_multiplier", noise_multiplier)
-    b, n = check_sample_size(sample_size, population_size)
-    t = check_int("steps", steps, minimum=0)
-    d = _check_delta_range(delta)
-    _check_relation(relation)
-    return _history_epsilon([(sigma, b, n, t)], d, relation)[0]
-
-
-def effective_noise_multiplier(noise_multipliers: Sequence[float]) -> float:
-    """One Gaussian equivalent to K Gaussians released on the same batch.
-
-    Strict mode clips and noises K blocks (each party's bottom critic, the
-    server's critic) on the same batch, block k with noise multiplier
-    ``sigma_k`` w.r.t. its own sensitivity. Their joint release is a Gaussian
-    mechanism with noise multiplier ``(sum_k sigma_k^-2)^-1/2``, e.g.
-    ``sigma / sqrt(K)`` for equal ``sigma``: pass that to the accountant.
-    """
-    values = [check_positive("noise_multiplier", s) for s in noise_multipliers]
-    if not values:
-        raise ValueError("noise_multipliers: got none, expected at least one")
-    return 1.0 / math.sqrt(sum(1.0 / (s * s) for s in values))
-
-
-def calibrate_noise_multiplier(
-    *,
-    target_epsilon: float,
-    delta: float,
-    sample_size: int,
-    population_size: int,
-    steps: int,
-    relation: str = "replace_one",
-    tol: float = 1e-4,
-) -> float:
-    """Smallest sigma (within ``tol``) whose epsilon after ``steps`` is <= target.
-
-    Uses ``dp_accounting.calibrate_dp_mechanism`` (Brent's method) with the
-    same events as :func:`epsilon_for`, then checks the result.
-    """
-    target = check_positive("target_epsilon", target_epsilon)
-    d = _check_delta_range(delta)
-    b, n = check_sample_size(sample_size, population_size)
-    t = check_int("steps", steps, minimum=1)
-    _check_relation(relation)
-    tol = check_positive("tol", tol)
-
-    def eps(sigma: float) -> float:
-        return epsilon_for(
-            noise_multiplier=sigma,
-            sample_size=b,
-            population_size=n,
-            steps=t,
-            delta=d,
-            relation=relation,
-        )
-
-    lower = 0.05
-    if eps(lower) <= target:
-        raise ValueError(
-            f"dp.target-epsilon: got {target}, expected a target that needs "
-            f"noise_multiplier > {lower} (epsilon at sigma={lower} is already "
-            f"{eps(lower):.4g}); such a weak target is not supported"
-        )
-    sigma = float(
-        dp_accounting.calibrate_dp_mechanism(
-            lambda: _fresh_accountant(relation),
-            lambda s: make_event(
-                noise_multiplier=s,
-                sample_size=b,
-                population_size=n,
-                steps=t,
-                relation=relation,
-            ),
-            target,
-            d,
-            bracket_interval=LowerEndpointAndGuess(lower, 1.0),
-            tol=tol,
-        )
-    )
-    # Brent returns the feasible end of its bracket; make sure, never trust.
-    for _ in range(100):
-        if eps(sigma) <= target:
-            return sigma
-        sigma += tol
-    raise RuntimeError(  # pragma: no cover - would be a dp-accounting bug
-        f"calibration did not reach epsilon <= {target} (sigma={sigma})"
-    )
-
-
-class PrivacyBudgetExceeded(RuntimeError):
-    """Raised before a step that would take epsilon above the target."""
-
-    def __init__(
-        self,
-        *,
-        target_epsilon: float,
-        current_epsilon: float,
-        next_epsilon: float,
-        delta: float,
-        steps_taken: int,
-    ) -> None:
-        self.target_epsilon = target_epsilon
-        self.current_epsilon = current_epsilon
-        self.next_epsilon = next_epsilon
-        self.delta = delta
-        self.steps_taken = steps_taken
-        super().__init__(
-            f"privacy budget exhausted: the next step would raise epsilon from "
-            f"{current_epsilon:.4f} to {next_epsilon:.4f} (delta={delta:g}), above "
-            f"dp.target-epsilon={target_epsilon:g}; stopped before it after "
-            f"{steps_taken} noised steps"
-        )
 
 
 class PrivacyAccountant:
@@ -342,7 +119,7 @@ class PrivacyAccountant:
 
     def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
         """(epsilon, optimal RDP order) spent so far at ``delta``."""
-        return _history_epsilon(self.history, _check_delta_range(delta), self.relation)
+        return _history_epsilon(self.history, check_delta(delta), self.relation)
 
     def get_epsilon(self, delta: float) -> float:
         """Epsilon spent so far at ``delta`` (0.0 before any step)."""
@@ -360,7 +137,7 @@ class PrivacyAccountant:
         """Epsilon if ``count`` more such steps were taken (does not mutate)."""
         entry = self._entry(noise_multiplier, sample_size, population_size, count)
         history = self._merged(self.history, entry)
-        return _history_epsilon(history, _check_delta_range(delta), self.relation)[0]
+        return _history_epsilon(history, check_delta(delta), self.relation)[0]
 
     def would_exceed(
         self,
@@ -506,3 +283,90 @@ def _package_version(name: str) -> str:
         return _metadata.version(name)
     except _metadata.PackageNotFoundError:  # pragma: no cover
         return "unknown"
+
+
+# ---------------------------------------------------------------------------------
+# the budget at the coordinator
+
+
+class DPAccounting:
+    """``Coordinator.before_step`` hook: spend the budget before every critic step.
+
+    Every coordinator step is a critic step on a fresh batch (generator steps touch no
+    real data and cost nothing), so one event is spent per step, before anything of
+    that step happens; a step that would exceed ``target_epsilon`` raises
+    :class:`PrivacyBudgetExceeded` instead. Epsilon is logged at every epoch
+    (``N // B`` steps) and offered to the progress bar.
+
+    Args:
+        plan: the DP plan.
+    """
+
+    def __init__(self, plan) -> None:
+        self.plan = plan
+        self.accountant = PrivacyAccountant(mode=plan.mode)
+        self.epsilon = 0.0
+        self.steps_per_epoch = max(1, plan.population_size // plan.sample_size)
+
+    def __call__(self, step: int) -> None:
+        """Spend one step of budget, or raise PrivacyBudgetExceeded before step ``step``.
+
+        A step is paid for once: a step already paid (``step < steps spent``, e.g. the
+        rest of a chunk that ``Coordinator.train_chunk`` paid for before the budget
+        stopped it) is not charged again when it is finally run.
+        """
+        if step < self.accountant.steps:
+            return
+        p = self.plan
+        self.epsilon = self.accountant.spend_or_raise(
+            target_epsilon=p.target_epsilon,
+            delta=p.delta,
+            noise_multiplier=p.accounted_noise_multiplier,
+            sample_size=p.sample_size,
+            population_size=p.population_size,
+        )
+        done = self.accountant.steps
+        if done % self.steps_per_epoch == 0:
+            logger.info(
+                "epoch %d (step %d): epsilon = %.4f (delta = %g, target %g)",
+                done // self.steps_per_epoch,
+                done,
+                self.epsilon,
+                p.delta,
+                p.target_epsilon,
+            )
+
+    def postfix(self) -> dict[str, str]:
+        """Progress-bar fields."""
+        return {"eps": f"{self.epsilon:.2f}"}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The accountant's state (JSON); resume continues the budget."""
+        return {"accountant": self.accountant.state_dict(), "plan": self.plan.to_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` (refuses a change of mode or relation)."""
+        self.accountant.load_state_dict(dict(state["accountant"]))
+        self.epsilon = (
+            self.accountant.get_epsilon(self.plan.delta)
+            if self.accountant.steps
+            else 0.0
+        )
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything an output records: mode, epsilon, delta, sigma, q, steps, accountant."""
+        meta = self.accountant.metadata(self.plan.delta)
+        return {
+            **meta,
+            "target_epsilon": self.plan.target_epsilon,
+            "sigma": self.plan.noise_multiplier,
+            "sigma_accounted": self.plan.accounted_noise_multiplier,
+            "q": self.plan.sample_rate,
+            "clip": self.plan.clip,
+            "noise_std": self.plan.noise_std,
+            "noised_blocks": self.plan.blocks,
+            "noise_seeding": "secrets (OS CSPRNG)"
+            if self.plan.noise_seed is None
+            else "fixed dp.noise-seed (test only; not private)",
+            "plan": self.plan.to_dict(),
+        }

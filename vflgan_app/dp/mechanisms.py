@@ -22,7 +22,7 @@ Argument (the paper's). After clipping, the released gradient has norm at most
 adjacency) give gradients at distance at most ``2C``: the L2 sensitivity is
 ``2C`` and the Gaussian mechanism with std ``2 C sigma`` has noise multiplier
 ``sigma``. Batches are fixed-size, drawn without replacement, independently at
-every step (:func:`sample_batch_without_replacement`), which is exactly the
+every step (:func:`vflgan_app.core.sampling.batch_indices` with ``"wor"``), which is exactly the
 event the accountant composes:
 ``SampledWithoutReplacementDpEvent(N, B, GaussianDpEvent(sigma))`` under
 ``REPLACE_ONE``.
@@ -84,128 +84,29 @@ Errors name the field, the value and the expectation, e.g.
 from __future__ import annotations
 
 import math
-import numbers
-import warnings
 from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch.func import functional_call, grad, vmap
 
+from vflgan_app.checks import (
+    check_int,
+    check_non_negative,
+    check_positive,
+)
+
 __all__ = [
     "NORM_EPS",
-    "check_delta",
     "clip_and_noise_",
     "clip_per_sample_and_noise",
     "gradient_penalty",
     "paper_clip_bound",
     "per_sample_grads",
     "per_sample_norms",
-    "sample_batch_without_replacement",
 ]
 
 #: Added to norms before dividing, as in the paper's code.
 NORM_EPS = 1e-10
-
-#: Names used in error messages: the run-config key where one exists.
-FIELD_NAMES = {
-    "noise_multiplier": "dp.noise-multiplier",
-    "clip": "dp.clip",
-    "delta": "dp.delta",
-    "target_epsilon": "dp.target-epsilon",
-}
-
-
-# ---------------------------------------------------------------------------
-# Validation helpers (shared with vflgan_app.dp.accountant)
-
-
-def _field(name: str) -> str:
-    return FIELD_NAMES.get(name, name)
-
-
-def check_real(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"{_field(name)}: got {value!r} of type {type(value).__name__}, "
-            "expected a real number"
-        )
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{_field(name)}: got {value}, expected a finite number")
-    return value
-
-
-def check_positive(name: str, value: object) -> float:
-    """Return ``value`` as float, or raise if it is not a finite number > 0."""
-    v = check_real(name, value)
-    if v <= 0:
-        raise ValueError(f"{_field(name)}: got {value}, expected > 0")
-    return v
-
-
-def check_non_negative(name: str, value: object) -> float:
-    """Return ``value`` as float, or raise if it is not a finite number >= 0."""
-    v = check_real(name, value)
-    if v < 0:
-        raise ValueError(f"{_field(name)}: got {value}, expected >= 0")
-    return v
-
-
-def check_int(name: str, value: object, *, minimum: int) -> int:
-    """Return ``value`` as int, or raise if it is not an integer >= ``minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"{_field(name)}: got {value!r} of type {type(value).__name__}, "
-            f"expected an integer >= {minimum}"
-        )
-    if value < minimum:
-        raise ValueError(f"{_field(name)}: got {value}, expected >= {minimum}")
-    return int(value)
-
-
-def check_sample_size(sample_size: object, population_size: object) -> tuple[int, int]:
-    """Validate a batch size against the number of rows it is drawn from."""
-    n = check_int("population_size", population_size, minimum=1)
-    b = check_int("sample_size", sample_size, minimum=1)
-    if b > n:
-        raise ValueError(
-            f"sample_size: got {b}, expected <= population_size ({n}) for "
-            "sampling without replacement"
-        )
-    return b, n
-
-
-def check_delta(delta: float, n_rows: int) -> float:
-    """Validate delta; warn when it is not small compared with ``1/n_rows``.
-
-    Args:
-        delta: The target delta of (epsilon, delta)-DP.
-        n_rows: The number of records protected (rows of the training table).
-
-    Returns:
-        ``delta`` as a float.
-
-    Raises:
-        ValueError: If ``delta`` is not in the open interval (0, 1).
-
-    Warns:
-        UserWarning: If ``delta >= 1 / n_rows``: a mechanism that publishes one
-            random record in the clear satisfies such a guarantee.
-    """
-    d = check_real("delta", delta)
-    n = check_int("n_rows", n_rows, minimum=1)
-    if not 0.0 < d < 1.0:
-        raise ValueError(f"dp.delta: got {delta}, expected 0 < delta < 1")
-    if d >= 1.0 / n:
-        warnings.warn(
-            f"dp.delta: got {delta}, which is >= 1/N = 1/{n} = {1.0 / n:.3g}; "
-            "a delta this large allows leaking a whole record. Use delta << 1/N "
-            "(e.g. 1/N^1.1).",
-            UserWarning,
-            stacklevel=2,
-        )
-    return d
-
 
 # ---------------------------------------------------------------------------
 # Paper mode
@@ -302,29 +203,11 @@ def clip_and_noise_(
     return norm
 
 
-def sample_batch_without_replacement(
-    n_rows: int, batch_size: int, generator: torch.Generator
-) -> torch.Tensor:
-    """Draw ``batch_size`` distinct row indices uniformly from ``range(n_rows)``.
-
-    Every call is an independent draw (as the paper's ``random.sample(range(N),
-    B)``), so consecutive batches may overlap: this is the sampler that
-    ``SampledWithoutReplacementDpEvent(N, B, ...)`` composed once per step
-    assumes. Do not replace it with an epoch-wise shuffled loader, which the
-    accountant does not describe.
-
-    Returns:
-        A LongTensor of shape ``(batch_size,)`` on the generator's device.
-    """
-    b, n = check_sample_size(batch_size, n_rows)
-    _check_generator(generator)
-    return torch.randperm(n, generator=generator, device=generator.device)[:b]
-
-
 # ---------------------------------------------------------------------------
 # Strict mode: per-sample gradients and DP-SGD aggregation
 
 
+# why: 40 of its lines are the docstring (shapes, the loss contract, what is checked)
 def per_sample_grads(
     module: torch.nn.Module,
     loss_fn: Callable[..., torch.Tensor],

@@ -1,4 +1,4 @@
-"""Quality metrics of synthetic data (research/vflgan.md 6.2).
+"""Quality metrics of synthetic data: FD, Inception-Score analogue, TSTR (vflgan.md 6.2).
 
 * Frechet distance: images in the latent space of a small autoencoder trained on the
   real training split (the paper's 196-d conv AE for 28x28); tables in the encoded data
@@ -6,15 +6,14 @@
 * An Inception-Score analogue: exp(E_x KL(p(y|x) || p(y))) with a small classifier
   trained on real images.
 * TSTR: train a random forest on synthetic rows, test on real rows.
-* Cross-party correlation error: mean |corr_real - corr_synth| over the column pairs whose
-  two columns belong to different parties (the property VFLGAN claims over VertiGAN).
-  ``vflgan_app.eval.dependence`` has the metrics that see dependence more directly.
+
+The cross-party correlation error lives with the other dependence metrics in
+``vflgan_app.eval.dependence.correlation``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -45,53 +44,14 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     mu_a, mu_b = a.mean(0), b.mean(0)
     s_a = np.atleast_2d(np.cov(a, rowvar=False))
     s_b = np.atleast_2d(np.cov(b, rowvar=False))
-    covmean, _ = linalg.sqrtm(s_a @ s_b, disp=False)
-    if not np.isfinite(
-        covmean
-    ).all():  # near-singular product: regularise (pytorch-fid)
+    # no disp=False: it is deprecated, and SciPy 1.16 returns a bare array for 1x1
+    covmean = linalg.sqrtm(s_a @ s_b)
+    # a near-singular product gives a non-finite root: regularise (as pytorch-fid does)
+    if not np.isfinite(covmean).all():
         eps = 1e-6 * np.eye(s_a.shape[0])
         covmean = linalg.sqrtm((s_a + eps) @ (s_b + eps))
     covmean = covmean.real
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a + s_b - 2 * covmean))
-
-
-# ---------------------------------------------------------------------------------
-# correlations
-
-
-def correlation_matrix(x: np.ndarray) -> np.ndarray:
-    """Pearson correlations between columns; a constant column correlates 0 with all."""
-    x = np.asarray(x, np.float64)
-    x = x - x.mean(0)
-    norm = np.sqrt((x**2).sum(0))
-    ok = norm > 1e-12
-    xn = np.zeros_like(x)
-    xn[:, ok] = x[:, ok] / norm[ok]
-    return xn.T @ xn
-
-
-def cross_party_mask(party_slices: Sequence[slice], width: int) -> np.ndarray:
-    """Boolean ``(width, width)`` mask of column pairs held by different parties (i < j)."""
-    owner = np.full(width, -1)
-    for k, sl in enumerate(party_slices):
-        owner[sl] = k
-    if (owner < 0).any():
-        raise ValueError("party slices do not cover every column")
-    diff = owner[:, None] != owner[None, :]
-    return np.triu(diff, k=1)
-
-
-def cross_party_correlation_error(
-    real: np.ndarray, synthetic: np.ndarray, party_slices: Sequence[slice]
-) -> float:
-    """Mean |corr_real - corr_synth| over cross-party column pairs (encoded space)."""
-    if real.shape[1] != synthetic.shape[1]:
-        raise ValueError(
-            f"real has {real.shape[1]} columns but synthetic has {synthetic.shape[1]}; expected equal"
-        )
-    mask = cross_party_mask(party_slices, real.shape[1])
-    diff = np.abs(correlation_matrix(real) - correlation_matrix(synthetic))
-    return float(diff[mask].mean())
 
 
 # ---------------------------------------------------------------------------------

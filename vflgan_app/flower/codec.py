@@ -18,6 +18,7 @@ thousands of requests per message.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,7 +27,7 @@ import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from vflgan_app.core.checkpoint import flatten_state, unflatten_state
-from vflgan_app.core.protocol import Call
+from vflgan_app.core.protocol import METHOD_GROUPS, Call
 
 # -- message types (category.action; handlers registered in client_app.py) -------------
 QUERY_HELLO = "query.hello"  # handshake: party id, schema, id-list hash
@@ -34,14 +35,12 @@ TRAIN_STEP = "train.step"  # fused training calls (backward of t, forward of t+1
 TRAIN_CHECKPOINT = "train.checkpoint"  # save or load the party's own checkpoint
 QUERY_GENERATE = "query.generate"  # publication: each party samples its columns
 
-# which Party methods each message type may run
+# which Party methods each message type may run (the groups of core.protocol)
 ALLOWED_METHODS: dict[str, frozenset[str]] = {
-    QUERY_HELLO: frozenset({"hello"}),
-    TRAIN_STEP: frozenset({"critic_forward", "critic_backward", "generator_forward",
-                           "generator_backward", "critic_features", "generator_features",
-                           "critic_apply", "generator_apply"}),
-    TRAIN_CHECKPOINT: frozenset({"save_checkpoint", "load_checkpoint"}),
-    QUERY_GENERATE: frozenset({"sample"}),
+    QUERY_HELLO: METHOD_GROUPS["hello"],
+    TRAIN_STEP: METHOD_GROUPS["step"],
+    TRAIN_CHECKPOINT: METHOD_GROUPS["checkpoint"],
+    QUERY_GENERATE: METHOD_GROUPS["generate"],
 }
 
 
@@ -151,15 +150,22 @@ def encode_calls(calls: Sequence[Call]) -> RecordDict:
     return content
 
 
-def decode_calls(content: RecordDict) -> list[Call]:
-    """Inverse of :func:`encode_calls`.
+def decode_calls(content: RecordDict, message_type: str | None = None) -> list[Call]:
+    """Inverse of :func:`encode_calls`; with ``message_type``, only the calls it may carry.
 
     Raises:
-        ValueError: the content has no call list.
+        ValueError: the content has no call list, or a call that ``message_type`` may
+            not carry.
     """
     if "calls" not in content:
         raise ValueError("message has no 'calls' record; expected a VFLGAN call list")
     methods = list(content["calls"]["methods"])
+    if message_type is not None:
+        allowed = ALLOWED_METHODS.get(message_type, frozenset())
+        bad = [m for m in methods if m not in allowed]
+        if bad:
+            raise ValueError(f"message {message_type!r} may not run {bad}; expected "
+                             f"{sorted(allowed)}")
     return [Call(m, args) for m, args in zip(methods, _unpack(content, "c", len(methods)),
                                              strict=True)]
 
@@ -195,6 +201,11 @@ def store_party_state(state: RecordDict, party, version: str) -> None:
         "skeleton": skeleton, "pending": json.dumps(party.pending_forwards()),
         "version": version, "party-id": int(party.party_id),
     })
+
+
+def new_version() -> str:
+    """A fresh version token for a stored party state."""
+    return uuid.uuid4().hex
 
 
 def stored_version(state: RecordDict) -> str | None:

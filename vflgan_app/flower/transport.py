@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import time
 
-from vflgan_app.flower import codec
-from vflgan_app.core.coordinator import HandshakeError, ReplyError
 from vflgan_app.core.protocol import Call, PayloadObserver, Transport
+from vflgan_app.errors import HandshakeError, PartyTimeout, ReplyError
+from vflgan_app.flower import codec
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +24,6 @@ def _flower_message(content, message_type: str, dst_node_id: int, group_id: str)
 
     return Message(content, dst_node_id=dst_node_id, message_type=message_type,
                    group_id=group_id)
-
-
-class PartyTimeout(ReplyError):
-    """A party did not reply within the round timeout."""
 
 
 class FlowerTransport(Transport):

@@ -3,13 +3,12 @@
 import pytest
 import torch
 
-from vflgan_app.core.coordinator import Coordinator
-from vflgan_app.data.schema import prepare_parties, split_vertical
-from vflgan_app.core.party import Party, PartySettings
-from vflgan_app.core.reference import ReferenceVFLGAN
-from vflgan_app.core.protocol import InProcessTransport
-
 from tests.vflgan_app.conftest import TINY, make_table
+from vflgan_app.core.coordinator import Coordinator
+from vflgan_app.core.party import Party, PartySettings
+from vflgan_app.core.protocol import InProcessTransport
+from vflgan_app.core.reference import ReferenceVFLGAN
+from vflgan_app.data.partition import prepare_parties, split_vertical
 
 PARTY_SPLITS = {
     2: [["a", "color", "count"], ["b", "c", "kind"]],

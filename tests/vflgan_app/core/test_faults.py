@@ -4,18 +4,6 @@ import numpy as np
 import pytest
 import torch
 
-from vflgan_app.flower import codec
-from vflgan_app.core.checkpoint import (
-    RunInterrupted,
-    fit_with_checkpoints,
-    latest_step,
-    resume,
-)
-from vflgan_app.config import VFLGANConfig
-from vflgan_app.core.coordinator import ReplyError
-from vflgan_app.flower.transport import PartyTimeout
-from vflgan_app.core.protocol import Transport
-
 from tests.vflgan_app.flower.test_flower import (
     RUN_CONFIG,
     FakeGrid,
@@ -24,6 +12,13 @@ from tests.vflgan_app.flower.test_flower import (
     node_configs,
     write_party_csvs,
 )
+from vflgan_app.config import VFLGANConfig
+from vflgan_app.core import loop
+from vflgan_app.core.checkpoint import latest_step
+from vflgan_app.core.loop import resume
+from vflgan_app.core.protocol import Transport
+from vflgan_app.errors import PartyTimeout, ReplyError, RunInterrupted
+from vflgan_app.flower import codec
 
 STEPS, EVERY = 24, 8
 
@@ -65,14 +60,14 @@ def test_resume_after_interruption_reproduces_uninterrupted_run(tmp_path, k):
     cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": STEPS})
     # Prepare: the uninterrupted run
     a = in_process(paths, cfg)
-    fit_with_checkpoints(a.coordinator, STEPS, None, steps_per_round=k)
+    loop.fit(a.coordinator, STEPS, steps_per_round=k)
     # Execute: the same run, interrupted at step 19 (checkpoints every 8 steps)
     server = tmp_path / "server"
     b = with_checkpoint_dirs(in_process(paths, cfg), tmp_path)
     b.coordinator.transport = CrashAt(b.coordinator.transport, [b.coordinator], 20)
     with pytest.raises(RunInterrupted, match=r"stopped at step 20: ConnectionError: party 1 "
                        r"went away; resume from checkpoint-16") as err:
-        fit_with_checkpoints(b.coordinator, STEPS, server, every=EVERY, steps_per_round=k)
+        loop.fit(b.coordinator, STEPS, checkpoint_root=server, checkpoint_every=EVERY, steps_per_round=k)
     assert err.value.resume_step == 16 == latest_step(server)
     # each party saved only its own state, in its own folder
     assert sorted(x.name for x in (tmp_path / "party0-disk" / "checkpoint-16").iterdir()) == \
@@ -81,7 +76,7 @@ def test_resume_after_interruption_reproduces_uninterrupted_run(tmp_path, k):
     # ... then a fresh federation (new processes) resumes
     c = with_checkpoint_dirs(in_process(paths, cfg), tmp_path)
     assert resume(c.coordinator, server) == 16
-    fit_with_checkpoints(c.coordinator, STEPS, server, every=EVERY, steps_per_round=k)
+    loop.fit(c.coordinator, STEPS, checkpoint_root=server, checkpoint_every=EVERY, steps_per_round=k)
     # Assert: identical to the uninterrupted run
     assert c.coordinator.history.d_loss == a.coordinator.history.d_loss
     assert c.coordinator.history.g_loss == a.coordinator.history.g_loss
@@ -173,7 +168,7 @@ def test_fault_stops_run_with_clear_error_and_checkpoint(tmp_path, name):
     coord = flower_coordinator(grid, cfg, timeout=0.5)
     server = tmp_path / "server"
     with pytest.raises(RunInterrupted, match="resume from checkpoint-8") as err:
-        fit_with_checkpoints(coord, STEPS, server, every=EVERY)
+        loop.fit(coord, STEPS, checkpoint_root=server, checkpoint_every=EVERY)
     assert isinstance(err.value.__cause__, exc)
     assert err.value.__cause__ is not None
     import re
@@ -189,13 +184,13 @@ def test_flower_resume_after_timeout_equals_uninterrupted(tmp_path):
                     fault=tamper(1001, 16, lambda c: None))
     coord = flower_coordinator(grid, cfg, timeout=0.5)
     with pytest.raises(RunInterrupted):
-        fit_with_checkpoints(coord, STEPS, server, every=EVERY)
+        loop.fit(coord, STEPS, checkpoint_root=server, checkpoint_every=EVERY)
     # a new run (fresh node contexts: empty context.state) resumes from the checkpoints
     coord2 = flower_coordinator(FakeGrid(node_configs(paths), RUN_CONFIG, cache=False), cfg)
     assert resume(coord2, server) == 8
-    fit_with_checkpoints(coord2, STEPS, server, every=EVERY)
+    loop.fit(coord2, STEPS, checkpoint_root=server, checkpoint_every=EVERY)
     ref = in_process(paths, cfg)
-    fit_with_checkpoints(ref.coordinator, STEPS, None)
+    loop.fit(ref.coordinator, STEPS)
     assert coord2.history.d_loss == ref.coordinator.history.d_loss
     for x, y in zip(coord2.sample(8, 1), ref.coordinator.sample(8, 1), strict=True):
         np.testing.assert_array_equal(x, y)

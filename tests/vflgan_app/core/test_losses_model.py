@@ -1,10 +1,14 @@
 import torch
 
-from vflgan_app.data.schema import OutputSpan
-from vflgan_app.core.losses import bottom_critic_penalty, gradient_norm_penalty, head_penalty
-from vflgan_app.core.model import Generator, get_architecture, hard_gumbel_softmax
-
 from tests.vflgan_app.conftest import TINY
+from vflgan_app.architectures import get_architecture
+from vflgan_app.core.losses import (
+    bottom_critic_penalty,
+    gradient_norm_penalty,
+    head_penalty,
+)
+from vflgan_app.core.model import Generator, hard_gumbel_softmax
+from vflgan_app.data.schema import OutputSpan
 
 
 def test_gradient_norm_penalty_pinned():

@@ -16,9 +16,6 @@ import pytest
 import torch
 from flwr.app import ArrayRecord, ConfigRecord
 
-from vflgan_app.core.checkpoint import fit_with_checkpoints
-from vflgan_app.config import VFLGANConfig
-
 from tests.vflgan_app.flower.test_flower import (
     CATS,
     RUN_CONFIG,
@@ -28,6 +25,8 @@ from tests.vflgan_app.flower.test_flower import (
     node_configs,
     write_party_csvs,
 )
+from vflgan_app.config import VFLGANConfig
+from vflgan_app.core import loop
 
 ALLOWED_KEYS = {
     # handshake
@@ -119,14 +118,14 @@ def test_in_process_payloads_carry_no_rows_or_weights(tmp_path, steps_per_round)
     cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 12})
     log = []
     import vflgan_app.api as api
-    from vflgan_app.data.schema import prepare_parties
+    from vflgan_app.data.partition import prepare_parties
 
     tables = [pd.read_csv(p) for p in paths]
     model = api.build_federation(prepare_parties(tables, "record_id", CATS), cfg,
                                  observer=lambda d, pid, m, payload: log.append((d, m, payload)))
     for p in model.parties:
         p.checkpoint_dir = str(tmp_path / f"party{p.party_id}")
-    fit_with_checkpoints(model.coordinator, 12, tmp_path / "server", every=8,
+    loop.fit(model.coordinator, 12, checkpoint_root=tmp_path / "server", checkpoint_every=8,
                          steps_per_round=steps_per_round)
     secrets = party_secrets(paths, model)
     items = [kv for _, m, payload in log for kv in flatten_payload(payload)]

@@ -2,17 +2,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vflgan_app.data.sources import load_dataset, read_idx
-from vflgan_app.data.schema import (
-    TableSchema,
+from tests.vflgan_app.conftest import make_table
+from vflgan_app.data.partition import (
     check_alignment,
     prepare_parties,
     prepare_party,
     split_vertical,
     validate_party_map,
 )
-
-from tests.vflgan_app.conftest import make_table
+from vflgan_app.data.schema import TableSchema
+from vflgan_app.data.sources import load_dataset, read_idx
 
 SPLIT = [["a", "color", "count"], ["b", "c", "kind"]]
 

@@ -8,14 +8,14 @@ import pytest
 from dp_accounting import NeighboringRelation, dp_event
 from dp_accounting.rdp import RdpAccountant
 
-from vflgan_app.dp.accountant import (
-    PrivacyAccountant,
-    PrivacyBudgetExceeded,
+from vflgan_app.dp.accountant import PrivacyAccountant
+from vflgan_app.dp.analysis import (
     calibrate_noise_multiplier,
     effective_noise_multiplier,
     epsilon_for,
     make_event,
 )
+from vflgan_app.errors import PrivacyBudgetExceeded
 
 # The paper's settings (research/vflgan.md 4.5): (name, N, B, T, sigma, delta,
 # paper's epsilon target, paper's autodp epsilon, our epsilon measured with

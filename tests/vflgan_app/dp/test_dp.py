@@ -8,25 +8,20 @@ import pytest
 import torch
 from scipy import stats
 
+from tests.vflgan_app.conftest import TINY, make_table
 from vflgan_app import api
-from vflgan_app.config import VFLGANConfig
-from vflgan_app.data.schema import prepare_parties, split_vertical
-from vflgan_app.dp.plan import (
-    DPConfig,
-    PrivacyBudgetExceeded,
-    StrictDPParty,
-    first_linear,
-    resolve_plan,
-)
+from vflgan_app.config import DPConfig, VFLGANConfig
 from vflgan_app.core.losses import (
     bottom_critic_penalty,
     head_penalty,
     wasserstein_critic_loss,
 )
 from vflgan_app.core.party import Party, PartySettings
+from vflgan_app.data.partition import prepare_parties, split_vertical
 from vflgan_app.dp.mechanisms import clip_per_sample_and_noise
-
-from tests.vflgan_app.conftest import TINY, make_table
+from vflgan_app.dp.plan import resolve_plan
+from vflgan_app.dp.processors import StrictPartyDP, first_linear
+from vflgan_app.errors import PrivacyBudgetExceeded
 
 ALPHA = 1e-6  # tail probability of the statistical bounds (fixed seeds: deterministic)
 SPLIT = [["a", "color", "count"], ["b", "c", "kind"]]
@@ -142,7 +137,7 @@ def test_resolve_plan_calibrates_strict_sigma_per_block():
     assert plan.noise_multiplier == pytest.approx(
         plan.accounted_noise_multiplier * math.sqrt(3)
     )
-    from vflgan_app.dp.accountant import epsilon_for
+    from vflgan_app.dp.analysis import epsilon_for
 
     eps = epsilon_for(
         noise_multiplier=plan.accounted_noise_multiplier,
@@ -203,13 +198,13 @@ def test_paper_mode_biases_absent_and_sampler_wor():
 
 
 def test_paper_mode_noises_only_the_first_layer_weight_with_std_2_c_sigma():
-    # Prepare: record every critic gradient before and after each party's hook
+    # Prepare: record every critic gradient before and after each party's privatization
     sigma = 0.9
     model = federation("paper", steps=40, noise_multiplier=sigma, target_epsilon=1e6)
     clip = model.dp.plan.clip
     residuals, clipped = [], 0
     for p in model.parties:
-        hook = p.critic_grad_hook
+        hook = p.critic_rule.privatize
 
         def recording(party, step, hook=hook):
             nonlocal clipped
@@ -241,7 +236,7 @@ def test_paper_mode_noises_only_the_first_layer_weight_with_std_2_c_sigma():
             clipped += scale < 1.0
             residuals.append((after[first] - g * scale).flatten().double())
 
-        p.critic_grad_hook = recording
+        p.critic_rule.privatize = recording
     # Execute
     model.fit()
     # Assert: the residual is the noise: zero mean, std 2 C sigma (chi2 bound)
@@ -292,8 +287,9 @@ def test_budget_stop_before_exceeding_with_step_count_in_message():
 def _loop_party_grads(party, x_real, x_fake, x_hat, ups, B):
     """Per-row gradients with the base losses on batches of one row (the reference)."""
     s = party.settings
-    names = [n for n, _ in party.block.named_parameters()]
-    plist = [p for _, p in party.block.named_parameters()]
+    block = StrictPartyDP.block(party)
+    names = [n for n, _ in block.named_parameters()]
+    plist = [p for _, p in block.named_parameters()]
     out = {n: [] for n in names}
     for i in range(B):
         xr, xf = x_real[i : i + 1], x_fake[i : i + 1]
@@ -325,7 +321,7 @@ def test_strict_party_per_sample_grads_equal_loop_and_batch_gradient():
             steps=10,
             num_parties=2,
         )
-        strict = StrictDPParty(data, arch, settings, plan=plan)
+        strict = Party(data, arch, settings, critic_rule=StrictPartyDP(plan, data.party_id))
         plain = Party(data, arch, settings)
         idx = torch.tensor([3, 17, 0, 42, 9, 33, 61, 5])
         B = len(idx)
@@ -340,10 +336,10 @@ def test_strict_party_per_sample_grads_equal_loop_and_batch_gradient():
             for k in ("h_real", "h_fake", "h_hat")
         }
         # Execute
-        per = strict.per_sample_critic_grads(0, ups)
+        per = strict.critic_rule.per_sample_grads(strict, strict._critic[1], list(ups.values()))
         x_real, x_fake, x_hat = strict.critic_inputs(0, idx)
         loop = _loop_party_grads(strict, x_real, x_fake, x_hat, list(ups.values()), B)
-        _, local, feats = plain._critic
+        _, (local, feats) = plain._critic
         torch.autograd.backward(
             [local, *feats], [torch.ones_like(local), *ups.values()]
         )
@@ -388,8 +384,8 @@ def test_strict_server_per_sample_grads_equal_loop_and_batch_gradient():
         # Prepare
         model = federation("strict", noise_multiplier=1.0)
         coord = model.coordinator
-        from vflgan_app.dp.plan import server_sample_loss
         from vflgan_app.dp.mechanisms import per_sample_grads
+        from vflgan_app.dp.processors import server_sample_loss
 
         gen = torch.Generator().manual_seed(1)
         B, d = 8, 2 * TINY.if_dim
@@ -441,7 +437,7 @@ def test_strict_run_trains_changes_every_critic_and_accounts_three_blocks():
     assert meta["mode"] == "strict" and meta["noised_blocks"] == 3
     assert meta["steps"] == 12 and 0 < meta["epsilon"] <= 20.0
     assert meta["sigma_accounted"] == pytest.approx(meta["sigma"] / math.sqrt(3))
-    assert all(p.last_norms is not None for p in model.parties)
+    assert all(p.critic_rule.last_norms is not None for p in model.parties)
 
 
 # ---------------------------------------------------------------------------------
@@ -543,7 +539,7 @@ def test_baselines_refuse_dp():
 
 
 def test_resumable_checkpoints_carry_the_accountant(tmp_path):
-    from vflgan_app.core.checkpoint import resume, save_checkpoint_now
+    from vflgan_app.core.loop import resume, save_checkpoint_now
 
     # Prepare: 5 strict steps, a resumable checkpoint (party-local folders)
     a = federation("strict", steps=8, target_epsilon=50.0)

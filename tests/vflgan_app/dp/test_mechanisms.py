@@ -7,15 +7,15 @@ import pytest
 import torch
 from scipy import stats
 
+from vflgan_app.checks import check_delta
+from vflgan_app.core.sampling import batch_indices
 from vflgan_app.dp.mechanisms import (
-    check_delta,
     clip_and_noise_,
     clip_per_sample_and_noise,
     gradient_penalty,
     paper_clip_bound,
     per_sample_grads,
     per_sample_norms,
-    sample_batch_without_replacement,
 )
 
 # Two-sided tail probability used for all statistical bounds (fixed seeds make the
@@ -139,17 +139,17 @@ def test_clip_and_noise_rejects_non_finite_gradient_and_missing_generator():
         clip_and_noise_(torch.zeros(2), clip=1.0, noise_multiplier=1.0, generator=None)
 
 
-def test_sample_batch_without_replacement_is_a_uniform_subset_each_step():
+def test_wor_batches_are_a_uniform_subset_each_step():
+    # the sampler training uses under DP (batch_indices, "wor"), which the accountant describes
     # Prepare
     n_rows, batch, trials = 10, 4, 20000
-    gen = _gen(11)
     counts = torch.zeros(n_rows)
     pair01 = 0
     overlaps = 0
     prev = None
     # Execute
-    for _ in range(trials):
-        idx = sample_batch_without_replacement(n_rows, batch, gen)
+    for step in range(trials):
+        idx = batch_indices(11, step, n_rows, batch, "wor")
         assert idx.dtype == torch.long and idx.shape == (batch,)
         assert len(set(idx.tolist())) == batch and 0 <= idx.min() and idx.max() < n_rows
         counts[idx] += 1
@@ -172,13 +172,9 @@ def test_sample_batch_without_replacement_is_a_uniform_subset_each_step():
     assert overlaps > 0
 
 
-def test_sample_batch_without_replacement_validates():
-    with pytest.raises(
-        ValueError, match="sample_size: got 11, expected <= population_size"
-    ):
-        sample_batch_without_replacement(10, 11, _gen())
-    with pytest.raises(ValueError, match="sample_size: got 0, expected >= 1"):
-        sample_batch_without_replacement(10, 0, _gen())
+def test_wor_batches_validate():
+    with pytest.raises(ValueError, match="batch size: got 11, expected 1 <= B <= the 10 rows"):
+        batch_indices(0, 0, 10, 11, "wor")
 
 
 def test_check_delta():

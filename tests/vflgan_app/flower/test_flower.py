@@ -15,16 +15,17 @@ import pytest
 import torch
 from flwr.app import Context, RecordDict
 
+from tests.vflgan_app.conftest import make_table
 from vflgan_app import client_app
-from vflgan_app.flower import codec
 from vflgan_app.api import build_federation
 from vflgan_app.config import VFLGANConfig
-from vflgan_app.core.coordinator import Coordinator, HandshakeError
-from vflgan_app.data.schema import prepare_parties, split_vertical
-from vflgan_app.flower.transport import FlowerTransport
+from vflgan_app.core.coordinator import Coordinator
 from vflgan_app.core.protocol import Call
-
-from tests.vflgan_app.conftest import make_table
+from vflgan_app.data.partition import prepare_parties, split_vertical
+from vflgan_app.errors import HandshakeError
+from vflgan_app.flower import codec
+from vflgan_app.flower import node as flower_node
+from vflgan_app.flower.transport import FlowerTransport
 
 SPLIT = [["a", "color", "count"], ["b", "c", "kind"]]
 CATS = ["color", "kind"]
@@ -84,7 +85,7 @@ class FakeGrid:
             except Exception as e:  # the runtime turns handler exceptions into error replies
                 err = f"{type(e).__name__}: {e}"
             if not self.cache:
-                client_app._LIVE.clear()
+                flower_node._LIVE.clear()
             if content is None and err is None:
                 continue  # dropped: never answers
             self.replies[mid] = SimpleNamespace(

@@ -1,0 +1,153 @@
+"""What a SuperNode knows about its own party: its data, its DP plan, its live Party.
+
+Node facts come from ``context.node_config`` (STYLE rule 7):
+
+* ``partition-id``: this party's id (set by the simulation; ``--node-config`` in
+  deployment);
+* ``data-path`` (deployment): a CSV with the party's own columns plus the id column;
+  optional ``id-column`` (default ``record_id``), ``categorical`` (comma-separated names)
+  and ``bounds`` (``"low:high"``, for every numeric column, e.g. ``"0:16"`` for pixels).
+  Without ``data-path`` the party slices the built-in ``dataset`` of the run config;
+* ``checkpoint-dir`` (optional): where this party keeps its own resumable checkpoints.
+
+Per-process caches: the run config is parsed once per run, data is loaded once per
+process, and the live Party is reused only if ``context.state`` still holds the
+version it stored (simulation actors live across messages; a deployment SuperNode
+starts a fresh process and restores from state).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from flwr.app import ConfigRecord, Context
+
+from vflgan_app import federation
+from vflgan_app.config import FlowerSettings, VFLGANConfig, parse_run_config
+from vflgan_app.core.party import Party
+from vflgan_app.data.partition import PartyData, prepare_party
+from vflgan_app.dp.plan import DPPlan
+from vflgan_app.flower import codec
+
+_CONFIG: dict[tuple, tuple[VFLGANConfig, FlowerSettings]] = {}
+_DATA: dict[tuple, PartyData] = {}
+_LIVE: dict[tuple[int, int], tuple[str, Party]] = {}
+
+
+def run_configs(context: Context) -> tuple[VFLGANConfig, FlowerSettings]:
+    """The run's configs, parsed once per run (keyed by run id and the config's items)."""
+    key = (context.run_id, tuple(sorted(context.run_config.items())))
+    if key not in _CONFIG:
+        _CONFIG[key] = parse_run_config(context.run_config)
+    return _CONFIG[key]
+
+
+def live_party(context: Context) -> Party:
+    """The party as stored in ``context.state`` (or freshly initialised)."""
+    key = (context.run_id, context.node_id)
+    version = codec.stored_version(context.state) or "initial"
+    cfg, settings = run_configs(context)
+    live = _LIVE.pop(key, None)  # a failing call must not leave a half-updated party behind
+    if live is not None and version != "initial" and live[0] == version \
+            and settings.cache_party:
+        return live[1]
+    from trainkit import set_cpu_threads
+
+    set_cpu_threads(cfg.threads or 1)
+    arch = federation.architecture(cfg)
+    data = load_party_data(context.node_config, cfg)
+    party = federation.build_party(data, cfg, arch, dp_plan(context, cfg, data))
+    party.checkpoint_dir = checkpoint_dir(context, cfg, settings)
+    if version != "initial":
+        codec.restore_party_state(context.state, party)
+    return party
+
+
+def keep_party(context: Context, party: Party, changed: bool) -> None:
+    """Store ``party`` in ``context.state`` (after a training message) and cache it."""
+    if changed:
+        version = codec.new_version()
+        codec.store_party_state(context.state, party, version)
+    else:  # queries do not change the party
+        version = codec.stored_version(context.state) or "initial"
+    _LIVE[(context.run_id, context.node_id)] = (version, party)
+
+
+def dp_plan(context: Context, cfg: VFLGANConfig, data: PartyData) -> DPPlan | None:
+    """This party's DP plan: resolved once from the run config and its own row count.
+
+    The server resolves the same plan from the same inputs
+    (:func:`vflgan_app.federation.connect`). The plan (sigma, clip) is kept in
+    ``context.state`` so a fresh process does not calibrate again. The noise generator
+    itself is seeded from OS randomness in every process (``dp.noise-seed`` only in
+    tests), so the server cannot reproduce the noise.
+    """
+    if not cfg.dp.enabled:
+        return None
+    stored = context.state.get("dp-plan") if hasattr(context.state, "get") else None
+    if stored is not None:
+        return DPPlan.from_dict(json.loads(str(stored["json"])))
+    plan = federation.dp_plan(cfg, federation.architecture(cfg), len(data.ids),
+                              cfg.num_parties)
+    context.state["dp-plan"] = ConfigRecord({"json": json.dumps(plan.to_dict())})
+    return plan
+
+
+def checkpoint_dir(context: Context, cfg: VFLGANConfig, settings: FlowerSettings) -> str:
+    """This party's checkpoint folder: node config, else ``<output-dir>/checkpoints``."""
+    if "checkpoint-dir" in context.node_config:
+        return str(context.node_config["checkpoint-dir"])
+    return str(Path(cfg.output_dir) / settings.run_name / "checkpoints")
+
+
+def load_party_data(node_config, cfg: VFLGANConfig) -> PartyData:
+    """This party's prepared columns (cached per process).
+
+    Raises:
+        ValueError: no ``partition-id`` in the node config.
+        FileNotFoundError: ``data-path`` does not exist.
+    """
+    if "partition-id" not in node_config:
+        raise ValueError("node config has no 'partition-id'; start the SuperNode with "
+                         "--node-config 'partition-id=<k> ...'")
+    pid = int(node_config["partition-id"])
+    path = node_config.get("data-path")
+    stamp = Path(str(path)).stat().st_mtime_ns if path and Path(str(path)).exists() else None
+    key = (pid, str(path), stamp, cfg.dataset, cfg.max_rows, cfg.num_parties, cfg.data_root)
+    if key not in _DATA:
+        _DATA[key] = _read_csv(pid, node_config) if path else _builtin(pid, cfg)
+    return _DATA[key]
+
+
+def _read_csv(pid: int, node_config) -> PartyData:
+    import pandas as pd
+
+    path = Path(str(node_config["data-path"]))
+    if not path.exists():
+        raise FileNotFoundError(f"party {pid}: data-path {path} does not exist")
+    table = pd.read_csv(path)
+    id_col = str(node_config.get("id-column", "record_id"))
+    cats = [c for c in str(node_config.get("categorical", "")).split(",") if c]
+    bounded = None
+    if "bounds" in node_config:
+        low, high = (float(v) for v in str(node_config["bounds"]).split(":"))
+        numeric = [c for c in table.columns if c != id_col and c not in cats
+                   and pd.api.types.is_numeric_dtype(table[c])]
+        bounded = {c: (low, high) for c in numeric}
+    return prepare_party(pid, table, id_col, cats, bounded)
+
+
+def _builtin(pid: int, cfg: VFLGANConfig) -> PartyData:
+    from vflgan_app.data.sources import ID_COLUMN, load_dataset
+
+    ds = load_dataset(cfg.dataset, cfg.data_root, max_rows=cfg.max_rows,
+                      num_parties=cfg.num_parties)
+    tables = ds.party_tables()
+    if not 0 <= pid < len(tables):
+        raise ValueError(f"partition-id {pid}: expected 0..{len(tables) - 1} for "
+                         f"{cfg.dataset} with {len(tables)} parties")
+    table = tables[pid]
+    cats = [c for c in ds.categorical if c in table.columns]
+    bounded = {c: b for c, b in ds.bounded.items() if c in table.columns}
+    return prepare_party(pid, table, ID_COLUMN, cats, bounded)
