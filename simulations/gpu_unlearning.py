@@ -26,16 +26,15 @@ from unlearning import (
     PretrainConfig,
     RelearnConfig,
     UnlearnConfig,
-    auxiliary_set,
     evaluate_pipeline,
     load_dataset,
     pretrain,
     run_relearning_attack,
-    split_forget_retain,
     train_judge,
     unlearn_with_log,
 )
-from unlearning.evaluate import forget_metrics
+from unlearning.data import experiment_splits
+from unlearning.evaluate import curve_probe
 from unlearning.plots import save_class_grid, save_curves
 
 # Pretrain steps meant to fit the 8-minute budget (estimates, not measured).
@@ -46,7 +45,7 @@ DEFAULT_STEPS = {
 }
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument(
         "--dataset", default="digits", choices=["digits", "mnist", "cifar10"]
@@ -68,36 +67,19 @@ def main(argv=None) -> int:
     p.add_argument("--methods", nargs="+", default=["swap_label", "salun", "dimum"])
     p.add_argument("--forget-class", type=int, default=0)
     p.add_argument("--out", default="runs/gpu_unlearning", help="output folder")
-    args = p.parse_args(argv)
-    if not torch.cuda.is_available():
-        print(
-            "gpu_unlearning: no CUDA device found; nothing to do (this check needs a "
-            "GPU)."
-        )
-        return 0
-    setup = select_device("cuda")
-    t_all = time.perf_counter()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(args.dataset, args.data_root, download=args.download)
-    c_f = args.forget_class
-    forget, retain = split_forget_retain(data.train, c_f, data.num_classes)
-    aux = auxiliary_set(data.holdout, c_f)
-    reference = data.holdout.subset(data.holdout.labels != c_f)
-    report: dict = {
-        "device": torch.cuda.get_device_name(),
-        "commit": git_commit(),
-        "dataset": args.dataset,
-        "forget_class": c_f,
-    }
+    return p.parse_args(argv)
 
+
+def timed(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)`` and its wall time in s, CUDA work included."""
     t0 = time.perf_counter()
-    judge, acc = train_judge(
-        args.dataset, data.train, data.holdout, device=setup.device, min_accuracy=0.0
-    )
-    report["judge"] = {"holdout_acc": acc, "s": time.perf_counter() - t0}
-    print(f"judge held-out accuracy {acc:.4f}", flush=True)
+    result = fn(*args, **kwargs)
+    torch.cuda.synchronize()
+    return result, time.perf_counter() - t0
 
+
+def pretrain_timed(args: argparse.Namespace, data, report: dict):
+    """Pre-train the UNet; report steps/s and parameter count. -> (pipe, config)."""
     steps = args.pretrain_steps or DEFAULT_STEPS[args.dataset]
     pcfg = PretrainConfig(
         dataset=args.dataset,
@@ -109,10 +91,7 @@ def main(argv=None) -> int:
         progress=False,
     )
     torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    base = pretrain(data.train, pcfg, data.num_classes)
-    torch.cuda.synchronize()
-    dt = time.perf_counter() - t0
+    base, dt = timed(pretrain, data.train, pcfg, data.num_classes)
     base.set_progress_bar_config(disable=True)
     n_params = sum(q.numel() for q in base.unet.parameters())
     report["pretrain"] = {
@@ -126,67 +105,89 @@ def main(argv=None) -> int:
         f"({n_params / 1e6:.2f}M params)",
         flush=True,
     )
+    return base, pcfg
+
+
+def run_method(args, base, method: str, splits, judge, ev, attack_lr, curves) -> dict:
+    """Unlearn ``method``, then DiMRA on D_r and D_au; adds to ``curves``. -> row."""
+    c_f = args.forget_class
+    ucfg = UnlearnConfig(
+        method=method,
+        forget_class=c_f,
+        steps=args.unlearn_steps,
+        device="cuda",
+        progress=False,
+    )
+    (u, log), du = timed(unlearn_with_log, base, splits.forget, splits.retain, ucfg)
+    row = {
+        "unlearn_s": du,
+        "unlearn_steps_per_s": log.steps_run / du,
+        "after_unlearn": evaluate_pipeline(u, judge, c_f, splits.reference, ev),
+    }
+    save_class_grid(u, Path(args.out) / f"{method}_after.png", title=f"{method}")
+    probe = curve_probe(judge, c_f, 100, ev)
+    for name, d_att in (("retain", splits.retain), ("aux", splits.aux)):
+        rcfg = RelearnConfig(
+            attack_data=name,
+            steps=args.attack_steps,
+            lr=attack_lr,
+            device="cuda",
+            progress=False,
+            eval_every=250,
+        )
+        (attacked, curve), dt = timed(run_relearning_attack, u, d_att, c_f, rcfg, probe)
+        row[f"dimra_{name}_s"] = dt
+        row[f"after_dimra_{name}"] = evaluate_pipeline(
+            attacked, judge, c_f, splits.reference, ev
+        )
+        curves[f"{method} / {name}"] = (curve.steps, curve.forget_rate)
+    print(
+        f"{method}: forget rate {row['after_unlearn']['forget_rate']:.3f} "
+        f"(retain acc {row['after_unlearn']['retain_acc']:.3f}) -> DiMRA D_r "
+        f"{row['after_dimra_retain']['forget_rate']:.3f}, D_au "
+        f"{row['after_dimra_aux']['forget_rate']:.3f}; unlearn "
+        f"{row['unlearn_steps_per_s']:.1f} steps/s",
+        flush=True,
+    )
+    return row
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if not torch.cuda.is_available():
+        print(
+            "gpu_unlearning: no CUDA device found; nothing to do (this check needs a "
+            "GPU)."
+        )
+        return 0
+    setup = select_device("cuda")
+    t_all = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_dataset(args.dataset, args.data_root, download=args.download)
+    c_f = args.forget_class
+    splits = experiment_splits(data, c_f)
+    report: dict = {
+        "device": torch.cuda.get_device_name(),
+        "commit": git_commit(),
+        "dataset": args.dataset,
+        "forget_class": c_f,
+    }
+    t0 = time.perf_counter()
+    judge, acc = train_judge(
+        args.dataset, data.train, data.holdout, device=setup.device, min_accuracy=0.0
+    )
+    report["judge"] = {"holdout_acc": acc, "s": time.perf_counter() - t0}
+    print(f"judge held-out accuracy {acc:.4f}", flush=True)
+    base, pcfg = pretrain_timed(args, data, report)
     ev = EvalConfig(forget_samples=300, retain_samples_per_class=30)
-    report["base"] = evaluate_pipeline(base, judge, c_f, reference, ev)
+    report["base"] = evaluate_pipeline(base, judge, c_f, splits.reference, ev)
     save_class_grid(base, out / "base.png", title="pre-trained")
     attack_lr = args.attack_lr or pcfg.lr
-
-    def probe(pipe):
-        return forget_metrics(pipe, judge, c_f, 100, ev, "curve")
-
     curves = {}
     for method in args.methods:
-        t0 = time.perf_counter()
-        u, log = unlearn_with_log(
-            base,
-            forget,
-            retain,
-            UnlearnConfig(
-                method=method,
-                forget_class=c_f,
-                steps=args.unlearn_steps,
-                device="cuda",
-                progress=False,
-            ),
-        )
-        torch.cuda.synchronize()
-        du = time.perf_counter() - t0
-        row = {
-            "unlearn_s": du,
-            "unlearn_steps_per_s": log.steps_run / du,
-            "after_unlearn": evaluate_pipeline(u, judge, c_f, reference, ev),
-        }
-        save_class_grid(u, out / f"{method}_after.png", title=f"{method}")
-        for name, d_att in (("retain", retain), ("aux", aux)):
-            t0 = time.perf_counter()
-            attacked, curve = run_relearning_attack(
-                u,
-                d_att,
-                c_f,
-                RelearnConfig(
-                    attack_data=name,
-                    steps=args.attack_steps,
-                    lr=attack_lr,
-                    device="cuda",
-                    progress=False,
-                    eval_every=250,
-                ),
-                probe,
-            )
-            torch.cuda.synchronize()
-            row[f"dimra_{name}_s"] = time.perf_counter() - t0
-            row[f"after_dimra_{name}"] = evaluate_pipeline(
-                attacked, judge, c_f, reference, ev
-            )
-            curves[f"{method} / {name}"] = (curve.steps, curve.forget_rate)
-        report[method] = row
-        print(
-            f"{method}: forget rate {row['after_unlearn']['forget_rate']:.3f} "
-            f"(retain acc {row['after_unlearn']['retain_acc']:.3f}) -> DiMRA D_r "
-            f"{row['after_dimra_retain']['forget_rate']:.3f}, D_au "
-            f"{row['after_dimra_aux']['forget_rate']:.3f}; unlearn "
-            f"{row['unlearn_steps_per_s']:.1f} steps/s",
-            flush=True,
+        report[method] = run_method(
+            args, base, method, splits, judge, ev, attack_lr, curves
         )
     save_curves(
         curves, out / "curves.png", title=f"{args.dataset}, attack lr {attack_lr}"

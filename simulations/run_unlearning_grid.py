@@ -15,30 +15,31 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
+from unlearning_grid_summary import summarize  # noqa: E402 (beside this script)
 
-from trainkit import atomic_write_text, git_commit, set_cpu_threads
+from trainkit import atomic_write_text, set_cpu_threads
 from unlearning import (
     EvalConfig,
+    Judge,
     PretrainConfig,
     RelearnConfig,
     UnlearnConfig,
-    auxiliary_set,
     evaluate_pipeline,
     load_dataset,
     parameter_change_norms,
     pretrain,
     run_relearning_attack,
-    split_forget_retain,
     train_judge,
     unlearn_with_log,
 )
 from unlearning.checkpoint import load_pipeline, save_pipeline
 from unlearning.config import METHODS
-from unlearning.evaluate import forget_metrics
+from unlearning.data import DatasetSplits, ExperimentSplits, experiment_splits
+from unlearning.evaluate import curve_probe, forget_metrics
 from unlearning.plots import save_class_grid, save_curves
 
 logger = logging.getLogger("grid")
@@ -102,14 +103,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> None:
-    args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    set_cpu_threads(args.threads)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+def parse_overrides(items: list[str]) -> dict:
+    """``--set FIELD=VALUE`` items -> UnlearnConfig overrides, typed like the field."""
     overrides = {}
-    for item in args.set:
+    for item in items:
         key, _, value = item.partition("=")
         default = getattr(UnlearnConfig(), key)  # AttributeError: unknown field
         if isinstance(default, bool):
@@ -118,27 +115,48 @@ def main(argv=None) -> None:
             overrides[key] = int(value)
         else:
             overrides[key] = type(default)(value)
-    t_start = time.perf_counter()
-    if args.summarize_only:
-        summary = summarize(out / "results.jsonl", args, float("nan"))
-        atomic_write_text(out / "summary.md", summary)
-        print(summary)
-        return
+    return overrides
+
+
+@dataclass
+class Grid:
+    """What every cell of the grid shares: data, judge, budgets and the output."""
+
+    args: argparse.Namespace
+    out: Path
+    overrides: dict
+    data: DatasetSplits
+    splits: ExperimentSplits
+    judge: Judge
+    judge_acc: float
+    eval_cfg: EvalConfig
+    attack: dict[str, RelearnConfig]
+
+    @property
+    def results_file(self) -> Path:
+        return self.out / "results.jsonl"
+
+    def evaluate(self, pipe) -> dict:
+        """All sample metrics of ``pipe`` (fixed judge, forget class and reference)."""
+        c_f = self.args.forget_class
+        return evaluate_pipeline(
+            pipe, self.judge, c_f, self.splits.reference, self.eval_cfg
+        )
+
+
+def build_grid(args: argparse.Namespace, out: Path, overrides: dict) -> Grid:
+    """Load the digits splits, train the judge and fix the DiMRA budgets."""
     c_f = args.forget_class
     data = load_dataset("digits")
-    forget, retain = split_forget_retain(data.train, c_f, data.num_classes)
-    aux = auxiliary_set(data.holdout, c_f)
-    reference = data.holdout.subset(data.holdout.labels != c_f)
-    logger.info("|D_f|=%d |D_r|=%d |D_au|=%d", len(forget), len(retain), len(aux))
+    splits = experiment_splits(data, c_f)
+    logger.info(
+        "|D_f|=%d |D_r|=%d |D_au|=%d",
+        len(splits.forget),
+        len(splits.retain),
+        len(splits.aux),
+    )
     # One fixed judge (seed 0) measures every model.
     judge, judge_acc = train_judge("digits", data.train, data.holdout, seed=0)
-    eval_cfg = EvalConfig(forget_samples=args.forget_samples)
-    results_file = out / "results.jsonl"
-    done = set()
-    if results_file.exists():
-        for line in results_file.read_text().splitlines():
-            r = json.loads(line)
-            done.add((r["seed"], r["method"]))
     attack = {
         name: RelearnConfig(
             attack_data=name,
@@ -150,220 +168,186 @@ def main(argv=None) -> None:
         )
         for name in args.attacks
     }
-    for seed in args.seeds:
-        base_dir = out / f"seed{seed}" / "base"
-        if (base_dir / "model_index.json").exists():
-            base = load_pipeline(base_dir)
-        else:
-            t0 = time.perf_counter()
-            base = pretrain(
-                data.train,
-                PretrainConfig(
-                    arch=args.arch,
-                    steps=args.pretrain_steps,
-                    lr=args.pretrain_lr,
-                    batch_size=args.pretrain_batch,
-                    seed=seed,
-                    device="cpu",
-                    progress=False,
-                ),
-            )
-            logger.info("seed %d: pretrain took %.1f s", seed, time.perf_counter() - t0)
-            save_pipeline(
-                base,
-                base_dir,
-                {
-                    "dataset": "digits",
-                    "method": "pretrain",
-                    "seed": seed,
-                    "arch": args.arch,
-                },
-            )
-        base.set_progress_bar_config(disable=True)
-        base_metrics = evaluate_pipeline(base, judge, c_f, reference, eval_cfg)
-        for method in args.methods:
-            run_name = method + args.label
-            if (seed, run_name) in done:
-                continue
-            t0 = time.perf_counter()
-            cfg = UnlearnConfig(
-                method=method,
-                forget_class=c_f,
-                steps=args.unlearn_steps,
-                seed=seed,
-                device="cpu",
-                progress=False,
-                retrain_steps=args.pretrain_steps,
-                retrain_batch_size=args.pretrain_batch,
-                retrain_lr=args.pretrain_lr,
-                **overrides,
-            )
-            stop_fn = None
-            if method == "ga":
-                # Gradient ascent has no minimum; the usual rule stops it once the
-                # forgotten class is gone (here: <= 10% of 64 samples judged c_f).
-                def stop_fn(p):
-                    m = forget_metrics(p, judge, c_f, 64, eval_cfg, "ga-stop")
-                    return m["forget_rate"] <= 0.1
+    eval_cfg = EvalConfig(forget_samples=args.forget_samples)
+    return Grid(args, out, overrides, data, splits, judge, judge_acc, eval_cfg, attack)
 
-            pipe, log = unlearn_with_log(base, forget, retain, cfg, stop_fn=stop_fn)
-            t_unlearn = time.perf_counter() - t0
-            row = {
-                "seed": seed,
-                "method": run_name,
-                "overrides": overrides,
-                "forget_class": c_f,
-                "unlearn_steps_run": log.steps_run,
-                "stopped_early": log.stopped_early,
-                "unlearn_s": t_unlearn,
-                "base": base_metrics,
-                "after_unlearn": evaluate_pipeline(
-                    pipe, judge, c_f, reference, eval_cfg
-                ),
-                "param_change": parameter_change_norms(base.unet, pipe.unet, c_f),
-                "judge_holdout_acc": judge_acc,
-            }
 
-            def probe(p):
-                return forget_metrics(p, judge, c_f, 100, eval_cfg, "curve")
+def done_cells(results_file: Path) -> set[tuple[int, str]]:
+    """(seed, method) pairs already in results.jsonl (resume)."""
+    done = set()
+    if results_file.exists():
+        for line in results_file.read_text().splitlines():
+            r = json.loads(line)
+            done.add((r["seed"], r["method"]))
+    return done
 
-            curves = {}
-            for name, acfg in attack.items():
-                acfg = RelearnConfig(**{**acfg.__dict__, "seed": seed})
-                d_att = retain if name == "retain" else aux
-                attacked, curve = run_relearning_attack(pipe, d_att, c_f, acfg, probe)
-                row[f"after_dimra_{name}"] = evaluate_pipeline(
-                    attacked, judge, c_f, reference, eval_cfg
-                )
-                row[f"curve_{name}"] = curve.as_dict()
-                curves[f"{run_name} / D_{'r' if name == 'retain' else 'au'}"] = (
-                    curve.steps,
-                    curve.forget_rate,
-                )
-                if seed == args.seeds[0]:
-                    save_class_grid(
-                        attacked,
-                        out / "grids" / f"{run_name}_dimra_{name}.png",
-                        title=f"{run_name} after DiMRA on {name}",
-                    )
-            row["wall_s"] = time.perf_counter() - t0
-            if seed == args.seeds[0]:
-                save_class_grid(
-                    pipe,
-                    out / "grids" / f"{run_name}_after.png",
-                    title=f"{run_name}, forget {c_f}",
-                )
-            save_curves(
-                curves,
-                out / "curves" / f"seed{seed}_{run_name}.png",
-                title=f"{run_name}, seed {seed}, attack lr {args.attack_lr}",
-            )
-            with results_file.open("a") as fh:
-                fh.write(json.dumps(row) + "\n")
-            a = row["after_unlearn"]
-            logger.info(
-                "seed %d %-10s unlearn fr %.3f ret %.3f | DiMRA D_r %.3f D_au %.3f"
-                " | %.0f s",
-                seed,
-                run_name,
-                a["forget_rate"],
-                a["retain_acc"],
-                row.get("after_dimra_retain", {}).get("forget_rate", float("nan")),
-                row.get("after_dimra_aux", {}).get("forget_rate", float("nan")),
-                row["wall_s"],
-            )
+
+def load_or_pretrain(grid: Grid, seed: int):
+    """The seed's pre-trained model: from its cache folder, else trained and saved."""
+    args = grid.args
+    base_dir = grid.out / f"seed{seed}" / "base"
+    if (base_dir / "model_index.json").exists():
+        return load_pipeline(base_dir)
+    t0 = time.perf_counter()
+    base = pretrain(
+        grid.data.train,
+        PretrainConfig(
+            arch=args.arch,
+            steps=args.pretrain_steps,
+            lr=args.pretrain_lr,
+            batch_size=args.pretrain_batch,
+            seed=seed,
+            device="cpu",
+            progress=False,
+        ),
+    )
+    logger.info("seed %d: pretrain took %.1f s", seed, time.perf_counter() - t0)
+    save_pipeline(
+        base,
+        base_dir,
+        {"dataset": "digits", "method": "pretrain", "seed": seed, "arch": args.arch},
+    )
+    return base
+
+
+def unlearn_cell(grid: Grid, base, seed: int, method: str):
+    """Unlearn ``method`` from ``base`` (GA stopped by the judge) -> (pipe, log)."""
+    args, c_f, eval_cfg = grid.args, grid.args.forget_class, grid.eval_cfg
+    cfg = UnlearnConfig(
+        method=method,
+        forget_class=c_f,
+        steps=args.unlearn_steps,
+        seed=seed,
+        device="cpu",
+        progress=False,
+        retrain_steps=args.pretrain_steps,
+        retrain_batch_size=args.pretrain_batch,
+        retrain_lr=args.pretrain_lr,
+        **grid.overrides,
+    )
+    stop_fn = None
+    if method == "ga":
+        # Gradient ascent has no minimum; the usual rule stops it once the
+        # forgotten class is gone (here: <= 10% of 64 samples judged c_f).
+        def stop_fn(p):
+            m = forget_metrics(p, grid.judge, c_f, 64, eval_cfg, "ga-stop")
+            return m["forget_rate"] <= 0.1
+
+    return unlearn_with_log(
+        base, grid.splits.forget, grid.splits.retain, cfg, stop_fn=stop_fn
+    )
+
+
+def attack_cell(grid: Grid, pipe, seed: int, run_name: str, row: dict) -> dict:
+    """DiMRA on each attacker set; adds its metrics and curve to ``row``.
+
+    Returns the curves for the plot, ``{label: (steps, forget rates)}``.
+    """
+    args, c_f = grid.args, grid.args.forget_class
+    probe = curve_probe(grid.judge, c_f, 100, grid.eval_cfg)
+    curves = {}
+    for name, acfg in grid.attack.items():
+        acfg = RelearnConfig(**{**acfg.__dict__, "seed": seed})
+        d_att = grid.splits.retain if name == "retain" else grid.splits.aux
+        attacked, curve = run_relearning_attack(pipe, d_att, c_f, acfg, probe)
+        row[f"after_dimra_{name}"] = grid.evaluate(attacked)
+        row[f"curve_{name}"] = curve.as_dict()
+        curves[f"{run_name} / D_{'r' if name == 'retain' else 'au'}"] = (
+            curve.steps,
+            curve.forget_rate,
+        )
         if seed == args.seeds[0]:
-            save_class_grid(base, out / "grids" / "base.png", title="pre-trained")
-    wall = time.perf_counter() - t_start
+            save_class_grid(
+                attacked,
+                grid.out / "grids" / f"{run_name}_dimra_{name}.png",
+                title=f"{run_name} after DiMRA on {name}",
+            )
+    return curves
+
+
+def log_cell(row: dict) -> None:
+    """One log line per finished cell."""
+    a = row["after_unlearn"]
+    logger.info(
+        "seed %d %-10s unlearn fr %.3f ret %.3f | DiMRA D_r %.3f D_au %.3f | %.0f s",
+        row["seed"],
+        row["method"],
+        a["forget_rate"],
+        a["retain_acc"],
+        row.get("after_dimra_retain", {}).get("forget_rate", float("nan")),
+        row.get("after_dimra_aux", {}).get("forget_rate", float("nan")),
+        row["wall_s"],
+    )
+
+
+def run_cell(grid: Grid, base, base_metrics: dict, seed: int, method: str) -> None:
+    """One seed x method cell: unlearn, attack, plot, append a row to results.jsonl."""
+    args, c_f = grid.args, grid.args.forget_class
+    run_name = method + args.label
+    t0 = time.perf_counter()
+    pipe, log = unlearn_cell(grid, base, seed, method)
+    t_unlearn = time.perf_counter() - t0
+    row = {
+        "seed": seed,
+        "method": run_name,
+        "overrides": grid.overrides,
+        "forget_class": c_f,
+        "unlearn_steps_run": log.steps_run,
+        "stopped_early": log.stopped_early,
+        "unlearn_s": t_unlearn,
+        "base": base_metrics,
+        "after_unlearn": grid.evaluate(pipe),
+        "param_change": parameter_change_norms(base.unet, pipe.unet, c_f),
+        "judge_holdout_acc": grid.judge_acc,
+    }
+    curves = attack_cell(grid, pipe, seed, run_name, row)
+    row["wall_s"] = time.perf_counter() - t0
+    if seed == args.seeds[0]:
+        save_class_grid(
+            pipe,
+            grid.out / "grids" / f"{run_name}_after.png",
+            title=f"{run_name}, forget {c_f}",
+        )
+    save_curves(
+        curves,
+        grid.out / "curves" / f"seed{seed}_{run_name}.png",
+        title=f"{run_name}, seed {seed}, attack lr {args.attack_lr}",
+    )
+    with grid.results_file.open("a") as fh:
+        fh.write(json.dumps(row) + "\n")
+    log_cell(row)
+
+
+def write_summary(results_file: Path, args: argparse.Namespace, wall: float) -> None:
+    """Rebuild summary.md (and the mean-curve PNGs) and print it."""
     summary = summarize(results_file, args, wall)
-    atomic_write_text(out / "summary.md", summary)
+    atomic_write_text(results_file.parent / "summary.md", summary)
     print(summary)
 
 
-def _ms(values: list[float]) -> str:
-    a = np.asarray(values, dtype=float)
-    return f"{a.mean():.3f} ± {a.std(ddof=1):.3f}" if len(a) > 1 else f"{a.mean():.3f}"
-
-
-def save_mean_curves(rows: list[dict], methods: list[str], out: Path, lr) -> None:
-    """One PNG per attacker data set: mean relearning curve over seeds per method."""
-    for attack in ("retain", "aux"):
-        curves = {}
-        for m in methods:
-            cs = [
-                r[f"curve_{attack}"]
-                for r in rows
-                if r["method"] == m and f"curve_{attack}" in r
-            ]
-            if cs:
-                mean = np.mean([c["forget_rate"] for c in cs], axis=0)
-                curves[m] = (cs[0]["steps"], list(mean))
-        if curves:
-            save_curves(
-                curves,
-                out / f"mean_curves_{attack}.png",
-                title=f"DiMRA on D_{'r' if attack == 'retain' else 'au'}, "
-                f"lr {lr}, mean over seeds",
-            )
-
-
-def summarize(results_file: Path, args, wall: float) -> str:
-    rows, seen = [], set()
-    for line in results_file.read_text().splitlines():
-        r = json.loads(line)
-        if (r["seed"], r["method"]) not in seen:  # first row wins (parallel resumes)
-            seen.add((r["seed"], r["method"]))
-            rows.append(r)
-    names = list(dict.fromkeys(r["method"] for r in rows))
-    methods = [m for m in METHODS if m in names] + [
-        m for m in names if m not in METHODS
-    ]
-    seeds = sorted({r["seed"] for r in rows})
-    save_mean_curves(rows, methods, results_file.parent, args.attack_lr)
-    lines = [
-        f"digits, forget class {args.forget_class}, {args.arch} noise predictor, "
-        f"seeds {seeds}; unlearning {args.unlearn_steps} steps; DiMRA "
-        f"{args.attack_steps} steps, lr {args.attack_lr}, batch {args.attack_batch} "
-        f"(same for every method). Mean ± std over seeds. Commit {git_commit()}.",
-        "",
-        "| method | forget rate after unlearning | p_forget | retain acc | judge FD "
-        "| DiMRA D_r forget rate | DiMRA D_au forget rate | retain acc after D_r "
-        "| changed c_f emb. row | unlearn s |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    base = [r["base"] for r in rows if r["method"] == methods[0]]
-    lines.append(
-        f"| (pre-trained) | {_ms([b['forget_rate'] for b in base])} | "
-        f"{_ms([b['p_forget'] for b in base])} | "
-        f"{_ms([b['retain_acc'] for b in base])} | "
-        f"{_ms([b['judge_fd'] for b in base])} | | | | | |"
-    )
-    for m in methods:
-        rs = [r for r in rows if r["method"] == m]
-
-        def g(k: str, f: str, rs=rs) -> str:
-            if any(k not in r for r in rs):
-                return "n/a"
-            return _ms([r[k][f] for r in rs])
-
-        emb = _ms(
-            [r["param_change"].get("class_embedding[c_f]", float("nan")) for r in rs]
-        )
-        lines.append(
-            f"| {m} | {g('after_unlearn', 'forget_rate')} | "
-            f"{g('after_unlearn', 'p_forget')} | {g('after_unlearn', 'retain_acc')} | "
-            f"{g('after_unlearn', 'judge_fd')} | "
-            f"{g('after_dimra_retain', 'forget_rate')} | "
-            f"{g('after_dimra_aux', 'forget_rate')} | "
-            f"{g('after_dimra_retain', 'retain_acc')} | {emb} | "
-            f"{_ms([r['unlearn_s'] for r in rs])} |"
-        )
-    lines += [
-        "",
-        f"Grid wall time of this invocation: {wall:.0f} s "
-        f"({len(rows)} seed x method cells in results.jsonl).",
-    ]
-    return "\n".join(lines) + "\n"
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    set_cpu_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    overrides = parse_overrides(args.set)
+    t_start = time.perf_counter()
+    if args.summarize_only:
+        write_summary(out / "results.jsonl", args, float("nan"))
+        return
+    grid = build_grid(args, out, overrides)
+    done = done_cells(grid.results_file)
+    for seed in args.seeds:
+        base = load_or_pretrain(grid, seed)
+        base.set_progress_bar_config(disable=True)
+        base_metrics = grid.evaluate(base)
+        for method in args.methods:
+            if (seed, method + args.label) not in done:
+                run_cell(grid, base, base_metrics, seed, method)
+        if seed == args.seeds[0]:
+            save_class_grid(base, out / "grids" / "base.png", title="pre-trained")
+    write_summary(grid.results_file, args, time.perf_counter() - t_start)
 
 
 if __name__ == "__main__":

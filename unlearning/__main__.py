@@ -34,8 +34,8 @@ from unlearning.data import (
     split_forget_retain,
 )
 from unlearning.evaluate import (
+    curve_probe,
     evaluate_pipeline,
-    forget_metrics,
     parameter_change_norms,
 )
 from unlearning.judge import load_judge, save_judge, train_judge
@@ -68,12 +68,36 @@ def _judge_for(ns: argparse.Namespace, data: DatasetSplits, out: Path, device):
     return judge
 
 
+def _start_run(out_dir: str, cfg) -> Path:
+    """Create the output folder and write its ``config.json`` (config, seed, commit)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", run_metadata(config_to_dict(cfg), cfg.seed))
+    return out
+
+
+def _saved_model_and_forget_class(model_dir: Path, ns: argparse.Namespace):
+    """(pipeline, meta, data, c_f) of a saved model; c_f from --forget-class or meta."""
+    pipe = load_pipeline(model_dir)
+    meta = load_meta(model_dir)
+    c_f = (
+        ns.forget_class
+        if ns.forget_class is not None
+        else ((meta.get("forgotten_classes") or [None])[0])
+    )
+    if c_f is None:
+        raise ValueError(
+            "forget_class: not in unlearning_meta.json; pass --forget-class"
+        )
+    data = _data_for(model_dir, ns)
+    check_forget_class(c_f, data.num_classes)
+    return pipe, meta, data, c_f
+
+
 def cmd_pretrain(ns: argparse.Namespace) -> None:
     """Pre-train the DDPM (and the judge) and publish both."""
     cfg = config_from_args(PretrainConfig, ns)
-    out = Path(ns.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", run_metadata(config_to_dict(cfg), cfg.seed))
+    out = _start_run(ns.out, cfg)
     timer = StageTimer(logger)
     data = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download)
     with timer("pretrain"):
@@ -104,9 +128,7 @@ def cmd_pretrain(ns: argparse.Namespace) -> None:
 def cmd_unlearn(ns: argparse.Namespace) -> None:
     """Unlearn one class from a saved model."""
     cfg = config_from_args(UnlearnConfig, ns)
-    out = Path(ns.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", run_metadata(config_to_dict(cfg), cfg.seed))
+    out = _start_run(ns.out, cfg)
     model_dir = Path(ns.model)
     base = load_pipeline(model_dir)
     data = _data_for(model_dir, ns)
@@ -145,32 +167,15 @@ def cmd_relearn(ns: argparse.Namespace) -> None:
     """Run DiMRA on a saved (unlearned) model and trace the relearning accuracy."""
     cfg = config_from_args(RelearnConfig, ns)
     eval_cfg = EvalConfig(forget_samples=cfg.eval_samples, seed=cfg.seed)
-    out = Path(ns.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", run_metadata(config_to_dict(cfg), cfg.seed))
+    out = _start_run(ns.out, cfg)
     model_dir = Path(ns.model)
-    pipe = load_pipeline(model_dir)
-    meta = load_meta(model_dir)
-    c_f = (
-        ns.forget_class
-        if ns.forget_class is not None
-        else ((meta.get("forgotten_classes") or [None])[0])
-    )
-    if c_f is None:
-        raise ValueError(
-            "forget_class: not in unlearning_meta.json; pass --forget-class"
-        )
-    data = _data_for(model_dir, ns)
-    check_forget_class(c_f, data.num_classes)
+    pipe, meta, data, c_f = _saved_model_and_forget_class(model_dir, ns)
     _, retain = split_forget_retain(data.train, c_f, data.num_classes)
     attack_data = (
         retain if cfg.attack_data == "retain" else auxiliary_set(data.holdout, c_f)
     )
     judge = _judge_for(ns, data, out, pipe.unet.device)
-
-    def probe(p):
-        return forget_metrics(p, judge, c_f, cfg.eval_samples, eval_cfg, "curve")
-
+    probe = curve_probe(judge, c_f, cfg.eval_samples, eval_cfg)
     attacked, curve = run_relearning_attack(pipe, attack_data, c_f, cfg, probe)
     save_pipeline(
         attacked,
@@ -197,19 +202,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> None:
     """Score a saved model: forget rate, p_forget, retain accuracy, Frechet."""
     cfg = config_from_args(EvalConfig, ns)
     model_dir = Path(ns.model)
-    pipe = load_pipeline(model_dir)
-    meta = load_meta(model_dir)
-    c_f = (
-        ns.forget_class
-        if ns.forget_class is not None
-        else ((meta.get("forgotten_classes") or [None])[0])
-    )
-    if c_f is None:
-        raise ValueError(
-            "forget_class: not in unlearning_meta.json; pass --forget-class"
-        )
-    data = _data_for(model_dir, ns)
-    check_forget_class(c_f, data.num_classes)
+    pipe, _, data, c_f = _saved_model_and_forget_class(model_dir, ns)
     out = Path(ns.out) if ns.out else model_dir.parent
     judge = _judge_for(ns, data, out, pipe.unet.device)
     reference = data.holdout.subset(data.holdout.labels != c_f)

@@ -12,6 +12,7 @@ import gzip
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -235,6 +236,23 @@ def auxiliary_set(holdout: ImageData, forget_class: int) -> ImageData:
     aux = holdout.subset(holdout.labels != forget_class)
     assert_no_class(aux, forget_class, "auxiliary set")
     return aux
+
+
+class ExperimentSplits(NamedTuple):
+    """The four sets one unlearning experiment on forget class c_f uses."""
+
+    forget: ImageData  # D_f: training images of c_f
+    retain: ImageData  # D_r: the other training images
+    aux: ImageData  # D_au: held-out images without c_f (DiMRA's second attacker)
+    reference: ImageData  # held-out retained-class images (Frechet reference)
+
+
+def experiment_splits(data: DatasetSplits, forget_class: int) -> ExperimentSplits:
+    """D_f, D_r, D_au and the Frechet reference of ``data`` for ``forget_class``."""
+    forget, retain = split_forget_retain(data.train, forget_class, data.num_classes)
+    aux = auxiliary_set(data.holdout, forget_class)
+    reference = data.holdout.subset(data.holdout.labels != forget_class)
+    return ExperimentSplits(forget, retain, aux, reference)
 
 
 def sample_batch(

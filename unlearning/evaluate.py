@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +58,23 @@ def judge_outputs(judge: Judge, images: torch.Tensor, batch: int = 1024):
     return torch.cat(probs).numpy(), torch.cat(feats).numpy()
 
 
+def _generate(
+    pipe: ClassConditionalDDPMPipeline,
+    labels: torch.Tensor,
+    cfg: EvalConfig,
+    stream: str,
+) -> torch.Tensor:
+    """Samples for ``labels`` with the sampler settings and seed of ``cfg``."""
+    gen = make_generator(cfg.seed, stream, device=pipe.unet.device)
+    return pipe(
+        labels,
+        generator=gen,
+        num_inference_steps=cfg.num_inference_steps,
+        guidance_scale=cfg.guidance_scale,
+        eta=cfg.eta,
+    ).images
+
+
 def forget_metrics(
     pipe: ClassConditionalDDPMPipeline,
     judge: Judge,
@@ -66,20 +84,23 @@ def forget_metrics(
     stream: str = "forget",
 ) -> dict[str, float]:
     """Forget rate and p_forget on ``n`` samples generated with the forgotten label."""
-    dev = pipe.unet.device
-    gen = make_generator(cfg.seed, stream, device=dev)
-    images = pipe(
-        torch.full((n,), forget_class),
-        generator=gen,
-        num_inference_steps=cfg.num_inference_steps,
-        guidance_scale=cfg.guidance_scale,
-        eta=cfg.eta,
-    ).images
+    images = _generate(pipe, torch.full((n,), forget_class), cfg, stream)
     probs, _ = judge_outputs(judge, images)
     return {
         "forget_rate": float((probs.argmax(1) == forget_class).mean()),
         "p_forget": float(probs[:, forget_class].mean()),
     }
+
+
+def curve_probe(
+    judge: Judge, forget_class: int, n: int, cfg: EvalConfig
+) -> Callable[[ClassConditionalDDPMPipeline], dict[str, float]]:
+    """DiMRA curve probe: :func:`forget_metrics` on ``n`` samples, stream "curve"."""
+
+    def probe(pipe: ClassConditionalDDPMPipeline) -> dict[str, float]:
+        return forget_metrics(pipe, judge, forget_class, n, cfg, "curve")
+
+    return probe
 
 
 def evaluate_pipeline(
@@ -103,14 +124,7 @@ def evaluate_pipeline(
     )
     retained = [c for c in range(pipe.num_classes) if c != forget_class]
     labels = torch.tensor(retained).repeat_interleave(cfg.retain_samples_per_class)
-    gen = make_generator(cfg.seed, "retain", device=pipe.unet.device)
-    images = pipe(
-        labels,
-        generator=gen,
-        num_inference_steps=cfg.num_inference_steps,
-        guidance_scale=cfg.guidance_scale,
-        eta=cfg.eta,
-    ).images
+    images = _generate(pipe, labels, cfg, "retain")
     probs, feats = judge_outputs(judge, images)
     out["retain_acc"] = float((probs.argmax(1) == labels.numpy()).mean())
     _, ref_feats = judge_outputs(judge, reference.images)

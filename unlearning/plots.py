@@ -10,6 +10,25 @@ from trainkit import make_generator
 from unlearning.pipeline import ClassConditionalDDPMPipeline
 
 
+def _pyplot():
+    """matplotlib.pyplot on the Agg (file-only) backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save_figure(fig, path: str | Path, dpi: int) -> Path:
+    """Write ``fig`` as a PNG (creating the folder), close it, return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    _pyplot().close(fig)
+    return path
+
+
 def save_class_grid(
     pipe: ClassConditionalDDPMPipeline,
     path: str | Path,
@@ -21,11 +40,7 @@ def save_class_grid(
     title: str = "",
 ) -> Path:
     """One row per class, ``per_class`` samples each, written as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     k = pipe.num_classes
     labels = torch.arange(k).repeat_interleave(per_class)
     gen = make_generator(seed, "grid", device=pipe.unet.device)
@@ -48,11 +63,7 @@ def save_class_grid(
             ax.set_ylabel(str(i // per_class), rotation=0, labelpad=8, fontsize=7)
     if title:
         fig.suptitle(title, fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, dpi=100)
 
 
 def save_curves(
@@ -63,11 +74,7 @@ def save_curves(
     title: str = "",
 ) -> Path:
     """Plot ``{label: (steps, values)}`` on one axis and write a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 3.2))
     for label, (steps, values) in curves.items():
         ax.plot(steps, values, marker="o", ms=3, label=label)
@@ -78,8 +85,4 @@ def save_curves(
     ax.legend(fontsize=6)
     if title:
         ax.set_title(title, fontsize=8)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return _save_figure(fig, path, dpi=120)

@@ -18,7 +18,7 @@ from trainkit import select_device
 from unlearning.config import RelearnConfig
 from unlearning.data import ImageData, assert_no_class, check_forget_class
 from unlearning.pipeline import ClassConditionalDDPMPipeline
-from unlearning.train import fit_denoiser
+from unlearning.train import fit_with_config
 from unlearning.unlearn import copy_pipeline
 
 logger = logging.getLogger(__name__)
@@ -98,18 +98,12 @@ def run_relearning_attack(
         config.batch_size,
         config.lr,
     )
-    curve.losses = fit_denoiser(
+    curve.losses = fit_with_config(
         pipe.unet,
         pipe.scheduler,
         attack_data,
-        steps=config.steps,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        grad_clip=config.grad_clip,
-        label_dropout=config.label_dropout,
-        seed=config.seed,
+        config,
         stream=f"dimra-{config.attack_data}",
-        progress=config.progress,
         desc=f"DiMRA {config.attack_data}",
         callback=measure,
         callback_every=config.eval_every,

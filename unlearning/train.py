@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from trainkit import EMA, make_generator, progress_bar, select_device
-from unlearning.config import PretrainConfig
+from unlearning.config import PretrainConfig, RelearnConfig
 from unlearning.data import ImageData, assert_no_class, sample_batch, to_device
 from unlearning.losses import denoising_loss, diffusion_inputs
 from unlearning.model import (
@@ -120,6 +120,37 @@ def fit_denoiser(
     return losses
 
 
+def fit_with_config(
+    model: nn.Module,
+    scheduler,
+    data: ImageData,
+    config: PretrainConfig | RelearnConfig,
+    *,
+    stream: str,
+    desc: str,
+    **kwargs,
+) -> list[float]:
+    """:func:`fit_denoiser` with the budget fields of a pretrain or DiMRA config.
+
+    ``kwargs`` (``ema_decay``, ``callback``, ...) go to :func:`fit_denoiser` as is.
+    """
+    return fit_denoiser(
+        model,
+        scheduler,
+        data,
+        steps=config.steps,
+        lr=config.lr,
+        batch_size=config.batch_size,
+        grad_clip=config.grad_clip,
+        label_dropout=config.label_dropout,
+        seed=config.seed,
+        stream=stream,
+        progress=config.progress,
+        desc=desc,
+        **kwargs,
+    )
+
+
 def pretrain(
     train: ImageData, config: PretrainConfig, num_classes: int = 10
 ) -> ClassConditionalDDPMPipeline:
@@ -139,20 +170,14 @@ def pretrain(
         config.lr,
         setup.device,
     )
-    fit_denoiser(
+    fit_with_config(
         model,
         scheduler,
         train,
-        steps=config.steps,
-        lr=config.lr,
-        batch_size=config.batch_size,
-        grad_clip=config.grad_clip,
-        label_dropout=config.label_dropout,
-        seed=config.seed,
+        config,
         stream="pretrain",
-        ema_decay=config.ema_decay,
-        progress=config.progress,
         desc="pretrain",
+        ema_decay=config.ema_decay,
     )
     return ClassConditionalDDPMPipeline(unet=model, scheduler=scheduler)
 

@@ -1,0 +1,202 @@
+"""Fast tests of the unlearning package's input checks, CLI, metrics and data I/O."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from unlearning.checkpoint import META_FILE
+from unlearning.config import (
+    EvalConfig,
+    PretrainConfig,
+    RelearnConfig,
+    UnlearnConfig,
+    config_from_dict,
+)
+from unlearning.data import ImageData, read_idx
+from unlearning.evaluate import frechet_distance, parameter_change_norms
+from unlearning.unlearn import unlearn
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_forget_class_out_of_range_is_rejected(tiny_mlp, forget_retain):
+    forget, retain = forget_retain
+    with pytest.raises(ValueError, match=r"forget_class: got 10, expected .*\[0, 9\]"):
+        unlearn(tiny_mlp, forget, retain, UnlearnConfig(forget_class=10, steps=1))
+
+
+def test_empty_retain_set_is_rejected(tiny_mlp, forget_retain):
+    forget, retain = forget_retain
+    empty = ImageData(retain.images[:0], retain.labels[:0])
+    with pytest.raises(ValueError, match="retain set: got an empty data set"):
+        unlearn(tiny_mlp, forget, empty, UnlearnConfig(steps=1))
+
+
+def test_mismatched_image_size_is_rejected(tiny_mlp, forget_retain):
+    forget, retain = forget_retain
+    big = ImageData(torch.zeros(len(retain), 1, 16, 16), retain.labels)
+    with pytest.raises(ValueError, match=r"\(1, 16, 16\).*expects \(1, 8, 8\)"):
+        unlearn(tiny_mlp, forget, big, UnlearnConfig(steps=1))
+
+
+def test_forget_class_in_retain_set_is_rejected(tiny_mlp, digits, forget_retain):
+    forget, _ = forget_retain
+    with pytest.raises(ValueError, match="retain set: contains"):
+        unlearn(tiny_mlp, forget, digits.train, UnlearnConfig(steps=1))
+
+
+@pytest.mark.parametrize(
+    ("cls", "values", "pattern"),
+    [
+        (UnlearnConfig, {"steps": 0}, "steps: got 0"),
+        (UnlearnConfig, {"method": "esd"}, "method: got 'esd'"),
+        (UnlearnConfig, {"dimum_alt": "noise"}, "dimum_alt: got 'noise'"),
+        (RelearnConfig, {"attack_data": "forget"}, "attack_data: got 'forget'"),
+        (RelearnConfig, {"lr": -1.0}, "lr: got -1.0"),
+        (PretrainConfig, {"label_dropout": 1.5}, "label_dropout: got 1.5"),
+        (EvalConfig, {"eta": 2.0}, "eta: got 2.0"),
+        (UnlearnConfig, {"nonsense": 1}, "unknown keys"),
+    ],
+)
+def test_config_validation_names_field_value_and_expectation(cls, values, pattern):
+    with pytest.raises(ValueError, match=pattern):
+        config_from_dict(cls, values)
+
+
+def test_cli_reports_bad_input_with_exit_code_2(tmp_path, capsys):
+    from unlearning.__main__ import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["pretrain", "--out", str(tmp_path), "--steps", "0"])
+    assert exc.value.code == 2
+    assert "steps: got 0, expected an integer >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(
+            [
+                "unlearn",
+                "--model",
+                str(tmp_path),
+                "--out",
+                str(tmp_path),
+                "--method",
+                "nope",
+            ]
+        )
+    assert "method: got 'nope'" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_frechet_distance_is_zero_for_same_set_and_mean_shift_squared():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(2000, 4))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-6)
+    assert frechet_distance(a, a + 3.0) == pytest.approx(4 * 9.0, rel=1e-6)
+
+
+def test_parameter_change_norms_localise_a_planted_change(tiny_mlp):
+    import copy
+
+    after = copy.deepcopy(tiny_mlp.unet)
+    with torch.no_grad():
+        after.class_embedding.weight[0] += 2.0  # 16 entries, norm 8
+    norms = parameter_change_norms(tiny_mlp.unet, after, forget_class=0)
+    assert norms["class_embedding"] == pytest.approx(8.0)
+    assert norms["class_embedding[c_f]"] == pytest.approx(8.0)
+    assert norms["body.0"] == 0.0 and norms["total"] == pytest.approx(8.0)
+
+
+def test_digits_judge_reaches_095_held_out(digits):
+    from unlearning.judge import train_judge
+
+    _, acc = train_judge("digits", digits.train, digits.holdout, steps=800)
+    assert acc >= 0.95
+
+
+def test_idx_reader_reads_what_it_wrote(tmp_path):
+    import gzip
+
+    arr = np.arange(2 * 3 * 4, dtype=np.uint8).reshape(2, 3, 4)
+    header = bytes([0, 0, 8, 3]) + b"".join(d.to_bytes(4, "big") for d in arr.shape)
+    with gzip.open(tmp_path / "x-idx3-ubyte.gz", "wb") as fh:
+        fh.write(header + arr.tobytes())
+    assert np.array_equal(read_idx(tmp_path / "x-idx3-ubyte.gz"), arr)
+
+
+def test_mnist_loader_works_with_only_the_test_split(tmp_path):
+    import gzip
+
+    from unlearning.data import load_dataset
+
+    n = 50
+    imgs = np.random.default_rng(0).integers(0, 255, (n, 28, 28), dtype=np.uint8)
+    labels = np.arange(n, dtype=np.uint8) % 10
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name, arr in (
+        ("t10k-images-idx3-ubyte.gz", imgs),
+        ("t10k-labels-idx1-ubyte.gz", labels),
+    ):
+        head = bytes([0, 0, 8, arr.ndim]) + b"".join(
+            d.to_bytes(4, "big") for d in arr.shape
+        )
+        with gzip.open(raw / name, "wb") as fh:
+            fh.write(head + arr.tobytes())
+    data = load_dataset("mnist", str(tmp_path))
+    assert data.train.image_shape == (1, 16, 16)
+    assert len(data.train) + len(data.holdout) == n
+    assert data.train.images.min() >= -1 and data.train.images.max() <= 1
+    with pytest.raises(FileNotFoundError, match="t10k-images"):
+        load_dataset("mnist", str(tmp_path / "nowhere"))
+
+
+# ---------------------------------------------------------------- slow end-to-end
+
+
+def _cli_ok(*argv) -> None:
+    """Run ``python -m unlearning`` in-process with ``argv`` (str()-ed); expect 0."""
+    from unlearning.__main__ import main
+
+    assert main([str(a) for a in argv]) == 0
+
+
+@pytest.mark.slow
+def test_cli_end_to_end_writes_models_grids_and_curves(tmp_path):
+    base, unl, att = tmp_path / "base", tmp_path / "unl", tmp_path / "att"
+    common = ["--progress", "false", "--device", "cpu"]
+    _cli_ok("pretrain", "--out", base, "--arch", "mlp", "--steps", 20, *common)
+    assert (base / "model" / "model_index.json").exists()
+    assert (base / "judge.pt").exists() and (base / "samples.png").exists()
+    _cli_ok(
+        "unlearn",
+        *("--model", base / "model", "--out", unl, "--method", "dimum"),
+        *("--steps", 2, "--forget-class", 3, *common),
+    )
+    meta = json.loads((unl / "model" / META_FILE).read_text())
+    assert meta["method"] == "dimum" and meta["forgotten_classes"] == [3]
+    assert (unl / "samples_after.png").exists()
+    assert (unl / "parameter_change.json").exists()
+    _cli_ok(
+        "relearn",
+        *("--model", unl / "model", "--out", att, "--judge", base / "judge.pt"),
+        *("--steps", 4, "--eval-every", 2, "--eval-samples", 8),
+        *("--attack-data", "aux", *common),
+    )
+    curve = json.loads((att / "curve.json").read_text())
+    assert curve["steps"] == [0, 2, 4]
+    assert (att / "curve.png").exists() and (att / "samples_attacked.png").exists()
+    _cli_ok(
+        "evaluate",
+        *("--model", att / "model", "--judge", base / "judge.pt"),
+        *("--forget-samples", 10, "--retain-samples-per-class", 3),
+        *("--num-inference-steps", 5, "--reference-model", base / "model"),
+        *("--out", att),
+    )
+    metrics = json.loads((att / "metrics.json").read_text())["metrics"]
+    assert 0.0 <= metrics["forget_rate"] <= 1.0
+    assert metrics["parameter_change"]["total"] > 0
