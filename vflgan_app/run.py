@@ -108,8 +108,10 @@ def publish(run_dir: Path, cfg: VFLGANConfig, model, schemas: Sequence[TableSche
         with timer("evaluation"):
             real = real if real is not None else prepare_real_parties(ds)
             metrics = Evaluator(ds, real, seed=cfg.seed).evaluate(model, n=n, seed=seed)
+    extra = dict(extra or {})
+    timings = {**extra.pop("timings_s", {}), **timer.timings}  # the caller's, then ours
     write_report(run_dir, metrics, cfg.to_dict(), seed, files,
-                 {"timings_s": dict(timer.timings), **(extra or {})})
+                 {"timings_s": timings, **extra})
     return json.loads((Path(run_dir) / "report.json").read_text())
 
 
