@@ -10,6 +10,7 @@ VertiGAN/VFLGAN FD ratio (the paper claims 3.2x on full MNIST).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -30,7 +31,10 @@ def main() -> None:
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--data-root", default=None)
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--models", default="vflgan,vertigan,centralized")
+    ap.add_argument("--models", default="vflgan,vertigan,centralized",
+                    help="comma list of vflgan (paper objective), vflgan-joint (the joint "
+                         "objective), vertigan, centralized")
+    ap.add_argument("--label", default="", help="suffix of the output file names")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-eval", type=int, default=None, help="synthetic rows scored")
@@ -62,7 +66,10 @@ def main() -> None:
     out = Path(args.out)
     for kind in args.models.split(","):
         t0 = time.perf_counter()
-        model = train_model(cfg, kind, parties)
+        if kind == "vflgan-joint":
+            model = train_model(dataclasses.replace(cfg, objective="joint"), "vflgan", parties)
+        else:
+            model = train_model(cfg, kind, parties)
         train_s = time.perf_counter() - t0
         with timer(f"evaluate {kind}"):
             rep = ev.evaluate(model, n=n, seed=args.seed)
@@ -83,7 +90,7 @@ def main() -> None:
             suffix = f"-seed{args.seed}" if args.seed else ""
             image_grid_png(
                 (x.reshape(-1, *ds.image_shape) + 1) / 2,
-                out / f"samples-{ds.name}-{kind}-{args.steps}{suffix}.png",
+                out / f"samples-{ds.name}-{kind}-{args.steps}{suffix}{args.label}.png",
                 title=f"{kind}, {ds.name}, {args.steps} steps",
             )
         write_results(
@@ -104,7 +111,7 @@ def write_results(
             "FD ratio VertiGAN / VFLGAN = %.3f",
             results["fd_ratio_vertigan_over_vflgan"],
         )
-    stem = f"compare-{name}-{args.steps}-seed{args.seed}"
+    stem = f"compare-{name}-{args.steps}-seed{args.seed}{args.label}"
     atomic_write_json(out / f"{stem}.json", results)
     atomic_write_text(out / f"{stem}.md", format_table(results))
 

@@ -36,6 +36,9 @@ DATASETS = ("digits", "breast_cancer", "mnist", "adult", "wine_red", "wine_white
 SAMPLERS = ("shuffle", "wor")
 #: DP modes (:mod:`vflgan_app.dp`).
 DP_MODES = ("none", "paper", "strict")
+#: Critic objectives: the paper's per-module penalties, or one penalty through the whole
+#: split critic (:mod:`vflgan_app.core.joint`).
+OBJECTIVES = ("paper", "joint")
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -224,6 +227,10 @@ class VFLGANConfig:
         lambda_gp: gradient-penalty weight; None = preset.
         lambda_p: weight of the private critic heads (paper: 1.0).
         n_critic: critic steps per generator step (paper: 5).
+        objective: ``"paper"`` (the published 5-term per-module gradient penalty) or
+            ``"joint"`` (one penalty on the whole split critic's input gradient plus each
+            private head's end-to-end penalty, exact over the wire with one more round
+            trip per critic step; :mod:`vflgan_app.core.joint`).
         sampler: ``"shuffle"`` (epochs, the non-DP paper) or ``"wor"`` (fixed-size
             batches drawn without replacement each step, the DP paper); None = the
             mode's own (``"wor"`` under DP, else ``"shuffle"``). DP refuses ``"shuffle"``:
@@ -251,6 +258,7 @@ class VFLGANConfig:
     lambda_gp: float | None = None
     lambda_p: float = 1.0
     n_critic: int = 5
+    objective: str = "paper"
     sampler: str | None = None
     seed: int = 0
     num_parties: int = 2
@@ -281,6 +289,10 @@ class VFLGANConfig:
         need(self.lambda_gp is None or self.lambda_gp >= 0, "lambda_gp", ">= 0")
         need(math.isfinite(self.lambda_p) and self.lambda_p >= 0, "lambda_p", ">= 0")
         need(_is_int(self.n_critic) and self.n_critic >= 1, "n_critic", "an integer >= 1")
+        need(self.objective in OBJECTIVES, "objective", f"one of {list(OBJECTIVES)}")
+        need(not (self.objective == "joint" and self.dp.mode == "strict"), "objective",
+             "'paper' with dp.mode=strict (strict per-sample DP of the joint penalty is "
+             "not built)")
         need(self.sampler is None or self.sampler in SAMPLERS, "sampler",
              f"one of {list(SAMPLERS)}")
         need(not self.dp.enabled or self.sampler in (None, "wor"), "sampler",

@@ -77,7 +77,7 @@ def build_party(data: PartyData, config: VFLGANConfig, arch: Architecture,
     settings = PartySettings(seed=config.seed, lambda_gp=arch.lambda_gp,
                              lambda_p=config.lambda_p, lr=arch.lr)
     return Party(data, arch, settings, device=config.device,
-                 critic_rule=party_rule(plan, data.party_id))
+                 critic_rule=party_rule(plan, data.party_id, config.objective))
 
 
 def build_coordinator(transport: Transport, config: VFLGANConfig, arch: Architecture,
@@ -92,7 +92,7 @@ def build_coordinator(transport: Transport, config: VFLGANConfig, arch: Architec
         transport, arch, seed=config.seed, n_critic=config.n_critic,
         sampler=config.sampler, device=config.device,
         expected_parties=expected_parties,
-        critic_rule=server_rule(plan),
+        critic_rule=server_rule(plan, config.objective),
     )
     coordinator.handshake()
     return coordinator, install_dp(coordinator, plan)

@@ -34,6 +34,9 @@ def train_chunk(coord, k: int) -> list[float]:
     """
     if coord.D_S is None:
         raise RuntimeError("call handshake() before training")
+    if getattr(coord.critic_rule, "exact_mode_only", False):
+        raise ValueError("flower.steps-per-round: got a chunk of K > 1 steps; expected 1 "
+                         "with objective='joint' (its mid-step exchange needs exact mode)")
     B = coord.arch.batch_size
     steps = list(range(coord.step, coord.step + k))
     for t in steps:

@@ -79,9 +79,18 @@ class CriticGradients:
                  "h_hat": h_hat.detach(), "loss": float(local.detach())}
         return reply, (local, [h_real, h_fake, h_hat])
 
+    def penalty(self, party: Party, pending: object, u: torch.Tensor) -> dict:
+        """A mid-step exchange for rules that need one (the joint objective's)."""
+        raise ProtocolError(f"party {party.party_id}: critic_penalty is not part of the "
+                            "paper objective (config objective='joint' uses it)")
+
     def backward(self, party: Party, step: int, pending: object,
-                 upstream: list[torch.Tensor]) -> None:
-        """Leave the step's gradients in ``.grad`` of ``D_Ck`` and ``D_pk`` (zeroed before)."""
+                 upstream: list[torch.Tensor], grads: dict | None = None) -> None:
+        """Leave the step's gradients in ``.grad`` of ``D_Ck`` and ``D_pk`` (zeroed before).
+
+        ``grads`` is the server's whole message (rules may read more than the IF
+        gradients in ``upstream``).
+        """
         local, feats = pending
         torch.autograd.backward([local, *feats], [torch.ones_like(local), *upstream])
 
@@ -129,6 +138,7 @@ class Party:
         # the arguments of the forwards in flight, so that a party restored in a fresh
         # process (Flower deployment) can recompute their autograd graphs: replay_forwards
         self._critic_args: tuple[int, torch.Tensor] | None = None
+        self._penalty_u: torch.Tensor | None = None  # the joint objective's u, if sent
         self._gen_args: tuple[int, int] | None = None
         # where save_checkpoint/load_checkpoint keep this party's own files (party-local)
         self.checkpoint_dir = None
@@ -192,11 +202,27 @@ class Party:
         upstream = [torch.as_tensor(grads[k]).to(self.x) for k in CRITIC_FEATURES]
         self.opt_D_C.zero_grad(set_to_none=True)
         self.opt_D_p.zero_grad(set_to_none=True)
-        self.critic_rule.backward(self, step, self._critic[1], upstream)
+        self.critic_rule.backward(self, step, self._critic[1], upstream, grads)
         self.opt_D_C.step()
         self.opt_D_p.step()
-        self._critic = self._critic_args = None
+        self._critic = self._critic_args = self._penalty_u = None
         return {}
+
+    def critic_penalty(self, step: int, u: torch.Tensor) -> dict:
+        """The joint objective's mid-step exchange (:mod:`vflgan_app.core.joint`).
+
+        Args:
+            step: the step whose forward this continues.
+            u: ``dD_S/dIF`` at this party's interpolates, ``(B, if_dim)``.
+        """
+        if self._critic is None or self._critic[0] != step:
+            raise ProtocolError(
+                f"party {self.party_id}: critic_penalty for step {step} but the pending "
+                f"forward is {self._critic[0] if self._critic else None}"
+            )
+        reply = self.critic_rule.penalty(self, self._critic[1], u)
+        self._penalty_u = torch.as_tensor(u).detach().clone()
+        return {"step": int(step), **reply}
 
     # -- generator step ------------------------------------------------------------
     def generator_forward(self, step: int, batch_size: int) -> dict:
@@ -276,6 +302,8 @@ class Party:
         if self._critic_args is not None:
             out["critic"] = {"step": self._critic_args[0],
                              "idx": self._critic_args[1].tolist()}
+            if self._penalty_u is not None:
+                out["critic"]["u"] = self._penalty_u.tolist()
         if self._gen_args is not None:
             out["gen"] = {"step": self._gen_args[0], "batch_size": self._gen_args[1]}
         return out
@@ -293,6 +321,8 @@ class Party:
             if "critic" in pending:
                 c = pending["critic"]
                 self.critic_forward(int(c["step"]), torch.as_tensor(c["idx"], dtype=torch.long))
+                if "u" in c:
+                    self.critic_penalty(int(c["step"]), torch.as_tensor(c["u"]).to(self.x))
             if "gen" in pending:
                 g = pending["gen"]
                 self.generator_forward(int(g["step"]), int(g["batch_size"]))
@@ -326,6 +356,7 @@ class Party:
 
         load_party_checkpoint(self.checkpoint_dir, step, self)
         self._critic = self._critic_args = self._gen = self._gen_args = None
+        self._penalty_u = None
         return {"step": int(step)}
 
     # -- publication ----------------------------------------------------------------

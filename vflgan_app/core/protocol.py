@@ -18,7 +18,8 @@ from typing import Any
 METHOD_GROUPS: dict[str, frozenset[str]] = {
     "hello": frozenset({"hello"}),
     # exact mode: forward/backward; chunked mode (steps-per-round = K): features/apply
-    "step": frozenset({"critic_forward", "critic_backward", "generator_forward",
+    "step": frozenset({"critic_forward", "critic_penalty", "critic_backward",
+                       "generator_forward",
                        "generator_backward", "critic_features", "generator_features",
                        "critic_apply", "generator_apply"}),
     # resumable checkpoints (each party writes/reads only its own files)

@@ -41,6 +41,10 @@ class ReferenceVFLGAN:
         n_critic: critic iterations per generator iteration.
         lambda_p: private-head weight.
         sampler: batch sampler.
+        objective: ``"paper"`` (the per-module penalties of the paper's script) or
+            ``"joint"`` (one penalty on the gradient of the whole critic w.r.t. the whole
+            interpolated row, plus each private head's end-to-end penalty), written
+            with one autograd graph, independently of :mod:`vflgan_app.core.joint`.
     """
 
     def __init__(
@@ -52,7 +56,11 @@ class ReferenceVFLGAN:
         n_critic: int = 5,
         lambda_p: float = 1.0,
         sampler: str = "shuffle",
+        objective: str = "paper",
     ) -> None:
+        if objective not in ("paper", "joint"):
+            raise ValueError(f"objective: got {objective!r}, expected 'paper' or 'joint'")
+        self.objective = objective
         self.parts = [
             torch.as_tensor(p, dtype=torch.get_default_dtype()) for p in parts
         ]
@@ -108,27 +116,8 @@ class ReferenceVFLGAN:
         priv_hat = [self.D_p[k](lat_hat[k]) for k in range(K)]
         latent = torch.cat(lat_hat, dim=1)
         d_hat = self.D_S(latent)
-        gp = 0.0
-        for k in range(K):
-            (g_c,) = torch.autograd.grad(
-                lat_hat[k],
-                interp[k],
-                torch.ones_like(lat_hat[k]),
-                create_graph=True,
-                retain_graph=True,
-            )
-            (g_p,) = torch.autograd.grad(
-                priv_hat[k],
-                lat_hat[k],
-                torch.ones_like(priv_hat[k]),
-                create_graph=True,
-                retain_graph=True,
-            )
-            gp = gp + _penalty(g_c) + _penalty(g_p)
-        (g_s,) = torch.autograd.grad(
-            d_hat, latent, torch.ones_like(d_hat), create_graph=True, retain_graph=True
-        )
-        gp = gp + _penalty(g_s)
+        gp = self._joint_penalty(d_hat, priv_hat, interp) if self.objective == "joint" \
+            else self._paper_penalty(d_hat, latent, lat_hat, priv_hat, interp)
 
         d_loss = -real_validity.mean() + fake_validity.mean()
         for k in range(K):
@@ -158,3 +147,38 @@ class ReferenceVFLGAN:
             g_loss = float(loss.detach())
         self.step += 1
         return float(d_loss.detach()), g_loss
+
+    @staticmethod
+    def _paper_penalty(d_hat, latent, lat_hat, priv_hat, interp):
+        """compute_gradient_penalty_2 of the paper's script, generalised to K parties."""
+        gp = 0.0
+        for k in range(len(interp)):
+            (g_c,) = torch.autograd.grad(
+                lat_hat[k], interp[k], torch.ones_like(lat_hat[k]),
+                create_graph=True, retain_graph=True,
+            )
+            (g_p,) = torch.autograd.grad(
+                priv_hat[k], lat_hat[k], torch.ones_like(priv_hat[k]),
+                create_graph=True, retain_graph=True,
+            )
+            gp = gp + _penalty(g_c) + _penalty(g_p)
+        (g_s,) = torch.autograd.grad(
+            d_hat, latent, torch.ones_like(d_hat), create_graph=True, retain_graph=True
+        )
+        return gp + _penalty(g_s)
+
+    @staticmethod
+    def _joint_penalty(d_hat, priv_hat, interp):
+        """WGAN-GP's penalty on the whole critic, plus each head's end-to-end penalty."""
+        grads = torch.autograd.grad(
+            d_hat, interp, torch.ones_like(d_hat), create_graph=True, retain_graph=True
+        )
+        gp = _penalty(torch.cat(grads, dim=1))  # ||d D(x^) / d (x^_1, ..., x^_K)||
+        for k in range(len(interp)):
+            (g_p,) = torch.autograd.grad(
+                priv_hat[k], interp[k], torch.ones_like(priv_hat[k]),
+                create_graph=True, retain_graph=True,
+            )
+            gp = gp + _penalty(g_p)
+        return gp
+

@@ -103,6 +103,7 @@ import torch
 from torch import nn
 
 from vflgan_app.core.coordinator import ServerCriticGradients, feature_leaves
+from vflgan_app.core.joint import JointCriticGradients, JointServerCritic
 from vflgan_app.core.losses import head_penalty, wasserstein_critic_loss
 from vflgan_app.core.party import CriticGradients
 from vflgan_app.core.protocol import CRITIC_FEATURES
@@ -126,20 +127,34 @@ __all__ = [
 ]
 
 
-def party_rule(plan: DPPlan | None, party_id: int) -> CriticGradients:
-    """The critic rule of party ``party_id`` under ``plan`` (None: the exact rule)."""
+def party_rule(plan: DPPlan | None, party_id: int,
+               objective: str = "paper") -> CriticGradients:
+    """The critic rule of party ``party_id`` for ``objective`` under ``plan``.
+
+    Raises:
+        ValueError: strict mode with the joint objective (not implemented).
+    """
+    base = JointCriticGradients() if objective == "joint" else CriticGradients()
     if plan is None:
-        return CriticGradients()
+        return base
     if plan.mode == "paper":
-        return PaperPartyDP(plan, party_id)
+        return PaperPartyDP(plan, party_id, base)
+    _refuse_strict_joint(objective)
     return StrictPartyDP(plan, party_id)
 
 
-def server_rule(plan: DPPlan | None) -> ServerCriticGradients:
-    """The server's D_S rule under ``plan`` (exact unless strict mode)."""
+def server_rule(plan: DPPlan | None, objective: str = "paper") -> ServerCriticGradients:
+    """The server's D_S rule for ``objective`` under ``plan`` (DP only in strict mode)."""
     if plan is not None and plan.mode == "strict":
+        _refuse_strict_joint(objective)
         return StrictServerDP(plan)
-    return ServerCriticGradients()
+    return JointServerCritic() if objective == "joint" else ServerCriticGradients()
+
+
+def _refuse_strict_joint(objective: str) -> None:
+    if objective != "paper":
+        raise ValueError(f"objective: got {objective!r} with dp.mode=strict; expected "
+                         "'paper' (strict per-sample DP of the joint penalty is not built)")
 
 
 # ---------------------------------------------------------------------------------
@@ -157,27 +172,40 @@ def first_linear(module: nn.Module) -> nn.Linear:
 
 
 class PaperPartyDP(CriticGradients):
-    """The paper's mechanism at one party: the exact rule, then clip and noise.
+    """The paper's mechanism at one party: the objective's exact rule, then clip and noise.
 
-    After the exact backward: clip the batch gradient of ``D_Ck``'s first-layer weight
-    to ``clip`` and add ``N(0, (2 clip sigma)^2)`` noise, before the optimizer step.
+    After the exact backward (of the paper or the joint objective): clip the batch
+    gradient of ``D_Ck``'s first-layer weight to ``clip`` and add
+    ``N(0, (2 clip sigma)^2)`` noise, before the optimizer step. The sensitivity
+    argument is about the clipped gradient, so it holds for either objective.
 
     Args:
         plan: the DP plan (clip and sigma).
         party_id: this party (keys the test-only noise seed).
+        base: the objective's exact rule (default: the paper objective's).
     """
 
-    def __init__(self, plan: DPPlan, party_id: int) -> None:
+    def __init__(self, plan: DPPlan, party_id: int,
+                 base: CriticGradients | None = None) -> None:
         if plan.mode != "paper":
             raise ValueError(f"plan.mode: got {plan.mode!r}, expected 'paper'")
+        self.base = base or CriticGradients()
         self.clip = plan.clip
         self.noise_multiplier = plan.noise_multiplier
         self.noise = NoiseSource(plan.noise_seed, "party", party_id)
         self.last_norm: float | None = None
 
-    def backward(self, party, step, pending, upstream) -> None:
-        """Exact gradients, then :meth:`privatize` them."""
-        super().backward(party, step, pending, upstream)
+    def forward(self, party, x_real, x_fake, x_hat):
+        """The base rule's forward."""
+        return self.base.forward(party, x_real, x_fake, x_hat)
+
+    def penalty(self, party, pending, u):
+        """The base rule's mid-step exchange (joint objective)."""
+        return self.base.penalty(party, pending, u)
+
+    def backward(self, party, step, pending, upstream, grads=None) -> None:
+        """Exact gradients of the base rule, then :meth:`privatize` them."""
+        self.base.backward(party, step, pending, upstream, grads)
         self.privatize(party, step)
 
     def privatize(self, party, step: int) -> None:
@@ -316,7 +344,7 @@ class StrictPartyDP(CriticGradients):
             chunk_size=self.chunk_size,
         )
 
-    def backward(self, party, step, pending, upstream) -> None:
+    def backward(self, party, step, pending, upstream, grads=None) -> None:
         """Per-sample gradients, per-row clip, noise, ``/B`` into ``.grad``."""
         per = self.per_sample_grads(party, pending, upstream)
         out, self.last_norms = clip_and_noise_block(per, self.plan, self.noise(step))

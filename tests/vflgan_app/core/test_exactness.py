@@ -1,11 +1,16 @@
-"""The federated in-process run equals the single-process reference (the paper's script)."""
+"""The federated in-process run equals the single-process reference, for both objectives.
+
+`paper` is the paper's script; `joint` is the joint penalty written with one autograd
+graph (core/reference.py), against its split, over-the-wire form (core/joint.py).
+"""
 
 import pytest
 import torch
 
 from tests.vflgan_app.conftest import TINY, make_table
-from vflgan_app.core.coordinator import Coordinator
-from vflgan_app.core.party import Party, PartySettings
+from vflgan_app.core.coordinator import Coordinator, ServerCriticGradients
+from vflgan_app.core.joint import JointCriticGradients, JointServerCritic
+from vflgan_app.core.party import CriticGradients, Party, PartySettings
 from vflgan_app.core.protocol import InProcessTransport
 from vflgan_app.core.reference import ReferenceVFLGAN
 from vflgan_app.data.partition import prepare_parties, split_vertical
@@ -16,7 +21,8 @@ PARTY_SPLITS = {
 }
 
 
-def build_both(k, arch, seed=3, n_critic=5):
+def build_both(k, arch, seed=3, n_critic=5, objective="paper"):
+    joint = objective == "joint"
     table = make_table(64)
     parties_data = prepare_parties(
         split_vertical(table, PARTY_SPLITS[k], "record_id"),
@@ -24,8 +30,11 @@ def build_both(k, arch, seed=3, n_critic=5):
         categorical=["color", "kind"],
     )
     settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr)
-    parties = [Party(d, arch, settings) for d in parties_data]
-    coord = Coordinator(InProcessTransport(parties), arch, seed=seed, n_critic=n_critic)
+    parties = [Party(d, arch, settings,
+                     critic_rule=JointCriticGradients() if joint else CriticGradients())
+               for d in parties_data]
+    coord = Coordinator(InProcessTransport(parties), arch, seed=seed, n_critic=n_critic,
+                        critic_rule=JointServerCritic() if joint else ServerCriticGradients())
     coord.handshake()
     ref = ReferenceVFLGAN(
         [d.x for d in parties_data],
@@ -33,18 +42,20 @@ def build_both(k, arch, seed=3, n_critic=5):
         arch,
         seed,
         n_critic,
+        objective=objective,
     )
     return coord, parties, ref
 
 
+@pytest.mark.parametrize("objective", ["paper", "joint"])
 @pytest.mark.parametrize("k", [2, 3])
-def test_federated_equals_reference(k):
+def test_federated_equals_reference(k, objective):
     # float64 so that the only difference left is summation order (float32 differs by
     # ~1e-7 per step, which Adam amplifies slowly); the computation is the same.
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        coord, parties, ref = build_both(k, TINY)
+        coord, parties, ref = build_both(k, TINY, objective=objective)
         for _ in range(25):
             d_fed = coord.train_step()
             d_ref, g_ref = ref.train_step()
@@ -86,3 +97,24 @@ def test_float32_close_to_reference():
         d_ref, _ = ref.train_step()
         diffs.append(abs(d_fed - d_ref))
     assert max(diffs) < 1e-3
+
+
+def test_objectives_differ():
+    # the joint objective is another loss: same seeds, different critic losses
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        paper, _, _ = build_both(2, TINY)
+        joint, _, _ = build_both(2, TINY, objective="joint")
+        assert abs(paper.train_step() - joint.train_step()) > 1e-3
+    finally:
+        torch.set_default_dtype(old)
+
+
+def test_joint_round_trips_per_step():
+    # two round trips per critic step (features, then the penalty exchange), plus one on
+    # generator steps; the third leg rides with the next step
+    coord, _, _ = build_both(2, TINY, n_critic=5, objective="joint")
+    for _ in range(10):
+        coord.train_step()
+    assert coord.transport.round_trips == 1 + 2 * 10 + 2  # handshake + steps + 2 gen

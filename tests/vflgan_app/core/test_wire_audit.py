@@ -33,6 +33,9 @@ ALLOWED_KEYS = {
     "party_id", "n_rows", "id_hash", "schema", "width", "if_dim",
     # training: row indices, step numbers, IFs, gradients w.r.t. IFs, scalar losses
     "step", "idx", "batch_size", "loss", "h_real", "h_fake", "h_hat", "h_gen", "grads",
+    # the joint objective's mid-step exchange: dD_S/dIF (u), per-row squared norms (s),
+    # J J^T u (a), per-row penalty weights (w)
+    "u", "s", "a", "w",
     # call framing (Flower codec: tensors stacked in "g<k>" arrays, referenced by key)
     "methods", "n", "key", "group", "index",
 }
@@ -75,8 +78,10 @@ def party_secrets(paths, model):
     return raw_floats, rows, widths, weights
 
 
-def audit(items, secrets, if_dim):
+def audit(items, secrets, if_dim, batch=None):
+    """Check every (key, value); ``batch``: per-row scalar vectors (B,) are allowed."""
     raw_floats, rows, widths, weights = secrets
+    row_values = {float(x) for r in rows for x in np.unique(r) if x not in (0.0, 1.0)}
     n_arrays = 0
     for key, v in items:
         leaf = key.split(".")[-1]
@@ -93,8 +98,13 @@ def audit(items, secrets, if_dim):
             # nothing shaped like a party's rows (N or B, width_k)
             assert not (v.ndim >= 2 and v.shape[-1] in widths), f"{key}: raw-row shape {v.shape}"
             if v.dtype.kind == "f":
-                # IFs / their gradients: (B, if_dim), or a stack (n, B, if_dim)
-                assert v.ndim in (2, 3) and v.shape[-1] == if_dim, f"{key}: shape {v.shape}"
+                # IFs / their gradients: (B, if_dim), or a stack (n, B, if_dim); with the
+                # joint objective also per-row scalars (B,), or a stack (n, B)
+                assert (v.ndim in (2, 3) and v.shape[-1] == if_dim) or (
+                    batch is not None and v.ndim in (1, 2) and v.shape[-1] == batch), \
+                    f"{key}: shape {v.shape}"
+                # no encoded row value (one-hot 0/1 aside) travels either
+                assert not row_values & set(v.ravel().tolist()), f"{key}: an encoded row value"
                 # no raw value and no weight value appears anywhere
                 assert not raw_floats & set(v.ravel().astype(np.float64).tolist()), key
                 flat = v.ravel()
@@ -112,10 +122,11 @@ def audit(items, secrets, if_dim):
     return n_arrays
 
 
-@pytest.mark.parametrize("steps_per_round", [1, 4])
-def test_in_process_payloads_carry_no_rows_or_weights(tmp_path, steps_per_round):
+@pytest.mark.parametrize(("steps_per_round", "objective"),
+                         [(1, "paper"), (4, "paper"), (1, "joint")])
+def test_in_process_payloads_carry_no_rows_or_weights(tmp_path, steps_per_round, objective):
     paths = write_party_csvs(tmp_path)
-    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 12})
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 12, "objective": objective})
     log = []
     import vflgan_app.api as api
     from vflgan_app.data.partition import prepare_parties
@@ -129,10 +140,12 @@ def test_in_process_payloads_carry_no_rows_or_weights(tmp_path, steps_per_round)
                          steps_per_round=steps_per_round)
     secrets = party_secrets(paths, model)
     items = [kv for _, m, payload in log for kv in flatten_payload(payload)]
-    n = audit(items, secrets, model.coordinator.arch.if_dim)
+    batch = model.coordinator.arch.batch_size if objective == "joint" else None
+    n = audit(items, secrets, model.coordinator.arch.if_dim, batch)
     assert n > 50  # the audit saw the traffic
     methods = {m for _, m, _ in log}
     assert {"hello", "save_checkpoint"} <= methods
+    assert ("critic_penalty" in methods) == (objective == "joint")
     # publication: synthetic rows, never a copy of a real row
     for x, real in zip(model.coordinator.sample(64, 0), secrets[1], strict=True):
         assert not (x[:, None, :] == real[None, :, :]).all(-1).any()
@@ -153,3 +166,45 @@ def test_flower_wire_carries_no_rows_or_weights(tmp_path):
     items = [kv for _, _, content in log for kv in record_items(content)]
     assert audit(items, secrets, coord.arch.if_dim) > 30
     assert {m for d, m, _ in log if d == "request"} == {"train.step"}
+
+
+@pytest.mark.parametrize("leak", ["raw rows", "rows in an IF", "row values in s"])
+def test_audit_fails_on_a_planted_leak(tmp_path, leak):
+    # Prepare: a party that smuggles its rows out in a reply
+    paths = write_party_csvs(tmp_path)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 3, "objective": "joint"})
+    import vflgan_app.api as api
+    from vflgan_app.data.partition import prepare_parties
+
+    tables = [pd.read_csv(p) for p in paths]
+    log = []
+    model = api.build_federation(prepare_parties(tables, "record_id", CATS), cfg,
+                                 observer=lambda d, pid, m, payload: log.append(payload))
+    party = model.parties[0]
+    forward, penalty = party.critic_forward, party.critic_penalty
+
+    def leaky_forward(step, idx):
+        out = forward(step, idx)
+        x = party.x[torch.as_tensor(idx)]
+        if leak == "raw rows":
+            out["x"] = x
+        elif leak == "rows in an IF":
+            h = out["h_real"].clone()
+            h[:, : x.shape[1]] = x
+            out["h_real"] = h
+        return out
+
+    def leaky_penalty(step, u):
+        out = penalty(step, u)
+        if leak == "row values in s":
+            out["s"] = party.x[: out["s"].shape[0], 0].abs().clone()
+        return out
+
+    party.critic_forward, party.critic_penalty = leaky_forward, leaky_penalty
+    # Execute
+    model.coordinator.fit(3)
+    items = [kv for payload in log for kv in flatten_payload(payload)]
+    # Assert: the audit refuses the traffic
+    with pytest.raises(AssertionError):
+        audit(items, party_secrets(paths, model), model.coordinator.arch.if_dim,
+              model.coordinator.arch.batch_size)

@@ -35,13 +35,14 @@ def parties_data(n=64):
     )
 
 
-def federation(mode="paper", steps=20, noise_seed=7, **dp):
+def federation(mode="paper", steps=20, noise_seed=7, objective="paper", **dp):
     dp.setdefault("noise_multiplier", 1.0)  # calibration (seconds) is tested apart
     cfg = VFLGANConfig(
         dataset="custom",
         steps=steps,
         progress=False,
         seed=3,
+        objective=objective,
         dp=DPConfig(mode=mode, noise_seed=noise_seed, **dp),
     )
     with warnings.catch_warnings():
@@ -572,3 +573,35 @@ def test_chunked_mode_pays_each_step_once():
     with pytest.raises(PrivacyBudgetExceeded, match="after 3 noised steps"):
         model.coordinator.fit(12)
     assert model.coordinator.step == 3 and acc.steps == 3
+
+
+def test_paper_dp_with_the_joint_objective_noises_the_first_layer():
+    # Prepare: paper-mode DP over the joint objective's exact rule
+    from vflgan_app.core.joint import JointCriticGradients
+    from vflgan_app.dp.processors import PaperPartyDP
+
+    model = federation("paper", steps=6, objective="joint", target_epsilon=1e6)
+    rules = [p.critic_rule for p in model.parties]
+    assert all(isinstance(r, PaperPartyDP) and isinstance(r.base, JointCriticGradients)
+               for r in rules)
+    # Execute: the same run twice with the same test seed, once with another seed
+    model.fit()
+    again = federation("paper", steps=6, objective="joint", target_epsilon=1e6).fit()
+    other = federation("paper", steps=6, objective="joint", target_epsilon=1e6,
+                       noise_seed=8).fit()
+    # Assert: every step accounted, noise applied (a norm per step), seeded noise
+    assert model.dp.accountant.steps == 6 and all(r.last_norm is not None for r in rules)
+    assert model.coordinator.history.d_loss == again.coordinator.history.d_loss
+    assert model.coordinator.history.d_loss != other.coordinator.history.d_loss
+
+
+def test_joint_objective_refuses_strict_mode_and_chunks():
+    with pytest.raises(ValueError, match="objective: got 'joint', expected 'paper' with "
+                                         "dp.mode=strict"):
+        VFLGANConfig(objective="joint", dp=DPConfig(mode="strict"))
+    with pytest.raises(ValueError, match="objective: got 'loose', expected one of"):
+        VFLGANConfig(objective="loose")
+    model = api.build_federation(parties_data(), VFLGANConfig(
+        dataset="custom", steps=4, progress=False, objective="joint"), arch=TINY)
+    with pytest.raises(ValueError, match="steps-per-round.*objective='joint'"):
+        model.coordinator.fit(4, steps_per_round=2)
