@@ -58,7 +58,10 @@ def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
-    """Load a checkpoint written by :func:`save_checkpoint`.
+    """Load a checkpoint written by :func:`save_checkpoint` (tensors, dicts, lists, scalars).
+
+    Nothing but plain data is unpickled (``torch.load(weights_only=True)``): a file that
+    would construct other objects or call functions is refused with CheckpointError.
 
     Args:
         path: the file.
@@ -75,7 +78,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
     if size == 0:
         raise CheckpointError(f"checkpoint {path} is empty (0 bytes): it is truncated")
     try:
-        return torch.load(path, map_location=map_location, weights_only=False)
+        # weights_only: tensors, containers and scalars only; a crafted pickle that would
+        # run code is refused (a checkpoint may come from someone else)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for a cut file
         raise CheckpointError(
             f"checkpoint {path} ({size} bytes) could not be read; it is probably "

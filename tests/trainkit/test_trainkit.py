@@ -88,3 +88,24 @@ def test_stage_timer_accumulates():
     with timer("a"):
         pass
     assert "a" in timer.timings and timer.timings["a"] >= 0
+
+
+class _RunsCode:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling calls open(marker, "w"): code execution
+        return (open, (str(self.marker), "w"))
+
+
+def test_load_checkpoint_refuses_a_file_that_would_run_code(tmp_path):
+    # Prepare: a pickle whose loading would create a file (as os.system would run a shell)
+    import pickle
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "state.pt"
+    path.write_bytes(pickle.dumps({"w": _RunsCode(marker)}))
+    # Execute / Assert: refused, and nothing ran
+    with pytest.raises(CheckpointError, match="could not be read"):
+        load_checkpoint(path)
+    assert not marker.exists()
