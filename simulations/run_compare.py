@@ -33,7 +33,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--models", default="vflgan,vertigan,centralized",
                     help="comma list of vflgan (paper objective), vflgan-joint (the joint "
-                         "objective), vertigan, centralized")
+                         "objective), vflgan-shuffle / vflgan-joint-shuffle (with "
+                         "shuffled-real negatives), vertigan, centralized")
+    ap.add_argument("--shuffle-weight", type=float, default=0.5,
+                    help="shuffle_negatives weight of the -shuffle variants")
     ap.add_argument("--label", default="", help="suffix of the output file names")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
@@ -66,8 +69,11 @@ def main() -> None:
     out = Path(args.out)
     for kind in args.models.split(","):
         t0 = time.perf_counter()
-        if kind == "vflgan-joint":
-            model = train_model(dataclasses.replace(cfg, objective="joint"), "vflgan", parties)
+        if kind.startswith("vflgan"):  # vflgan[-joint][-shuffle]
+            variant = dataclasses.replace(
+                cfg, objective="joint" if "-joint" in kind else "paper",
+                shuffle_negatives=args.shuffle_weight if "-shuffle" in kind else 0.0)
+            model = train_model(variant, "vflgan", parties)
         else:
             model = train_model(cfg, kind, parties)
         train_s = time.perf_counter() - t0

@@ -231,6 +231,9 @@ class VFLGANConfig:
             ``"joint"`` (one penalty on the whole split critic's input gradient plus each
             private head's end-to-end penalty, exact over the wire with one more round
             trip per critic step; :mod:`vflgan_app.core.joint`).
+        shuffle_negatives: beta >= 0, weight of an extra fake term at the server: real
+            IFs re-paired across parties (0 = off, the paper;
+            :func:`vflgan_app.core.coordinator.shuffled_negatives_loss`).
         sampler: ``"shuffle"`` (epochs, the non-DP paper) or ``"wor"`` (fixed-size
             batches drawn without replacement each step, the DP paper); None = the
             mode's own (``"wor"`` under DP, else ``"shuffle"``). DP refuses ``"shuffle"``:
@@ -259,6 +262,7 @@ class VFLGANConfig:
     lambda_p: float = 1.0
     n_critic: int = 5
     objective: str = "paper"
+    shuffle_negatives: float = 0.0
     sampler: str | None = None
     seed: int = 0
     num_parties: int = 2
@@ -293,6 +297,11 @@ class VFLGANConfig:
         need(not (self.objective == "joint" and self.dp.mode == "strict"), "objective",
              "'paper' with dp.mode=strict (strict per-sample DP of the joint penalty is "
              "not built)")
+        need(math.isfinite(self.shuffle_negatives) and self.shuffle_negatives >= 0,
+             "shuffle_negatives", ">= 0")
+        need(not (self.shuffle_negatives and self.dp.mode == "strict"), "shuffle_negatives",
+             "0 with dp.mode=strict (the per-sample decomposition does not cover the "
+             "re-paired rows)")
         need(self.sampler is None or self.sampler in SAMPLERS, "sampler",
              f"one of {list(SAMPLERS)}")
         need(not self.dp.enabled or self.sampler in (None, "wor"), "sampler",

@@ -93,6 +93,7 @@ def build_coordinator(transport: Transport, config: VFLGANConfig, arch: Architec
         sampler=config.sampler, device=config.device,
         expected_parties=expected_parties,
         critic_rule=server_rule(plan, config.objective),
+        shuffle_negatives=config.shuffle_negatives,
     )
     coordinator.handshake()
     return coordinator, install_dp(coordinator, plan)

@@ -36,7 +36,7 @@ from vflgan_app.core.losses import (
 from vflgan_app.core.model import build_top_critic
 from vflgan_app.core.party import ADAM_BETAS
 from vflgan_app.core.protocol import CRITIC_FEATURES, Call, Transport
-from vflgan_app.core.sampling import batch_indices
+from vflgan_app.core.sampling import batch_indices, party_shuffle
 from vflgan_app.errors import HandshakeError, ReplyError
 
 logger = logging.getLogger(__name__)
@@ -70,7 +70,7 @@ class ServerCriticGradients:
         h_hat = torch.cat(leaves["h_hat"], dim=1)
         loss = wasserstein_critic_loss(s_real, s_fake) + coord.lambda_gp * head_penalty(
             coord.D_S(h_hat), h_hat
-        )
+        ) + shuffled_negatives_loss(coord, leaves["h_real"], feats)
         coord.opt_S.zero_grad(set_to_none=True)
         loss.backward()
         coord.opt_S.step()
@@ -79,6 +79,25 @@ class ServerCriticGradients:
             for i, p in enumerate(pids)
         }
         return grads, float(loss.detach())
+
+
+def shuffled_negatives_loss(coord: Coordinator, h_real: list[torch.Tensor],
+                            feats: dict[int, dict]) -> torch.Tensor | float:
+    """``beta * E[D_S(shuffled real IFs)]``: real rows re-paired across parties as fakes.
+
+    Beyond the paper (``shuffle_negatives = beta``; 0 = off): D_S also scores each
+    party's real IFs paired with other records' IFs of the other parties
+    (:func:`~vflgan_app.core.sampling.party_shuffle` of ``(seed, step)``) as an extra
+    fake term, so it must tell joint real rows from rows whose parties do not belong
+    together. Only the server computes it, from IFs it already has.
+    """
+    if not coord.shuffle_negatives:
+        return 0.0
+    step = int(next(iter(feats.values()))["step"])
+    perms = party_shuffle(coord.seed, step, h_real[0].shape[0], len(h_real))
+    mixed = torch.cat([h[perm.to(h.device)] for h, perm in zip(h_real, perms, strict=True)],
+                      dim=1)  # (B, sum of IF widths)
+    return coord.shuffle_negatives * coord.D_S(mixed).mean()
 
 
 def feature_leaves(coord: Coordinator, feats: dict[int, dict]) -> dict[str, list[torch.Tensor]]:
@@ -105,6 +124,8 @@ class Coordinator:
             transport reaches, at least 2).
         critic_rule: how D_S's update is formed (default: exact; strict DP plugs in
             its own).
+        shuffle_negatives: weight of the shuffled-real negatives term (0 = off; see
+            :func:`shuffled_negatives_loss`).
     """
 
     def __init__(
@@ -118,7 +139,9 @@ class Coordinator:
         device: str | torch.device = "cpu",
         expected_parties: int | None = None,
         critic_rule: ServerCriticGradients | None = None,
+        shuffle_negatives: float = 0.0,
     ) -> None:
+        self.shuffle_negatives = float(shuffle_negatives)
         self.transport = transport
         self.critic_rule = critic_rule or ServerCriticGradients()
         self.arch = arch

@@ -39,7 +39,11 @@ from __future__ import annotations
 
 import torch
 
-from vflgan_app.core.coordinator import ServerCriticGradients, feature_leaves
+from vflgan_app.core.coordinator import (
+    ServerCriticGradients,
+    feature_leaves,
+    shuffled_negatives_loss,
+)
 from vflgan_app.core.losses import (
     gradient_norm_penalty,
     input_gradient,
@@ -103,6 +107,7 @@ class JointServerCritic(ServerCriticGradients):
         leaves = feature_leaves(coord, feats)
         wass = wasserstein_critic_loss(coord.D_S(torch.cat(leaves["h_real"], dim=1)),
                                        coord.D_S(torch.cat(leaves["h_fake"], dim=1)))
+        wass = wass + shuffled_negatives_loss(coord, leaves["h_real"], feats)
         h_hat = torch.cat(leaves["h_hat"], dim=1)  # (B, sum of IF widths)
         (u,) = torch.autograd.grad(coord.D_S(h_hat).sum(), h_hat, create_graph=True)
         widths = [leaf.shape[1] for leaf in leaves["h_hat"]]
@@ -119,7 +124,7 @@ class JointServerCritic(ServerCriticGradients):
         v = torch.cat([2.0 * w_k[:, None] * a[p] for w_k, p in zip(w, pids, strict=True)],
                       dim=1)  # d penalty / du
         coord.opt_S.zero_grad(set_to_none=True)
-        torch.autograd.backward([wass, u], [torch.ones_like(wass), v])
+        torch.autograd.backward([wass, u], [torch.ones_like(wass), v])  # wass: + negatives
         coord.opt_S.step()
         grads = {p: {**{name: leaves[name][i].grad.detach() for name in CRITIC_FEATURES},
                      "w": w[i].detach()}

@@ -20,6 +20,7 @@ from vflgan_app.core.sampling import (
     batch_indices,
     gp_alpha,
     gumbel_generator,
+    party_shuffle,
     shared_latent,
 )
 from vflgan_app.data.schema import OutputSpan
@@ -45,6 +46,7 @@ class ReferenceVFLGAN:
             ``"joint"`` (one penalty on the gradient of the whole critic w.r.t. the whole
             interpolated row, plus each private head's end-to-end penalty), written
             with one autograd graph, independently of :mod:`vflgan_app.core.joint`.
+        shuffle_negatives: weight of the shuffled-real negatives term (0 = off).
     """
 
     def __init__(
@@ -57,7 +59,9 @@ class ReferenceVFLGAN:
         lambda_p: float = 1.0,
         sampler: str = "shuffle",
         objective: str = "paper",
+        shuffle_negatives: float = 0.0,
     ) -> None:
+        self.shuffle_negatives = shuffle_negatives
         if objective not in ("paper", "joint"):
             raise ValueError(f"objective: got {objective!r}, expected 'paper' or 'joint'")
         self.objective = objective
@@ -120,6 +124,10 @@ class ReferenceVFLGAN:
             else self._paper_penalty(d_hat, latent, lat_hat, priv_hat, interp)
 
         d_loss = -real_validity.mean() + fake_validity.mean()
+        if self.shuffle_negatives:  # real rows re-paired across parties, as more fakes
+            perms = party_shuffle(self.seed, t, B, K)
+            mixed = torch.cat([lat_real[k][perms[k]] for k in range(K)], dim=1)
+            d_loss = d_loss + self.shuffle_negatives * self.D_S(mixed).mean()
         for k in range(K):
             d_loss = d_loss + self.lambda_p * (
                 -real_private[k].mean() + fake_private[k].mean()

@@ -63,3 +63,19 @@ def gumbel_generator(
 ) -> torch.Generator:
     """Generator for party ``party_id``'s Gumbel noise in ``phase`` of ``step``."""
     return make_generator(seed, "gumbel", party_id, step, phase)
+
+
+def party_shuffle(seed: int, step: int, batch_size: int, num_parties: int) -> list[torch.Tensor]:
+    """Row permutations that pair party 0's row i with other parties' rows of other records.
+
+    Party 0 keeps its order; party k >= 1 gets its own permutation of ``range(B)`` from
+    ``(seed, step, k)``. Applied to real IFs, they give "shuffled real" rows: each party's
+    marginal is real, the cross-party dependence is broken (the negatives of
+    ``shuffle_negatives``).
+    """
+    perms = [torch.arange(batch_size)]
+    for k in range(1, num_parties):
+        perms.append(torch.randperm(batch_size,
+                                    generator=make_generator(seed, "shuffle-neg", step, k)))
+    return perms
+

@@ -21,7 +21,7 @@ PARTY_SPLITS = {
 }
 
 
-def build_both(k, arch, seed=3, n_critic=5, objective="paper"):
+def build_both(k, arch, seed=3, n_critic=5, objective="paper", shuffle_negatives=0.0):
     joint = objective == "joint"
     table = make_table(64)
     parties_data = prepare_parties(
@@ -34,7 +34,8 @@ def build_both(k, arch, seed=3, n_critic=5, objective="paper"):
                      critic_rule=JointCriticGradients() if joint else CriticGradients())
                for d in parties_data]
     coord = Coordinator(InProcessTransport(parties), arch, seed=seed, n_critic=n_critic,
-                        critic_rule=JointServerCritic() if joint else ServerCriticGradients())
+                        critic_rule=JointServerCritic() if joint else ServerCriticGradients(),
+                        shuffle_negatives=shuffle_negatives)
     coord.handshake()
     ref = ReferenceVFLGAN(
         [d.x for d in parties_data],
@@ -43,19 +44,22 @@ def build_both(k, arch, seed=3, n_critic=5, objective="paper"):
         seed,
         n_critic,
         objective=objective,
+        shuffle_negatives=shuffle_negatives,
     )
     return coord, parties, ref
 
 
-@pytest.mark.parametrize("objective", ["paper", "joint"])
+@pytest.mark.parametrize(("objective", "shuffle"),
+                         [("paper", 0.0), ("joint", 0.0), ("paper", 0.5), ("joint", 0.5)])
 @pytest.mark.parametrize("k", [2, 3])
-def test_federated_equals_reference(k, objective):
+def test_federated_equals_reference(k, objective, shuffle):
     # float64 so that the only difference left is summation order (float32 differs by
     # ~1e-7 per step, which Adam amplifies slowly); the computation is the same.
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        coord, parties, ref = build_both(k, TINY, objective=objective)
+        coord, parties, ref = build_both(k, TINY, objective=objective,
+                                         shuffle_negatives=shuffle)
         for _ in range(25):
             d_fed = coord.train_step()
             d_ref, g_ref = ref.train_step()
@@ -106,7 +110,10 @@ def test_objectives_differ():
     try:
         paper, _, _ = build_both(2, TINY)
         joint, _, _ = build_both(2, TINY, objective="joint")
-        assert abs(paper.train_step() - joint.train_step()) > 1e-3
+        shuffled, _, _ = build_both(2, TINY, shuffle_negatives=0.5)
+        d = paper.train_step()
+        assert abs(d - joint.train_step()) > 1e-3
+        assert abs(d - shuffled.train_step()) > 1e-3
     finally:
         torch.set_default_dtype(old)
 
