@@ -231,8 +231,9 @@ class VFLGANConfig:
             ``"joint"`` (one penalty on the whole split critic's input gradient plus each
             private head's end-to-end penalty, exact over the wire with one more round
             trip per critic step; :mod:`vflgan_app.core.joint`).
-        shuffle_negatives: beta >= 0, weight of an extra fake term at the server: real
-            IFs re-paired across parties (0 = off, the paper;
+        shuffle_negatives: beta >= 0, weight of an extra critic term at the server: real
+            IFs re-paired across parties scored against the joint real IFs (0 = off, the
+            paper;
             :func:`vflgan_app.core.coordinator.shuffled_negatives_loss`).
         sampler: ``"shuffle"`` (epochs, the non-DP paper) or ``"wor"`` (fixed-size
             batches drawn without replacement each step, the DP paper); None = the

@@ -127,7 +127,8 @@ class ReferenceVFLGAN:
         if self.shuffle_negatives:  # real rows re-paired across parties, as more fakes
             perms = party_shuffle(self.seed, t, B, K)
             mixed = torch.cat([lat_real[k][perms[k]] for k in range(K)], dim=1)
-            d_loss = d_loss + self.shuffle_negatives * self.D_S(mixed).mean()
+            d_loss = d_loss + self.shuffle_negatives * (
+                self.D_S(mixed).mean() - real_validity.mean())
         for k in range(K):
             d_loss = d_loss + self.lambda_p * (
                 -real_private[k].mean() + fake_private[k].mean()
