@@ -1,210 +1,416 @@
-"""Wire audit: record every payload crossing the transport and prove that no raw row, no
-array of raw-row shape, and no party's weights ever leave a party.
+"""Wire audit: record every payload crossing the transport and prove that no party's rows,
+columns or weights ever leave it.
 
 Two recorders: the in-process transport's observer (Python payloads) and the Flower
-FlowerTransport observer (the encoded ``RecordDict`` s, i.e. the bytes' content). The run
-covers the handshake, exact-mode and chunked-mode training steps, the final flush and a
-checkpoint. Publication (``query.generate``) is audited separately: its payload is
-synthetic rows by design, so it is checked only for copies of real rows.
+FlowerTransport observer (the encoded ``RecordDict`` s, i.e. the bytes' content). Both
+directions (requests and replies) are searched by :func:`~tests.vflgan_app.core.
+wire_audit.find_leaks` for each party's raw numeric values, its encoded rows and chunks of
+its weights (snapshotted after every reply), row- and column-wise, in each payload's own
+dtype; :func:`~tests.vflgan_app.core.wire_audit.find_off_protocol` checks keys and shapes.
+The runs cover the handshake, exact-mode steps of both objectives, chunked-mode steps,
+the DP modes, the final flush, a checkpoint and publication (``query.generate``: its
+payload is synthetic rows by design, so only its content is searched).
+
+The audit is shown able to fail: a patched party plants each kind of leak and the audit
+must report it (``test_planted_leak_is_found``), while the same protocol unpatched gives
+no finding. What the search leaves out on purpose, so that zeros, one-hot columns,
+sizes and row indices in legitimate traffic cannot match by coincidence, is listed in
+the helper's module docstring (in short: zeros, and whole numbers outside integer
+arrays, are no column value; secret columns that are constant, more than half zero or
+with fewer than 3 distinct values left are skipped, as are secret rows that are
+constant, more than half zero or all whole numbers; rows are not searched in integer
+arrays), and checked by the negative control
+``test_find_leaks_does_not_match_zeros_constants_or_legitimate_arrays``.
 """
 
+import dataclasses
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from flwr.app import ArrayRecord, ConfigRecord
 
+from tests.vflgan_app.core.wire_audit import (
+    Secret,
+    find_leaks,
+    find_off_protocol,
+    weight_secret,
+)
 from tests.vflgan_app.flower.test_flower import (
     CATS,
     RUN_CONFIG,
     FakeGrid,
     flower_coordinator,
-    in_process,
     node_configs,
     write_party_csvs,
 )
-from vflgan_app.config import VFLGANConfig
+from vflgan_app.config import DPConfig, VFLGANConfig
 from vflgan_app.core import loop
+from vflgan_app.core.party import Party
 
-ALLOWED_KEYS = {
-    # handshake
-    "party_id", "n_rows", "id_hash", "schema", "width", "if_dim",
-    # training: row indices, step numbers, IFs, gradients w.r.t. IFs, scalar losses
-    "step", "idx", "batch_size", "loss", "h_real", "h_fake", "h_hat", "h_gen", "grads",
-    # the joint objective's mid-step exchange: dD_S/dIF (u), per-row squared norms (s),
-    # J J^T u (a), per-row penalty weights (w)
-    "u", "s", "a", "w",
-    # call framing (Flower codec: tensors stacked in "g<k>" arrays, referenced by key)
-    "methods", "n", "key", "group", "index",
-}
+ID_COLUMN = "record_id"
 
 
-def flatten_payload(d, prefix=""):
-    for k, v in d.items():
-        if isinstance(v, dict):
-            yield from flatten_payload(v, f"{prefix}{k}.")
-        else:
-            yield f"{prefix}{k}", v
+# -- secrets --------------------------------------------------------------------------
+def raw_numeric(path) -> np.ndarray:
+    """A party's numeric CSV columns (ids excluded: they are shared by design), id order."""
+    t = pd.read_csv(path).sort_values(ID_COLUMN)
+    cols = [c for c in t.columns if c != ID_COLUMN and t[c].dtype.kind in "if"]
+    return t[cols].to_numpy(np.float64)
 
 
-def record_items(content):
-    """(key, value) of every record in a RecordDict; arrays as numpy."""
-    for name, rec in content.items():
-        if isinstance(rec, ArrayRecord):
-            for k, a in rec.items():
-                yield k, a.numpy()
-        elif isinstance(rec, ConfigRecord):
-            for k, v in rec.items():
-                yield k, v
-        else:
-            raise AssertionError(f"unexpected record type {type(rec).__name__} ({name})")
+def table_secrets(paths, parties) -> list[Secret]:
+    """Each party's raw numeric values and encoded rows (rows and columns searched)."""
+    out = []
+    for p, path in zip(parties, paths, strict=True):
+        out.append(Secret(f"party {p.party_id} raw numeric", raw_numeric(path)))
+        out.append(Secret(f"party {p.party_id} encoded", np.asarray(p.data.x)))
+    return out
 
 
-def party_secrets(paths, model):
-    """Raw float values, encoded rows and every weight/optimizer tensor of each party."""
-    raw_floats, rows, widths, weights = set(), [], [], []
-    for p, path in zip(model.parties, paths, strict=True):
-        t = pd.read_csv(path)
-        for c in t.columns:
-            if t[c].dtype.kind == "f":
-                raw_floats.update(t[c].tolist())
-        rows.append(np.asarray(p.data.x, np.float32))
-        widths.append(p.data.schema.width)
-        for m in (p.G, p.D_C, p.D_p):
-            weights += [v.detach().numpy().ravel() for v in m.state_dict().values()
-                        if v.dtype.is_floating_point]
-    return raw_floats, rows, widths, weights
+class WeightLog:
+    """Every distinct weight and buffer tensor the parties held, snapshotted on demand."""
+
+    def __init__(self) -> None:
+        self.seen: dict[tuple, Secret] = {}
+
+    def snapshot(self, parties) -> None:
+        for p in parties:
+            for mod in ("G", "D_C", "D_p"):
+                for k, v in getattr(p, mod).state_dict().items():
+                    if not v.dtype.is_floating_point or v.numel() < 4:
+                        continue
+                    a = v.detach().cpu().numpy()
+                    key = (p.party_id, mod, k, a.tobytes())
+                    if key not in self.seen:
+                        self.seen[key] = weight_secret(f"party {p.party_id} {mod}.{k}", a)
+
+    @property
+    def secrets(self) -> list[Secret]:
+        return list(self.seen.values())
 
 
-def audit(items, secrets, if_dim, batch=None):
-    """Check every (key, value); ``batch``: per-row scalar vectors (B,) are allowed."""
-    raw_floats, rows, widths, weights = secrets
-    row_values = {float(x) for r in rows for x in np.unique(r) if x not in (0.0, 1.0)}
-    n_arrays = 0
-    for key, v in items:
-        leaf = key.split(".")[-1]
-        stacked = leaf[:1] == "g" and leaf[1:].isdigit()  # a codec stack of tensors
-        assert leaf in ALLOWED_KEYS or stacked or key.startswith("grads."), \
-            f"unexpected key {key!r}"
-        if key == "_refs.key":  # names of the stacked tensors
-            assert all(k.split(".")[-1] in ALLOWED_KEYS for k in v), v
-            continue
-        if isinstance(v, torch.Tensor):
-            v = v.detach().numpy()
-        if isinstance(v, np.ndarray):
-            n_arrays += 1
-            # nothing shaped like a party's rows (N or B, width_k)
-            assert not (v.ndim >= 2 and v.shape[-1] in widths), f"{key}: raw-row shape {v.shape}"
-            if v.dtype.kind == "f":
-                # IFs / their gradients: (B, if_dim), or a stack (n, B, if_dim); with the
-                # joint objective also per-row scalars (B,), or a stack (n, B)
-                assert (v.ndim in (2, 3) and v.shape[-1] == if_dim) or (
-                    batch is not None and v.ndim in (1, 2) and v.shape[-1] == batch), \
-                    f"{key}: shape {v.shape}"
-                # no encoded row value (one-hot 0/1 aside) travels either
-                assert not row_values & set(v.ravel().tolist()), f"{key}: an encoded row value"
-                # no raw value and no weight value appears anywhere
-                assert not raw_floats & set(v.ravel().astype(np.float64).tolist()), key
-                flat = v.ravel()
-                for w in weights:
-                    if len(w) >= 4:
-                        assert not np.isin(w[:4], flat).all(), f"{key} carries weights"
-            else:  # row indices: (B,), or a stack (n, B)
-                assert (leaf == "idx" and v.ndim == 1) or (stacked and v.ndim == 2), \
-                    f"{key}: integer array {v.shape}"
-        elif isinstance(v, float):
-            assert v not in raw_floats, f"{key}: a raw value"
-        elif key == "schema":
-            cols = json.loads(v)
-            assert all(set(c) >= {"name", "kind"} for c in cols)
-    return n_arrays
+def in_process_run(tmp_path, overrides):
+    """A federation on the Flower tests' CSVs whose observer logs messages and weights.
 
-
-@pytest.mark.parametrize(("steps_per_round", "objective"),
-                         [(1, "paper"), (4, "paper"), (1, "joint")])
-def test_in_process_payloads_carry_no_rows_or_weights(tmp_path, steps_per_round, objective):
-    paths = write_party_csvs(tmp_path)
-    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 12, "objective": objective})
-    log = []
+    Returns:
+        ``(model, paths, log, weights)``: ``log`` holds ``(direction, method, payload)``.
+    """
     import vflgan_app.api as api
     from vflgan_app.data.partition import prepare_parties
 
+    paths = write_party_csvs(tmp_path)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | overrides)
+    log, weights, holder = [], WeightLog(), []
+
+    def observer(direction, pid, method, payload):
+        log.append((direction, method, payload))
+        if direction == "reply" and holder:
+            weights.snapshot(holder[0].parties)
+
     tables = [pd.read_csv(p) for p in paths]
-    model = api.build_federation(prepare_parties(tables, "record_id", CATS), cfg,
-                                 observer=lambda d, pid, m, payload: log.append((d, m, payload)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # DP: the noise-seed / delta warnings
+        model = api.build_federation(prepare_parties(tables, ID_COLUMN, CATS), cfg,
+                                     observer=observer)
+    holder.append(model)
+    weights.snapshot(model.parties)
+    return model, paths, log, weights
+
+
+# -- the unpatched protocol: no finding ---------------------------------------------------
+def dp_overrides(mode: str) -> dict:
+    """A short DP run: sigma given (no calibration), the tables' domain declared public.
+
+    Where the DP schema is released with noise (``dp.public-domain`` exists), 40 rows are
+    too few for its thresholds, so the domain of every column is declared.
+    """
+    out = {"dp.mode": mode, "dp.noise-seed": 1, "dp.noise-multiplier": 3.0}
+    if "public_domain" in {f.name for f in dataclasses.fields(DPConfig)}:
+        out["dp.public-domain"] = json.dumps({
+            "a": {"low": -8, "high": 8}, "b": {"low": -8, "high": 8},
+            "c": {"low": -8, "high": 8}, "count": {"low": 0, "high": 4, "integer": True},
+            "color": {"categories": ["blue", "green", "red"]},
+            "kind": {"categories": ["neg", "pos"]}})
+    return out
+
+
+@pytest.mark.parametrize(("steps_per_round", "overrides"), [
+    (1, {"objective": "paper"}),
+    (4, {"objective": "paper"}),
+    (1, {"objective": "joint"}),
+    (1, dp_overrides("paper")),
+    (1, dp_overrides("strict")),
+], ids=["paper", "paper-chunked", "joint", "dp-paper", "dp-strict"])
+def test_in_process_traffic_carries_no_rows_columns_or_weights(tmp_path, steps_per_round,
+                                                               overrides):
+    # Prepare (DP steps cost more: fewer of them)
+    steps = 4 if "dp.mode" in overrides else 6
+    model, paths, log, weights = in_process_run(tmp_path, {"steps": steps, **overrides})
     for p in model.parties:
         p.checkpoint_dir = str(tmp_path / f"party{p.party_id}")
-    loop.fit(model.coordinator, 12, checkpoint_root=tmp_path / "server", checkpoint_every=8,
-                         steps_per_round=steps_per_round)
-    secrets = party_secrets(paths, model)
-    items = [kv for _, m, payload in log for kv in flatten_payload(payload)]
-    batch = model.coordinator.arch.batch_size if objective == "joint" else None
-    n = audit(items, secrets, model.coordinator.arch.if_dim, batch)
-    assert n > 50  # the audit saw the traffic
+    # Execute: training with a checkpoint, the final flush, publication
+    loop.fit(model.coordinator, steps, checkpoint_root=tmp_path / "server", checkpoint_every=3,
+             steps_per_round=steps_per_round)
+    synthetic = model.coordinator.sample(64, 0)
+    # Assert
+    joint = overrides.get("objective") == "joint"
+    arch = model.coordinator.arch
+    assert find_leaks(log, table_secrets(paths, model.parties) + weights.secrets) == []
+    assert find_off_protocol(log, if_dim=arch.if_dim,
+                             batch_size=arch.batch_size if joint else None) == []
     methods = {m for _, m, _ in log}
-    assert {"hello", "save_checkpoint"} <= methods
-    assert ("critic_penalty" in methods) == (objective == "joint")
-    # publication: synthetic rows, never a copy of a real row
-    for x, real in zip(model.coordinator.sample(64, 0), secrets[1], strict=True):
-        assert not (x[:, None, :] == real[None, :, :]).all(-1).any()
+    assert {"hello", "save_checkpoint", "sample"} <= methods
+    assert ("critic_penalty" in methods) == joint
+    assert ("critic_features" in methods) == (steps_per_round > 1)
+    n_arrays = sum(isinstance(v, torch.Tensor) for _, _, pl in log for v in _leaves(pl))
+    assert n_arrays > 50  # the audit saw the traffic
+    assert len(weights.secrets) > 50  # ... and weights of many steps
+    assert all(x.shape == (64, p.data.schema.width)
+               for x, p in zip(synthetic, model.parties, strict=True))
 
 
-def test_flower_wire_carries_no_rows_or_weights(tmp_path):
+def _leaves(payload):
+    for v in payload.values():
+        yield from (_leaves(v) if isinstance(v, dict) else [v])
+
+
+def test_flower_wire_carries_no_rows_columns_or_weights(tmp_path):
+    # Prepare: the Flower path (codec records), exact steps then chunks
     paths = write_party_csvs(tmp_path)
     cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 9})
     grid = FakeGrid(node_configs(paths), RUN_CONFIG, cache=False)
-    log = []
+    log, sent = [], {}
+
+    def observer(direction, node, mtype, content):
+        if direction == "request":
+            sent[node] = mtype
+        log.append((direction, mtype if direction == "request" else sent[node], content))
+
     coord = flower_coordinator(grid, cfg)
-    coord.transport.observer = lambda d, node, mtype, content: log.append((d, mtype, content))
+    coord.transport.observer = observer
+    # Execute
     coord.fit(5)
     coord.fit(9, steps_per_round=2)
-    ref = in_process(paths, cfg)  # the parties' own data and (initial) weights
-    ref.coordinator.fit(9)
-    secrets = party_secrets(paths, ref)
-    items = [kv for _, _, content in log for kv in record_items(content)]
-    assert audit(items, secrets, coord.arch.if_dim) > 30
-    assert {m for d, m, _ in log if d == "request"} == {"train.step"}
+    coord.sample(16, 0)
+    # the parties' data and weights: an in-process twin (the transports are equivalent,
+    # tests/vflgan_app/flower/test_flower.py), weights snapshotted after every reply
+    (tmp_path / "ref").mkdir()
+    ref, _, _, weights = in_process_run(tmp_path / "ref", {"steps": 9})
+    ref.coordinator.fit(5)
+    ref.coordinator.fit(9, steps_per_round=2)
+    # Assert
+    assert find_leaks(log, table_secrets(paths, ref.parties) + weights.secrets) == []
+    assert find_off_protocol(log, if_dim=coord.arch.if_dim) == []
+    assert {m for d, m, _ in log if d == "request"} == {"train.step", "query.generate"}
+    assert sum(1 for _, _, c in log if "stack" in c) > 10
 
 
-@pytest.mark.parametrize("leak", ["raw rows", "rows in an IF", "row values in s"])
-def test_audit_fails_on_a_planted_leak(tmp_path, leak):
-    # Prepare: a party that smuggles its rows out in a reply
-    paths = write_party_csvs(tmp_path)
-    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 3, "objective": "joint"})
-    import vflgan_app.api as api
-    from vflgan_app.data.partition import prepare_parties
+# -- planted leaks: the audit must fail ------------------------------------------------
+#: what a patched party 0 does (see ``plant``) -> the secret the audit must name
+LEAKS = {
+    "a: encoded rows as h_real (float32, zero-padded)": "party 0 encoded",
+    "a: encoded rows as h_real (float16)": "party 0 encoded",
+    "a: encoded rows as h_real (bfloat16)": "party 0 encoded",
+    "b: raw numeric values as h_real (float32, zero-padded)": "party 0 raw numeric",
+    "c: one raw column appended to the IF": "party 0 raw numeric column 0",
+    "d: one encoded row at an offset in h_fake": "party 0 encoded",
+    "d: one encoded row at an offset in h_fake (float16)": "party 0 encoded",
+    "e: a raw column laid along a row of a (joint penalty reply)": "party 0 raw numeric column 0",
+    "f: one row of D_C's weights in h_hat": "party 0 D_C.net.2.weight",
+}
 
-    tables = [pd.read_csv(p) for p in paths]
-    log = []
-    model = api.build_federation(prepare_parties(tables, "record_id", CATS), cfg,
-                                 observer=lambda d, pid, m, payload: log.append(payload))
-    party = model.parties[0]
-    forward, penalty = party.critic_forward, party.critic_penalty
 
-    def leaky_forward(step, idx):
-        out = forward(step, idx)
-        x = party.x[torch.as_tensor(idx)]
-        if leak == "raw rows":
-            out["x"] = x
-        elif leak == "rows in an IF":
-            h = out["h_real"].clone()
+def plant(monkeypatch, leak: str, raw: dict[int, np.ndarray]) -> None:
+    """Patch ``Party`` so that party 0 smuggles a secret out in legitimately shaped replies.
+
+    Every planted array keeps the key, shape and float dtype the protocol sends, so the
+    structural checks and the coordinator's reply checks accept it: only the content
+    search can find it.
+    """
+    forward, penalty = Party.critic_forward, Party.critic_penalty
+
+    def leaky_forward(self, step, idx):
+        out = forward(self, step, idx)
+        if self.party_id != 0:
+            return out
+        rows = torch.as_tensor(np.asarray(idx), dtype=torch.long)
+        x = self.x[rows]  # (B, width) encoded rows
+        r = torch.as_tensor(raw[0][rows.numpy()], dtype=torch.float32)  # (B, numeric)
+        h = out["h_real"].clone()
+        if leak.startswith("a:"):
+            h = torch.zeros_like(h)
             h[:, : x.shape[1]] = x
-            out["h_real"] = h
+            h = h.to({"(float16)": torch.float16, "(bfloat16)": torch.bfloat16}.get(
+                leak.split()[-1], torch.float32))
+        elif leak.startswith("b:"):
+            h = torch.zeros_like(h)
+            h[:, : r.shape[1]] = r
+        elif leak.startswith("c:"):
+            h = torch.cat([h[:, :-1], r[:, :1]], dim=1)
+        elif leak.startswith("d:"):
+            fake = out["h_fake"].clone()
+            fake[3, 7 : 7 + x.shape[1]] = x[0]
+            out["h_fake"] = fake.half() if leak.endswith("(float16)") else fake
+        elif leak.startswith("f:"):
+            hat = out["h_hat"].clone()
+            hat[2, :16] = self.D_C.net[2].weight[5].detach()
+            out["h_hat"] = hat
+        out["h_real"] = h
         return out
 
-    def leaky_penalty(step, u):
-        out = penalty(step, u)
-        if leak == "row values in s":
-            out["s"] = party.x[: out["s"].shape[0], 0].abs().clone()
+    def leaky_penalty(self, step, u):
+        out = penalty(self, step, u)
+        if self.party_id == 0 and leak.startswith("e:"):
+            rows = self._critic_args[1].numpy()
+            a = out["a"].clone()
+            a[0, : len(rows)] = torch.as_tensor(raw[0][rows, 0], dtype=a.dtype)
+            out["a"] = a
         return out
 
-    party.critic_forward, party.critic_penalty = leaky_forward, leaky_penalty
-    # Execute
+    monkeypatch.setattr(Party, "critic_forward", leaky_forward)
+    monkeypatch.setattr(Party, "critic_penalty", leaky_penalty)
+
+
+def planted_leak_run(tmp_path, monkeypatch, leak: str):
+    """Three joint-objective steps with party 0 patched by :func:`plant`."""
+    paths = write_party_csvs(tmp_path)
+    plant(monkeypatch, leak, {k: raw_numeric(p) for k, p in enumerate(paths)})
+    model, paths, log, weights = in_process_run(tmp_path, {"steps": 3, "objective": "joint"})
     model.coordinator.fit(3)
-    items = [kv for payload in log for kv in flatten_payload(payload)]
-    # Assert: the audit refuses the traffic
-    with pytest.raises(AssertionError):
-        audit(items, party_secrets(paths, model), model.coordinator.arch.if_dim,
-              model.coordinator.arch.batch_size)
+    return model, paths, log, weights
+
+
+@pytest.mark.parametrize("leak", list(LEAKS))
+def test_planted_leak_is_found(tmp_path, monkeypatch, leak):
+    # Prepare / Execute: a party that smuggles a secret out in a reply
+    model, paths, log, weights = planted_leak_run(tmp_path, monkeypatch, leak)
+    # Assert: the content search reports it, the structural checks do not see it
+    found = find_leaks(log, table_secrets(paths, model.parties) + weights.secrets)
+    assert any(LEAKS[leak] in f for f in found), found
+    assert all("party 1" not in f for f in found), found
+    arch = model.coordinator.arch
+    assert find_off_protocol(log, if_dim=arch.if_dim, batch_size=arch.batch_size) == []
+
+
+def test_planted_leak_is_found_on_the_flower_wire(tmp_path, monkeypatch):
+    # Prepare: leak b through the real ClientApp and codec (stacked (n, B, if_dim) arrays)
+    paths = write_party_csvs(tmp_path)
+    plant(monkeypatch, "b: raw numeric values", {k: raw_numeric(p) for k, p in enumerate(paths)})
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 3})
+    log = []
+    coord = flower_coordinator(FakeGrid(node_configs(paths), RUN_CONFIG, cache=False), cfg)
+    coord.transport.observer = lambda d, node, mtype, content: log.append((d, mtype, content))
+    # Execute
+    coord.fit(3)
+    # Assert
+    secrets = [Secret(f"party {k} raw numeric", raw_numeric(p)) for k, p in enumerate(paths)]
+    found = find_leaks(log, secrets)
+    assert any("party 0 raw numeric" in f and "stack/g" in f for f in found), found
+
+
+# -- the helper on its own ---------------------------------------------------------------
+def _secret_table(n=40, seed=0):
+    """Continuous, integer and one-hot columns (like a party's table)."""
+    rng = np.random.default_rng(seed)
+    onehot = np.eye(3)[rng.integers(0, 3, n)]
+    return np.column_stack([rng.normal(size=n), rng.integers(0, 5, n), onehot,
+                            rng.normal(size=n)])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
+def test_find_leaks_finds_rows_and_columns_in_every_float_dtype(dtype):
+    # Prepare: one secret table; payloads that hide a row or a column in several ways
+    secret = Secret("t", _secret_table())
+    v = torch.as_tensor(secret.values)
+    rng = np.random.default_rng(1)
+    idx = rng.permutation(40)[:16]
+    noise = torch.randn(16, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def padded_row():
+        a = torch.zeros(16, 32, dtype=torch.float64)
+        a[5, : v.shape[1]] = v[7]
+        return a
+
+    def row_at_offset():
+        a = noise.clone()
+        a[2, 11 : 11 + v.shape[1]] = v[7]
+        return a
+
+    def row_as_column():  # (stack, B, if_dim) with the row down one column
+        a = noise.clone().repeat(2, 1, 1)
+        a[1, 3 : 3 + v.shape[1], 20] = v[7]
+        return a
+
+    def gathered_column():
+        a = noise.clone()
+        a[:, 31] = v[idx, 0]
+        return a
+
+    def column_along_a_row():
+        a = noise.clone()
+        a[4, :16] = v[idx, 5]
+        return a
+
+    cases = {"padded row": (padded_row, "row 7"), "row at an offset": (row_at_offset, "row 7"),
+             "row down a column of a stack": (row_as_column, "row 7"),
+             "gathered column": (gathered_column, "column 0"),
+             "column along a row": (column_along_a_row, "column 5")}
+    for name, (make, what) in cases.items():
+        # Execute
+        found = find_leaks([("reply", "m", {"h": make().to(dtype)})], [secret])
+        # Assert
+        assert any(what in f for f in found), (name, found)
+        assert find_leaks([("reply", "m", {"h": noise.to(dtype)})], [secret]) == []
+
+
+def test_find_leaks_finds_integer_columns_lists_strings_and_scalars():
+    secret = Secret("t", _secret_table())
+    counts = secret.values[:, 1].astype(np.int64)  # raw integer column 0..4
+    messages = [
+        ("request", "m", {"idx": torch.as_tensor(counts[:20])}),  # integers as an int array
+        ("reply", "m", {"loss": float(secret.values[3, 0])}),  # one raw value as a scalar
+        ("reply", "m", {"l": secret.values[:, 5].tolist()}),  # a column as a config list
+        ("reply", "m", {"schema": str(secret.values[9].tolist())}),  # a row inside a string
+    ]
+    found = find_leaks(messages, [secret])
+    assert [f.split(":")[0] for f in found] == [f"message {i} ({d} m)"
+                                                for i, (d, _, _) in enumerate(messages)], found
+
+
+def test_find_leaks_does_not_match_zeros_constants_or_legitimate_arrays():
+    """Negative control: coincidences are not leaks.
+
+    The secret has a constant column, a zero column, a mostly-zero column and one-hot
+    columns, all excluded from the column search (zeros, constants and two-valued
+    columns are in legitimate arrays everywhere), and rows with few informative values.
+    The payloads are what legitimate traffic holds: zero-padded and constant arrays,
+    exact 0/1 values (hard one-hot synthetic rows), random IFs, row indices (integers,
+    like the secret's integer column) and a schema and config lists full of small
+    whole numbers.
+    """
+    rng = np.random.default_rng(2)
+    n = 40
+    mostly_zero = np.where(rng.random(n) < 0.8, 0.0, rng.normal(size=n))
+    table = np.column_stack([np.full(n, 3.5), np.zeros(n), mostly_zero,
+                             np.eye(2)[rng.integers(0, 2, n)], rng.integers(0, 5, n),
+                             rng.normal(size=n)])
+    secret = Secret("t", table)
+    synthetic_onehot = np.eye(2, dtype=np.float32)[rng.integers(0, 2, 64)]
+    messages = [("reply", "m", {
+        "zeros": torch.zeros(16, 32), "threes": torch.full((16, 32), 3.5),
+        "ones": torch.ones(3, 16, 32), "x": synthetic_onehot,
+        "h_real": torch.randn(16, 32, generator=torch.Generator().manual_seed(3)),
+        "idx": torch.as_tensor(rng.permutation(n)[:16]),
+        "stack": np.stack([rng.permutation(n)[:16] for _ in range(4)]),
+        "loss": 0.0, "step": 4, "index": [0, 1, 2, 3, 4, 1, 2, 3],
+        "schema": json.dumps([{"name": "count", "kind": "numeric", "low": 0.0, "high": 4.0,
+                               "mean": 2.0, "std": 2.0, "categories": [1, 2, 3, 4]}]),
+    })]
+    assert find_leaks(messages, [secret]) == []
+    # the same secret is found when it does travel (the exclusions are not blanket)
+    leak = torch.zeros(16, 32)
+    leak[:, 0] = torch.as_tensor(table[:16, 6], dtype=torch.float32)
+    assert find_leaks([("reply", "m", {"h_real": leak})], [secret]) != []
