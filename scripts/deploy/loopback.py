@@ -4,7 +4,13 @@ Starts ``start_superlink.sh`` and ``start_supernode.sh`` (plain HTTP, or TLS + S
 authentication with ``tls=True``) on free loopback ports, each party with its own CSV
 (``export_party_csvs.py``) and its own checkpoint folder, runs ``flwr run . <connection>``,
 reads the final status with ``flwr ls``, and stops every process it started by PID
-(process groups it created). Used by the slow deployment test and the benchmark.
+(process groups it created). Used by the slow deployment tests and the benchmark.
+
+With ``tls=True`` the layout is the production one: the SuperLink binds 127.0.0.1:``port``,
+the nginx proxy (``start_proxy.sh``) listens on 127.0.0.1:``public_port`` and forwards only
+the Fleet API, the parties dial the proxy, and the operator's connection (``connection``,
+used for ``flwr supernode register``, ``flwr run`` and ``flwr ls``) dials the SuperLink
+over loopback, as an operator on the SuperLink host would.
 
     python scripts/deploy/loopback.py --run-config 'steps=4 flower.steps-per-round=2' [--tls]
 """
@@ -38,8 +44,12 @@ class Loopback:
         self.home = self.dir / "flwr-home"
         self.env = flwr_env(self.home)
         self.env["FLWR_BIN"] = str(Path(sys.executable).parent)
-        self.port = free_port()
+        self.port = free_port()  # the SuperLink's own port (operator, loopback)
+        # what the parties dial: the proxy with TLS, the SuperLink itself without
+        self.public_port = free_port() if tls else self.port
         self.connection = "loopback-tls" if tls else "loopback"
+        self.ca_cert = self.dir / "certs" / "ca.crt"  # the only file parties receive
+        self.proxy_dir = self.dir / "superlink-state" / "proxy"  # nginx conf and logs
 
     # -- lifecycle ------------------------------------------------------------------
     def __enter__(self) -> Loopback:
@@ -76,15 +86,20 @@ class Loopback:
                      if ln.startswith("categorical columns")), "")
         env = dict(self.env, HOST="127.0.0.1", PORT=str(self.port),
                    STATE_DIR=str(self.dir / "superlink-state"),
-                   CERTS_DIR=str(self.dir / "certs"), KEYS_DIR=str(self.dir / "keys"))
+                   CERTS_DIR=str(self.dir / "certs"), KEYS_DIR=str(self.dir / "keys"),
+                   SERVER_TLS_DIR=str(self.dir / "superlink-tls"),
+                   CA_PRIVATE_DIR=str(self.dir / "ca-private"))
         if self.tls:
-            subprocess.run(["bash", str(ROOT / "scripts/deploy/gen_certs.sh"),
-                            str(self.num_parties)], check=True, env=env, capture_output=True)
-            env["TLS"] = "1"
+            # demo party keys on one machine; real parties run gen_party_key.sh themselves
+            subprocess.run(["bash", str(ROOT / "scripts/deploy/gen_certs.sh")], check=True,
+                           env=dict(env, DEMO_PARTY_KEYS=str(self.num_parties)),
+                           capture_output=True)
+            env.update(TLS="1", PUBLIC_HOST="127.0.0.1", PUBLIC_PORT=str(self.public_port),
+                       PROXY_STATE_DIR=str(self.proxy_dir))
         self._spawn(["bash", str(ROOT / "scripts/deploy/start_superlink.sh")], env,
                     "superlink.log")
         self.wait_health()
-        ca = str(self.dir / "certs" / "ca.crt") if self.tls else ""
+        ca = str(self.ca_cert) if self.tls else ""
         subprocess.run(["bash", str(ROOT / "scripts/deploy/add_connection.sh"),
                         self.connection, f"127.0.0.1:{self.port}", *([ca] if ca else [])],
                        check=True, env=self.env, capture_output=True)
@@ -95,7 +110,7 @@ class Loopback:
                                check=True, env=self.env, capture_output=True, text=True,
                                timeout=120)
         for k in range(self.num_parties):
-            nenv = dict(env, SUPERLINK=f"127.0.0.1:{self.port}", PORT=str(free_port()),
+            nenv = dict(env, SUPERLINK=f"127.0.0.1:{self.public_port}", PORT=str(free_port()),
                         NUM_PARTIES=str(self.num_parties), BOUNDS=bounds, CATEGORICAL=cats,
                         CHECKPOINT_DIR=str(self.dir / f"party{k}-checkpoints"),
                         FLWR_HOME=str(self.dir / f"supernode{k}-home"))
@@ -103,19 +118,21 @@ class Loopback:
                          str(data / f"party{k}.csv")], nenv, f"supernode{k}.log")
 
     def wait_health(self, timeout: float = 120.0) -> None:
-        """Wait until the SuperLink answers ``/health``."""
+        """Wait until the SuperLink answers ``/health`` on the parties' address.
+
+        With TLS that is the proxy, so a 200 means nginx and the SuperLink are both up.
+        """
         import ssl
 
         scheme = "https" if self.tls else "http"
-        ctx = ssl.create_default_context(cafile=str(self.dir / "certs" / "ca.crt")) \
-            if self.tls else None
+        ctx = ssl.create_default_context(cafile=str(self.ca_cert)) if self.tls else None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[0].poll() is not None:
                 raise RuntimeError("SuperLink exited: " +
                                    (self.dir / "superlink.log").read_text()[-2000:])
             try:
-                with urllib.request.urlopen(f"{scheme}://127.0.0.1:{self.port}/health",
+                with urllib.request.urlopen(f"{scheme}://127.0.0.1:{self.public_port}/health",
                                             timeout=2, context=ctx) as r:
                     if r.status == 200:
                         return
@@ -143,6 +160,10 @@ class Loopback:
             except ProcessLookupError:
                 pass
             p.wait()
+        # a killed process with a large address space takes a moment to exit
+        deadline = time.monotonic() + 10
+        while self.alive_pids() and time.monotonic() < deadline:
+            time.sleep(0.2)
 
     def alive_pids(self) -> list[int]:
         """PIDs of this object's processes (and their groups) still running."""

@@ -5,17 +5,25 @@
 #
 # DATA_CSV holds only this party's columns plus the record-id column; it never leaves
 # the machine. Environment:
-#   SUPERLINK (127.0.0.1:8000), NUM_PARTIES (2), PORT (9094 + PARTY_ID: this SuperNode's
-#   local API port; must differ per SuperNode on one host), CHECKPOINT_DIR
+#   SUPERLINK (127.0.0.1:8000; with TLS=1 the proxy's public address, default
+#   127.0.0.1:8443: parties never dial the SuperLink's own port), NUM_PARTIES (2),
+#   PORT (9094 + PARTY_ID: this SuperNode's local API port; must differ per SuperNode
+#   on one host), CHECKPOINT_DIR
 #   (party-<id>-checkpoints: this party's own resumable checkpoints),
 #   CATEGORICAL (comma-separated categorical columns), BOUNDS ("low:high" for bounded
 #   numeric columns, e.g. "0:16" for digit pixels), ID_COLUMN (record_id),
-#   TLS=1 to use certs/ca.crt and this party's key keys/party<ID> (gen_certs.sh).
+#   TLS=1 to use certs/ca.crt (the CA certificate the operator hands out) and this
+#   party's own private key keys/party<ID> (made here by gen_party_key.sh; the operator
+#   must have registered keys/party<ID>.pub first). CERTS_DIR, KEYS_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PARTY="${1:?party id}"
 DATA="${2:?data csv}"
-SUPERLINK="${SUPERLINK:-127.0.0.1:8000}"
+if [ "${TLS:-0}" = "1" ]; then
+  SUPERLINK="${SUPERLINK:-127.0.0.1:8443}"
+else
+  SUPERLINK="${SUPERLINK:-127.0.0.1:8000}"
+fi
 NUM_PARTIES="${NUM_PARTIES:-2}"
 PORT="${PORT:-$((9094 + PARTY))}"
 CKPT="${CHECKPOINT_DIR:-party-$PARTY-checkpoints}"
@@ -27,6 +35,9 @@ NODE_CONFIG="partition-id=$PARTY num-partitions=$NUM_PARTIES data-path=\"$DATA_A
 [ -n "${BOUNDS:-}" ] && NODE_CONFIG="$NODE_CONFIG bounds=\"$BOUNDS\""
 export FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1
 if [ "${TLS:-0}" = "1" ]; then
+  for f in "$CERTS/ca.crt" "$KEYS/party$PARTY"; do
+    [ -f "$f" ] || { echo "start_supernode.sh: missing $f" >&2; exit 1; }
+  done
   SEC=(--root-certificates "$CERTS/ca.crt" --auth-supernode-private-key "$KEYS/party$PARTY")
 else
   SEC=(--insecure)
