@@ -72,18 +72,52 @@ class VFLGANModel:
         """Each party's columns in the joined encoded table."""
         return _slices([s.width for s in self.schemas])
 
-    def fit(self, steps: int | None = None) -> VFLGANModel:
+    def fit(self, steps: int | None = None, *, checkpoint_dir: str | Path | None = None,
+            checkpoint_every: int = 0, resume: bool = False,
+            overwrite: bool = False) -> VFLGANModel:
         """Train (or continue training) up to ``steps`` (default ``config.steps``).
+
+        Args:
+            steps: the step to train to.
+            checkpoint_dir: where resumable checkpoints go (the server's and, unless a
+                party has its own ``checkpoint_dir``, every party's, side by side);
+                None = no checkpoints.
+            checkpoint_every: steps between checkpoints (0 = only at the end).
+            resume: continue from the newest checkpoint in ``checkpoint_dir`` (same
+                settings, :data:`vflgan_app.core.checkpoint.RESUME_MAY_CHANGE` aside).
+            overwrite: a fresh run deletes the checkpoints it finds there (without it,
+                a fresh run refuses a folder holding checkpoints).
 
         Raises:
             PrivacyBudgetExceeded: with DP, before a step that would exceed
                 ``dp.target-epsilon``; the model stays usable (the parties are brought
                 up to date first) and holds every step taken within the budget.
+            FileExistsError: a fresh run finds checkpoints and not ``overwrite``.
+            FileNotFoundError, ValueError: ``resume`` cannot resume (no checkpoint, a
+                missing party folder, a differing setting: the message names it).
         """
+        from vflgan_app.core import loop
+        from vflgan_app.core.checkpoint import config_fingerprint
+
+        steps = steps if steps is not None else self.config.steps
+        if checkpoint_dir is None and (checkpoint_every or resume or overwrite):
+            raise ValueError("fit: checkpoint_every, resume and overwrite need a "
+                             "checkpoint_dir; got none")
+        if resume and overwrite:
+            raise ValueError("fit: got both resume and overwrite; expected one")
+        fingerprint = None
+        if checkpoint_dir is not None:
+            fingerprint = config_fingerprint(self.config, self.coordinator.arch)
+            for p in self.parties:
+                if p.checkpoint_dir is None:
+                    p.checkpoint_dir = str(checkpoint_dir)
+            if resume:
+                loop.resume(self.coordinator, checkpoint_dir, fingerprint=fingerprint)
         try:
-            self.coordinator.fit(steps if steps is not None else self.config.steps,
-                                 progress=self.config.progress,
-                                 log_every=self.config.log_every)
+            loop.fit(self.coordinator, steps, checkpoint_root=checkpoint_dir,
+                     checkpoint_every=checkpoint_every, fingerprint=fingerprint,
+                     overwrite=overwrite, progress=self.config.progress,
+                     log_every=self.config.log_every)
         except PrivacyBudgetExceeded as e:
             self.coordinator.flush()
             logger.error("%s", e)
@@ -92,6 +126,7 @@ class VFLGANModel:
 
     def sample_parts(self, n: int, seed: int = 0, independent: bool = False) -> list[np.ndarray]:
         """Encoded synthetic columns per party (``independent``: the control)."""
+        check_sample_args(n, seed)
         return self.coordinator.sample(n, seed, independent)
 
     def sample(self, n: int, seed: int = 0, independent: bool = False) -> pd.DataFrame:
@@ -144,6 +179,7 @@ class BaselineModel:
 
     def sample_parts(self, n: int, seed: int = 0, independent: bool = False) -> list[np.ndarray]:
         """Encoded synthetic columns per party."""
+        check_sample_args(n, seed)
         return self.impl.sample(n, seed, independent)
 
     def sample(self, n: int, seed: int = 0, independent: bool = False) -> pd.DataFrame:
@@ -230,3 +266,14 @@ def fit_baseline(kind: str, parties_data: Sequence[PartyData], config: VFLGANCon
 def load_schema(path: str | Path) -> TableSchema:
     """Read a ``schema.json`` written by :meth:`VFLGANModel.save`."""
     return TableSchema.from_json(Path(path).read_text())
+
+
+def check_sample_args(n: object, seed: object) -> None:
+    """Refuse a bad ``sample`` request before anything runs.
+
+    Raises:
+        ValueError: ``n`` is not an integer >= 1 or ``seed`` not an integer >= 0.
+    """
+    for name, value, low in (("n", n, 1), ("seed", seed, 0)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
+            raise ValueError(f"sample: {name} got {value!r}, expected an integer >= {low}")

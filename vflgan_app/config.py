@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -39,6 +40,13 @@ DP_MODES = ("none", "paper", "strict")
 #: Critic objectives: the paper's per-module penalties, or one penalty through the whole
 #: split critic (:mod:`vflgan_app.core.joint`).
 OBJECTIVES = ("paper", "joint")
+
+#: A run name is a plain folder name (never a path): parties and the server join it
+#: under their own folders, so it must not climb out of them.
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+
+#: Devices a run can ask for (:func:`trainkit.select_device`).
+DEVICE = re.compile(r"cpu|auto|cuda(:[0-9]+)?")
 
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
@@ -134,6 +142,34 @@ def _what(kind: Any) -> str:
             str: "a string"}.get(kind, str(kind))
 
 
+def _check_types(obj: Any, prefix: str = "") -> None:
+    """Every scalar field holds a value of its declared type (before any range check).
+
+    A dataclass built in Python skips :func:`parse_fields`, so ``steps=True``,
+    ``batch_size=2.5``, ``seed="x"`` or ``lr=inf`` would otherwise fail much later with
+    a raw error. Booleans are not integers here; floats must be finite.
+    """
+    for f in dataclasses.fields(obj):
+        hint = typing.get_type_hints(type(obj))[f.name]
+        args = typing.get_args(hint)
+        optional = type(None) in args
+        kind = next((a for a in args if a is not type(None)), hint) if optional else hint
+        if kind not in (bool, int, float, str):
+            continue
+        value = getattr(obj, f.name)
+        if value is None and optional:
+            continue
+        ok = {bool: lambda v: isinstance(v, bool),
+              int: _is_int,
+              float: lambda v: _is_int(v) or isinstance(v, float) and math.isfinite(v),
+              str: lambda v: isinstance(v, str)}[kind](value)
+        if not ok:
+            key = prefix + f.name.replace("_", "-")
+            what = _what(kind) + (" (finite)" if kind is float else "")
+            raise ValueError(f"{key}: got {value!r} of type {type(value).__name__}, "
+                             f"expected {what}{' or none' if optional else ''}")
+
+
 def _need(obj: Any, cond: bool, name: str, expected: str, prefix: str = "") -> None:
     if not cond:
         key = prefix + name.replace("_", "-")
@@ -160,6 +196,17 @@ class DPConfig:
             gradient of the first-layer weight) or 1.0 (strict mode, per sample and block).
         noise_seed: fixed seed of the parties' and server's noise generators. For tests
             only: None (default) seeds them from ``secrets``.
+        public_domain: the declared public domain of columns, as JSON text (an object)
+            or the path of a JSON file: ``{"col": {"categories": [...], "other": v}}``
+            for a categorical column, ``{"col": {"low": a, "high": b, "integer": true}}``
+            for a numeric one (docs/privacy.md, "The decoding schema"). Under DP these
+            columns are encoded from the declaration alone (values outside it are
+            mapped/clipped at the party); None = nothing declared.
+        schema_epsilon_fraction: share of ``target_epsilon`` for releasing, with DP,
+            the domain of every column that has none declared (noisy counts with a
+            threshold; composed with training under RDP). None = 0.1 when
+            ``public_domain`` is None, else 0 (then every column must be declared, or be
+            a bounded column, and a missing one is an error that names it).
     """
 
     mode: str = "none"
@@ -168,6 +215,8 @@ class DPConfig:
     noise_multiplier: float | None = None
     clip: float | None = None
     noise_seed: int | None = None
+    public_domain: str | None = None
+    schema_epsilon_fraction: float | None = None
 
     def __post_init__(self) -> None:
         _need(self, self.mode in DP_MODES, "mode", f"one of {list(DP_MODES)}", "dp.")
@@ -182,11 +231,26 @@ class DPConfig:
         ):
             raise TypeError(f"dp.noise-seed: got {self.noise_seed!r}, expected an integer "
                             "or none")
+        if self.public_domain is not None and not isinstance(self.public_domain, str):
+            raise TypeError(f"dp.public-domain: got {type(self.public_domain).__name__}, "
+                            "expected JSON text or the path of a JSON file (json.dumps a "
+                            "dict)")
+        if self.schema_epsilon_fraction is not None:
+            f = self.schema_epsilon_fraction
+            _need(self, not isinstance(f, bool) and isinstance(f, int | float)
+                  and 0 <= f < 1, "schema_epsilon_fraction", "0 <= fraction < 1", "dp.")
 
     @property
     def enabled(self) -> bool:
         """Whether any DP mechanism is on."""
         return self.mode != "none"
+
+    @property
+    def schema_fraction(self) -> float:
+        """``schema_epsilon_fraction`` resolved: 0.1 without a public domain, else 0."""
+        if self.schema_epsilon_fraction is not None:
+            return float(self.schema_epsilon_fraction)
+        return 0.1 if self.public_domain is None else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of every field."""
@@ -282,6 +346,7 @@ class VFLGANConfig:
             object.__setattr__(self, "dp", DPConfig.from_dict(self.dp))
         if not isinstance(self.dp, DPConfig):
             raise TypeError(f"dp: got {type(self.dp).__name__}, expected a DPConfig")
+        _check_types(self)
         need = lambda cond, name, expected: _need(self, cond, name, expected)  # noqa: E731
         need(self.dataset in DATASETS or self.dataset == "custom", "dataset",
              f"one of {list(DATASETS)} or 'custom'")
@@ -312,6 +377,10 @@ class VFLGANConfig:
         need(self.max_rows is None or self.max_rows >= 2, "max_rows", ">= 2")
         need(self.n_samples is None or self.n_samples >= 1, "n_samples", ">= 1")
         need(self.log_every >= 1, "log_every", ">= 1")
+        need(self.seed >= 0, "seed", "an integer >= 0")
+        need(self.threads is None or self.threads >= 1, "threads", "an integer >= 1 or none")
+        need(DEVICE.fullmatch(self.device) is not None, "device",
+             "'cpu', 'cuda', 'cuda:N' or 'auto'")
         if self.sampler is None:  # an unset preset value, filled in (not a change)
             object.__setattr__(self, "sampler", "wor" if self.dp.enabled else "shuffle")
 
@@ -380,6 +449,8 @@ class FlowerSettings:
         connect_timeout: seconds to wait for all SuperNodes.
         checkpoint_every: steps between resumable checkpoints (0 = only at the end).
         resume: continue from the newest complete checkpoint of ``run_name``.
+        overwrite: a fresh run (not ``resume``) deletes the checkpoints it finds in its
+            folders; without it, it refuses folders that hold checkpoints.
         run_name: output folder name under ``output-dir``.
         evaluate: score the synthetic data (needs the built-in dataset on the server:
             simulation / demo only; a real server holds no rows).
@@ -392,16 +463,21 @@ class FlowerSettings:
     connect_timeout: float = 120.0
     checkpoint_every: int = 0
     resume: bool = False
+    overwrite: bool = False
     run_name: str = "flower"
     evaluate: bool = True
     cache_party: bool = True
 
     def __post_init__(self) -> None:
         p = "flower."
+        _check_types(self, p)
         _need(self, self.steps_per_round >= 1, "steps_per_round", ">= 1", p)
         _need(self, self.round_timeout > 0, "round_timeout", "> 0", p)
         _need(self, self.connect_timeout > 0, "connect_timeout", "> 0", p)
         _need(self, self.checkpoint_every >= 0, "checkpoint_every", ">= 0", p)
+        _need(self, isinstance(self.run_name, str) and RUN_NAME.fullmatch(self.run_name)
+              is not None, "run_name", "a folder name of letters, digits, '.', '_' or "
+              "'-' (at most 100, not starting with '.' or '-'; no path separators)", p)
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> FlowerSettings:

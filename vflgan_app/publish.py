@@ -64,6 +64,15 @@ def write_synthetic(
     if image_shape is not None and table.shape[1] != int(np.prod(image_shape)):
         raise ValueError(f"image_shape: got {tuple(image_shape)} for a table of "
                          f"{table.shape[1]} columns; expected H * W = {table.shape[1]}")
+    numeric = table.select_dtypes(include="number")
+    bad = [c for c in numeric.columns if not np.isfinite(numeric[c].to_numpy(float)).all()]
+    if bad:
+        raise ValueError(f"synthetic table: columns {bad[:10]} hold NaN or inf values; "
+                         "expected finite values (nothing was written)")
+    if table.isna().any().any():
+        missing = [c for c in table.columns if table[c].isna().any()]
+        raise ValueError(f"synthetic table: columns {missing[:10]} have missing cells; "
+                         "expected every cell decoded (nothing was written)")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     files: dict[str, str] = {}

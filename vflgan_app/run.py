@@ -39,22 +39,35 @@ def prepare_real_parties(ds: Dataset) -> list[PartyData]:
 
 
 def train_model(cfg: VFLGANConfig, kind: str, parties: list[PartyData],
-                arch: Architecture | None = None):
+                arch: Architecture | None = None, checkpoints: dict | None = None):
     """Train ``kind`` (vflgan, vertigan, centralized) on prepared parties.
 
     With DP, a run that reaches ``dp.target-epsilon`` before ``steps`` stops before the
     step that would exceed it; the model is returned with ``model.stopped_early`` set
-    to the reason (the steps taken are within the budget). ``arch`` overrides the
+    to the reason (the steps taken are within the budget); one that cannot take a
+    single step raises ``ValueError`` (nothing to publish). ``arch`` overrides the
     config's architecture (vflgan only; e.g. a bias-free no-DP control).
+    ``checkpoints`` are the checkpoint arguments of :meth:`VFLGANModel.fit`
+    (``checkpoint_dir``, ``checkpoint_every``, ``resume``, ``overwrite``; vflgan only).
+
+    Raises:
+        ValueError: checkpoints asked of a baseline.
     """
     if kind == "vflgan":
         model = build_federation(parties, cfg, arch=arch)
         model.stopped_early = None
         try:
-            model.fit()
+            model.fit(**(checkpoints or {}))
         except PrivacyBudgetExceeded as e:
+            if model.coordinator.step == 0:  # nothing trained: nothing worth publishing
+                raise ValueError(f"dp.target-epsilon: {e}; not one step fits the budget, so "
+                                 "no model was trained and nothing is published (raise "
+                                 "dp.target-epsilon or dp.noise-multiplier)") from e
             model.stopped_early = str(e)
         return model
+    if checkpoints:
+        raise ValueError(f"checkpoints: got {sorted(checkpoints)} for the {kind!r} "
+                         "baseline; expected none (resumable checkpoints are for vflgan)")
     return fit_baseline(kind, parties, cfg)
 
 
@@ -115,15 +128,78 @@ def publish(run_dir: Path, cfg: VFLGANConfig, model, schemas: Sequence[TableSche
     return json.loads((Path(run_dir) / "report.json").read_text())
 
 
+#: Why a DP report carries no loss history (docs/privacy.md, "What is published").
+HISTORY_OMITTED = ("omitted under DP: the per-step losses are computed from the private rows "
+                   "without noise and are not covered by the accountant")
+
+
+def loss_history(cfg: VFLGANConfig, history) -> dict:
+    """The report's loss history: the losses without DP, a note of their absence under DP."""
+    if cfg.dp.enabled:
+        return {"history_omitted": HISTORY_OMITTED}
+    return {"history": {"d_loss": history.d_loss,
+                        "g_loss": {str(k): v for k, v in history.g_loss.items()}}}
+
+
+def preflight(cfg: VFLGANConfig, parties: Sequence[PartyData],
+              arch: Architecture | None = None) -> None:
+    """Refuse a run that cannot train on these tables, before anything is written.
+
+    Raises:
+        ValueError: the batch is larger than the table, the parties disagree on rows,
+            or under DP not one step fits the budget.
+    """
+    arch = arch or cfg.resolve_architecture()
+    rows = {len(p.ids) for p in parties}
+    if len(rows) != 1:
+        raise ValueError(f"tables: the parties hold {sorted(rows)} rows; expected the same "
+                         "records at every party")
+    (n,) = rows
+    if arch.batch_size > n:
+        raise ValueError(f"batch_size: got {arch.batch_size}, expected at most the {n} rows "
+                         "of the table (pass --batch-size, or use more rows)")
+    if cfg.dp.enabled and cfg.steps > 0:
+        from vflgan_app import federation
+        from vflgan_app.dp.accountant import DPAccounting
+
+        dp_arch = federation.architecture(cfg, arch)
+        plan = federation.dp_plan(cfg, dp_arch, n, len(parties))
+        try:
+            DPAccounting(plan)(0)  # a throwaway accountant: can step 0 be paid for?
+        except PrivacyBudgetExceeded as e:
+            raise ValueError(f"dp.target-epsilon: {e}; not one step fits the budget, so "
+                             "nothing would be trained (raise dp.target-epsilon or "
+                             "dp.noise-multiplier)") from None
+
+
 def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool = True,
-                   timer: StageTimer | None = None, arch: Architecture | None = None) -> dict:
-    """Train, publish and evaluate; return the report written to ``report.json``."""
+                   timer: StageTimer | None = None, arch: Architecture | None = None,
+                   prepared: tuple[Dataset, list[PartyData]] | None = None, *,
+                   checkpoint_every: int = 0, resume: bool = False,
+                   overwrite: bool = False) -> dict:
+    """Train, publish and evaluate; return the report written to ``report.json``.
+
+    ``prepared`` is the output of :func:`prepare_dataset` when the caller already has it
+    (the CLI loads and checks the data before it creates the run folder).
+
+    With ``checkpoint_every``, ``resume`` or ``overwrite`` (vflgan only), resumable
+    checkpoints go to ``<run_dir>/checkpoints`` (the server's and every party's, side by
+    side): every ``checkpoint_every`` steps and at the end. ``resume`` continues from the
+    newest; ``overwrite`` lets a fresh run delete the checkpoints it finds there. The
+    report's ``history`` holds the losses of every step (vflgan).
+    """
     timer = timer or StageTimer(logger)
+    checkpoints = None
+    if checkpoint_every or resume or overwrite:
+        checkpoints = {"checkpoint_dir": Path(run_dir) / "checkpoints",
+                       "checkpoint_every": checkpoint_every, "resume": resume,
+                       "overwrite": overwrite}
     with timer("data"):
-        ds, parties = prepare_dataset(cfg)
+        ds, parties = prepared if prepared is not None else prepare_dataset(cfg)
+    preflight(cfg, parties, arch)
     log_header(cfg, kind, ds, parties)
     with timer("training"):
-        model = train_model(cfg, kind, parties, arch=arch)
+        model = train_model(cfg, kind, parties, arch=arch, checkpoints=checkpoints)
     if kind == "vflgan":
         model.save(run_dir / "model")
     extra = {"model": kind, "dataset": ds.name,
@@ -131,6 +207,8 @@ def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool =
              "stopped_early": getattr(model, "stopped_early", None),
              "party_columns": ds.party_columns if not ds.is_image else
              [f"{len(c)} pixel columns" for c in ds.party_columns]}
+    if kind == "vflgan":
+        extra.update(loss_history(cfg, model.coordinator.history))
     n = cfg.n_samples or len(parties[0].ids)
     return publish(run_dir, cfg, model, [p.schema for p in parties], n, ds=ds,
                    real=parties, evaluate=evaluate, extra=extra, timer=timer)

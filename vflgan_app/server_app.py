@@ -21,9 +21,10 @@ from flwr.serverapp import Grid, ServerApp
 from vflgan_app import federation
 from vflgan_app.config import FlowerSettings, VFLGANConfig, parse_run_config
 from vflgan_app.core import loop
+from vflgan_app.core.checkpoint import config_fingerprint
 from vflgan_app.data.schema import TableSchema
 from vflgan_app.errors import PrivacyBudgetExceeded
-from vflgan_app.flower.transport import FlowerTransport
+from vflgan_app.flower.transport import FlowerTransport, shorten_object_backoff
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ def main(grid: Grid, context: Context) -> None:
 
     cfg, settings = parse_run_config(context.run_config)
     set_cpu_threads(cfg.threads)
+    shorten_object_backoff()  # no 1 s wait when a reply's objects trail its listing
     transport = FlowerTransport(grid, cfg.num_parties, round_timeout=settings.round_timeout,
                                 connect_timeout=settings.connect_timeout)
     run_dir = run_federated(cfg, settings, transport)
@@ -49,8 +51,14 @@ def main(grid: Grid, context: Context) -> None:
 def run_federated(cfg: VFLGANConfig, settings: FlowerSettings, transport) -> Path:
     """Handshake, (resume,) train with checkpoints, publish and report.
 
+    A fresh run refuses checkpoint folders (the server's, every party's) that hold
+    checkpoints, unless ``flower.overwrite``; ``flower.resume`` continues the newest
+    checkpoint after checking its settings and that every party holds it.
+
     Raises:
         RunInterrupted: a fault stopped training; a resumable checkpoint is named.
+        FileExistsError: a fresh run found checkpoints and not ``flower.overwrite``.
+        ValueError: a resume with other settings than the checkpoint's (named).
     """
     run_dir = Path(cfg.output_dir).absolute() / settings.run_name
     ckpt = run_dir / "checkpoints"
@@ -58,8 +66,13 @@ def run_federated(cfg: VFLGANConfig, settings: FlowerSettings, transport) -> Pat
     transport.party_ids()  # connect
     fed = federation.connect(transport, cfg)
     coord = fed.coordinator
+    if settings.resume and settings.overwrite:
+        raise ValueError("flower.resume and flower.overwrite: got both; expected one "
+                         "(continue the run, or start it over)")
+    # checked against every checkpoint on resume (core/checkpoint.RESUME_MAY_CHANGE)
+    fingerprint = config_fingerprint(cfg, coord.arch, settings.steps_per_round)
     if settings.resume:
-        loop.resume(coord, ckpt)
+        loop.resume(coord, ckpt, fingerprint=fingerprint)
     logger.info("VFLGAN on Flower: %d parties, %d rows, steps %d -> %d, K=%d",
                 len(coord.party_ids), coord.n_rows, coord.step, cfg.steps,
                 settings.steps_per_round)
@@ -67,16 +80,27 @@ def run_federated(cfg: VFLGANConfig, settings: FlowerSettings, transport) -> Pat
     stopped_early = None
     try:
         loop.fit(coord, cfg.steps, steps_per_round=settings.steps_per_round,
-                 checkpoint_root=ckpt, checkpoint_every=settings.checkpoint_every)
+                 checkpoint_root=ckpt, checkpoint_every=settings.checkpoint_every,
+                 fingerprint=fingerprint, overwrite=settings.overwrite)
     except PrivacyBudgetExceeded as e:  # the budget, not a fault: publish what it paid for
         logger.warning("%s", e)
         stopped_early = str(e)
     timings = {"train_s": time.monotonic() - t_train, "total_s": time.monotonic() - t0,
                "round_trips": transport.round_trips}
+    trips = sorted(getattr(transport, "round_s", [])[2:])  # after connect + handshake
+    if trips:
+        timings["round_trip_median_s"] = trips[len(trips) // 2]
     publish_run(cfg, coord, run_dir, settings, timings,
                 dp=fed.accounting.metadata() if fed.accounting is not None else None,
                 stopped_early=stopped_early)
     return run_dir
+
+
+def schemas_match(ds, schemas: list[TableSchema]) -> bool:
+    """Whether each party's columns are, in order, the built-in dataset's for that party."""
+    return len(schemas) == len(ds.party_columns) and all(
+        [c.name for c in s.columns] == list(cols)
+        for s, cols in zip(schemas, ds.party_columns, strict=True))
 
 
 class _CoordinatorSampler:
@@ -99,7 +123,7 @@ def publish_run(cfg: VFLGANConfig, coord, run_dir: Path, settings: FlowerSetting
     The built-in dataset (image shape, pixel bounds) is read only for its metadata, and
     its rows only to evaluate, when ``flower.evaluate`` is on (simulation / demo).
     """
-    from vflgan_app.run import publish
+    from vflgan_app.run import loss_history, publish
 
     schemas = [TableSchema.from_json(coord.hellos[p]["schema"]) for p in coord.party_ids]
     ds = None
@@ -111,12 +135,17 @@ def publish_run(cfg: VFLGANConfig, coord, run_dir: Path, settings: FlowerSetting
                               num_parties=cfg.num_parties)
         except FileNotFoundError:
             ds = None
+    if ds is not None and not schemas_match(ds, schemas):
+        # the parties hold their own tables (data-path): the run config's dataset names
+        # nothing they trained on, so publish them as custom tables
+        logger.warning("the parties' columns are not those of the built-in %r; "
+                       "publishing them as custom tables", cfg.dataset)
+        ds = None
     extra = {
         "model": "vflgan", "runtime": "flower", "dataset": cfg.dataset,
         "dp": dp or {"mode": "none"}, "stopped_early": stopped_early,
         "flower": dataclasses.asdict(settings), "timings_s": timings,
-        "history": {"d_loss": coord.history.d_loss,
-                    "g_loss": {str(k): v for k, v in coord.history.g_loss.items()}},
+        **loss_history(cfg, coord.history),
     }
     publish(run_dir, cfg, _CoordinatorSampler(coord), schemas, cfg.n_samples or coord.n_rows,
             ds=ds, evaluate=settings.evaluate, extra=extra)

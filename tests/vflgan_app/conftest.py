@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -37,3 +39,13 @@ def tiny_arch():
 @pytest.fixture(autouse=True)
 def _one_thread():
     torch.set_num_threads(1)
+
+
+#: The domain of ``make_table``'s columns, declared public for DP runs: tiny test tables
+#: are too few rows for the thresholds of a DP schema release
+#: (tests/vflgan_app/dp/test_private_schema.py tests the release itself).
+TINY_DOMAIN = json.dumps({
+    "a": {"low": -8, "high": 8}, "b": {"low": -8, "high": 8}, "c": {"low": -8, "high": 8},
+    "count": {"low": 0, "high": 4, "integer": True},
+    "color": {"categories": ["blue", "green", "red"]}, "kind": {"categories": ["neg", "pos"]},
+})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+from vflgan_app.core.coordinator import check_server_loss, reply_step
 from vflgan_app.core.protocol import CRITIC_FEATURES, Call
 from vflgan_app.core.sampling import batch_indices
 from vflgan_app.errors import ReplyError
@@ -63,6 +64,7 @@ def train_chunk(coord, k: int) -> list[float]:
         feats = {p: tail[p][i] for p in coord.party_ids}
         coord._check_features(feats, CRITIC_FEATURES, B, t)
         grads, server_loss = coord.server_critic_step(feats)
+        check_server_loss("critic", t, server_loss)
         # L_D's party terms arrive with the critic_apply replies (_absorb_apply_losses)
         coord._server_loss[t] = server_loss
         coord.history.d_loss.append(math.nan)
@@ -75,6 +77,7 @@ def train_chunk(coord, k: int) -> list[float]:
             gen = {p: tail[p][j] for p in coord.party_ids}
             coord._check_features(gen, ("h_gen",), B, t)
             ggrads, gserver = coord.server_generator_grads(gen)
+            check_server_loss("generator", t, gserver)
             coord.history.g_loss[t] = gserver + sum(f["loss"] for f in gen.values())
             for p in coord.party_ids:
                 coord._pending[p].append(Call("generator_apply", {
@@ -90,7 +93,7 @@ def absorb_apply_losses(coord, pending: dict[int, list[Call]],
         for call, reply in zip(plist, replies.get(p, []), strict=False):
             if call.method == "critic_apply":
                 t = int(call.args["step"])
-                if "step" in reply and int(reply["step"]) != t:
+                if reply_step(reply) != t:
                     raise ReplyError(f"party {p}: reply is for step {reply['step']}; "
                                      f"expected step {t}")
                 got.setdefault(t, {})[p] = float(reply["loss"])

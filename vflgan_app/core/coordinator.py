@@ -39,6 +39,14 @@ from vflgan_app.core.protocol import CRITIC_FEATURES, Call, Transport
 from vflgan_app.core.sampling import batch_indices, party_shuffle
 from vflgan_app.errors import HandshakeError, ReplyError
 
+#: Largest |value| accepted in a party's intermediate features. Honest IFs are outputs
+#: of a small critic block (measured below 1e2 in our runs; simulations/README.md,
+#: security section); values far beyond mean a poisoned or diverged party, which would
+#: otherwise drive every loss to -inf while the run "completes".
+IF_LIMIT = 1e6
+#: Largest |loss| accepted from a party, or computed at the server.
+LOSS_LIMIT = 1e8
+
 logger = logging.getLogger(__name__)
 
 @dataclass
@@ -102,6 +110,22 @@ def shuffled_negatives_loss(coord: Coordinator, h_real: list[torch.Tensor],
                       dim=1)  # (B, sum of IF widths)
     return coord.shuffle_negatives * wasserstein_critic_loss(
         coord.D_S(torch.cat(h_real, dim=1)), coord.D_S(mixed))
+
+
+def check_server_loss(phase: str, step: int, loss: float) -> None:
+    """Stop when the server's own loss is not finite or absurd (every IF passed the checks)."""
+    if not math.isfinite(loss) or abs(loss) > LOSS_LIMIT:
+        raise ReplyError(f"server: {phase} loss is {loss:.3g} at step {step}; expected a "
+                         f"finite number with |loss| <= {LOSS_LIMIT:g} (training diverged)")
+
+
+def reply_step(reply: dict) -> int | None:
+    """The step a party's reply says it answers (None when it has no valid one)."""
+    v = reply.get("step") if isinstance(reply, dict) else None
+    try:
+        return int(v) if v is not None and not isinstance(v, bool) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def feature_leaves(coord: Coordinator, feats: dict[int, dict]) -> dict[str, list[torch.Tensor]]:
@@ -266,6 +290,7 @@ class Coordinator:
         self._check_features(feats, CRITIC_FEATURES, B, t)
         # 3. server: D_S loss and GP term, step D_S, dL_D/dIF per party
         grads, server_loss = self.server_critic_step(feats)
+        check_server_loss("critic", t, server_loss)
         d_loss = server_loss + sum(f["loss"] for f in feats.values())
         self.history.d_loss.append(d_loss)
         # 4. parties apply the critic gradients (fused into the next round trip)
@@ -279,6 +304,7 @@ class Coordinator:
             )
             self._check_features(gen, ("h_gen",), B, t)
             ggrads, gserver = self.server_generator_grads(gen)
+            check_server_loss("generator", t, gserver)
             self.history.g_loss[t] = gserver + sum(f["loss"] for f in gen.values())
             for pid in ggrads:
                 self._pending.setdefault(pid, []).append(
@@ -341,7 +367,18 @@ class Coordinator:
             {p: [Call("sample", {"n": n, "seed": seed, "independent": independent})]
              for p in self.party_ids}
         )
-        return [np.asarray(replies[p][-1]["x"]) for p in self.party_ids]
+        out = []
+        for p in self.party_ids:
+            x = np.asarray(replies[p][-1].get("x") if isinstance(replies[p][-1], dict) else None)
+            want = (n, int(self.hellos[p]["width"]))
+            if x.dtype.kind != "f" or x.shape != want:
+                raise ReplyError(f"party {p}: sample has dtype {x.dtype} and shape {x.shape}; "
+                                 f"expected float {want}")
+            if not np.isfinite(x).all():
+                raise ReplyError(f"party {p}: sample contains NaN or inf values; nothing "
+                                 "is published")
+            out.append(x)
+        return out
 
     # -- helpers ----------------------------------------------------------------------
     def _round_trip(self, make_call: Callable[[int], Call]) -> dict[int, dict]:
@@ -355,10 +392,9 @@ class Coordinator:
     def _check_features(self, feats: dict[int, dict], names: tuple[str, ...], B: int,
                         step: int | None = None) -> None:
         for pid, reply in feats.items():
-            if step is not None and "step" in reply and int(reply["step"]) != step:
-                raise ReplyError(
-                    f"party {pid}: reply is for step {reply['step']}; expected step {step}"
-                )
+            if step is not None and reply_step(reply) != step:
+                raise ReplyError(f"party {pid}: reply is for step {reply.get('step')!r}; "
+                                 f"expected step {step}")
             for name in (*names, "loss"):
                 if name not in reply:
                     raise ReplyError(f"party {pid}: reply has no {name!r}; expected keys {names}")
@@ -373,8 +409,16 @@ class Coordinator:
                     raise ReplyError(f"party {pid}: {name} has dtype {h.dtype}; expected float")
                 if not torch.isfinite(h).all():
                     raise ReplyError(f"party {pid}: {name} contains NaN or inf values")
-            if not math.isfinite(float(reply["loss"])):
-                raise ReplyError(f"party {pid}: loss is {reply['loss']}; expected a finite number")
+                peak = float(h.abs().max()) if h.numel() else 0.0
+                if peak > IF_LIMIT:
+                    raise ReplyError(f"party {pid}: {name} holds values up to {peak:.3g}; "
+                                     f"expected |IF| <= {IF_LIMIT:g} (a poisoned or "
+                                     "diverged party)")
+            loss = reply["loss"]
+            if isinstance(loss, bool) or not isinstance(loss, int | float | np.floating) \
+                    or not math.isfinite(float(loss)) or abs(float(loss)) > LOSS_LIMIT:
+                raise ReplyError(f"party {pid}: loss is {loss!r}; expected a finite number "
+                                 f"with |loss| <= {LOSS_LIMIT:g}")
 
     # -- persistence ------------------------------------------------------------------
     def state_dict(self) -> dict:

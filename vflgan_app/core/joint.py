@@ -40,8 +40,10 @@ from __future__ import annotations
 import torch
 
 from vflgan_app.core.coordinator import (
+    IF_LIMIT,
     ServerCriticGradients,
     feature_leaves,
+    reply_step,
     shuffled_negatives_loss,
 )
 from vflgan_app.core.losses import (
@@ -115,7 +117,7 @@ class JointServerCritic(ServerCriticGradients):
         step = int(next(iter(feats.values()))["step"])
         replies = coord._round_trip(lambda p: Call(
             "critic_penalty", {"step": step, "u": u_parts[p].detach()}))
-        s, a = self._check(coord, replies, h_hat.shape[0])
+        s, a = self._check(coord, replies, h_hat.shape[0], step)
         # the penalty on the row norms, and its weights w = d(lambda_gp P)/ds
         s_leaves = [s[p].requires_grad_(True) for p in pids]
         norm = torch.stack(s_leaves).sum(dim=0).sqrt()  # (B,)
@@ -132,10 +134,13 @@ class JointServerCritic(ServerCriticGradients):
         return grads, float((wass + penalty).detach())
 
     @staticmethod
-    def _check(coord, replies: dict[int, dict], B: int):
+    def _check(coord, replies: dict[int, dict], B: int, step: int):
         s, a = {}, {}
         for p in coord.party_ids:
             r = replies[p]
+            if reply_step(r) != step:
+                raise ReplyError(f"party {p}: penalty reply is for step {r.get('step')!r}; "
+                                 f"expected step {step}")
             for name, shape in (("s", (B,)), ("a", (B, coord.hellos[p]["if_dim"]))):
                 if name not in r:
                     raise ReplyError(f"party {p}: penalty reply has no {name!r}")
@@ -145,6 +150,10 @@ class JointServerCritic(ServerCriticGradients):
                                      f"dtype {t.dtype}; expected float {shape}")
                 if not torch.isfinite(t).all():
                     raise ReplyError(f"party {p}: {name} contains NaN or inf values")
+                if t.numel() and float(t.abs().max()) > IF_LIMIT:
+                    raise ReplyError(f"party {p}: {name} holds values up to "
+                                     f"{float(t.abs().max()):.3g}; expected <= {IF_LIMIT:g} "
+                                     "(a poisoned or diverged party)")
                 if name == "s" and (t < 0).any():
                     raise ReplyError(f"party {p}: s has negative entries; expected squared "
                                      "norms >= 0")

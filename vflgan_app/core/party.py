@@ -31,6 +31,9 @@ from vflgan_app.errors import ProtocolError
 logger = logging.getLogger(__name__)
 
 ADAM_BETAS = (0.5, 0.999)
+#: The most rows one ``sample`` request may ask for, unless the party sets its own cap
+#: (``PartySettings.max_sample_rows``; node config ``max-sample-rows`` in Flower).
+MAX_SAMPLE_ROWS = 200_000
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,20 @@ class PartySettings:
         lambda_gp: gradient-penalty weight.
         lambda_p: weight of the private critic heads.
         lr: Adam learning rate.
+        batch_size: B. When given with ``sampler``, a request's row indices must be
+            exactly the run's batch of ``(seed, step)``: the server cannot choose rows.
+            None (bare test parties) checks only range, length and repeats.
+        sampler: the run's batch sampler (:func:`vflgan_app.core.sampling.batch_indices`).
+        max_sample_rows: the most rows one ``sample`` request may ask for.
     """
 
     seed: int
     lambda_gp: float
     lambda_p: float = 1.0
     lr: float = 2e-4
+    batch_size: int | None = None
+    sampler: str | None = None
+    max_sample_rows: int = MAX_SAMPLE_ROWS
 
 
 class CriticGradients:
@@ -140,6 +151,9 @@ class Party:
         self._critic_args: tuple[int, torch.Tensor] | None = None
         self._penalty_u: torch.Tensor | None = None  # the joint objective's u, if sent
         self._gen_args: tuple[int, int] | None = None
+        # the last critic / generator step whose gradients this party applied: a request
+        # for a step at or before it (a replayed or duplicated message) is refused
+        self.done = {"critic": -1, "gen": -1}
         # where save_checkpoint/load_checkpoint keep this party's own files (party-local)
         self.checkpoint_dir = None
 
@@ -164,7 +178,7 @@ class Party:
         a fresh leaf for the gradient penalty.
         """
         s = self.settings
-        idx = torch.as_tensor(idx, dtype=torch.long)
+        idx = self._check_batch(step, idx)
         B = int(idx.shape[0])
         z = shared_latent(s.seed, step, B, self.arch.latent_dim).to(self.x)
         with torch.no_grad():
@@ -182,10 +196,12 @@ class Party:
         Returns:
             ``{"h_real", "h_fake", "h_hat"}`` IFs ``(B, if_dim)`` and ``"loss"`` (float).
         """
-        reply, pending = self.critic_rule.forward(self, *self.critic_inputs(step, idx))
-        self._critic = (int(step), pending)
-        self._critic_args = (int(step), torch.as_tensor(idx, dtype=torch.long).clone())
-        return {"step": int(step), **reply}
+        step = self._check_step(step, "critic")
+        x_real, x_fake, x_hat = self.critic_inputs(step, idx)
+        reply, pending = self.critic_rule.forward(self, x_real, x_fake, x_hat)
+        self._critic = (step, pending)
+        self._critic_args = (step, torch.as_tensor(idx, dtype=torch.long).clone())
+        return {"step": step, **reply}
 
     def critic_backward(self, step: int, grads: dict) -> dict:
         """Algorithm line 5 at this party: apply the critic rule, step D_Ck and D_pk.
@@ -199,13 +215,15 @@ class Party:
                 f"party {self.party_id}: critic gradients for step {step} but the pending "
                 f"forward is {self._critic[0] if self._critic else None}"
             )
-        upstream = [torch.as_tensor(grads[k]).to(self.x) for k in CRITIC_FEATURES]
+        B = int(self._critic_args[1].shape[0])
+        upstream = [self._check_grad(grads, k, B, step) for k in CRITIC_FEATURES]
         self.opt_D_C.zero_grad(set_to_none=True)
         self.opt_D_p.zero_grad(set_to_none=True)
         self.critic_rule.backward(self, step, self._critic[1], upstream, grads)
         self.opt_D_C.step()
         self.opt_D_p.step()
         self._critic = self._critic_args = self._penalty_u = None
+        self.done["critic"] = int(step)
         return {}
 
     def critic_penalty(self, step: int, u: torch.Tensor) -> dict:
@@ -220,8 +238,10 @@ class Party:
                 f"party {self.party_id}: critic_penalty for step {step} but the pending "
                 f"forward is {self._critic[0] if self._critic else None}"
             )
+        B = int(self._critic_args[1].shape[0])
+        u = self._check_grad({"u": u}, "u", B, step)
         reply = self.critic_rule.penalty(self, self._critic[1], u)
-        self._penalty_u = torch.as_tensor(u).detach().clone()
+        self._penalty_u = u.detach().clone()
         return {"step": int(step), **reply}
 
     # -- generator step ------------------------------------------------------------
@@ -236,7 +256,9 @@ class Party:
             ``{"h_gen"}`` IFs ``(B, if_dim)`` and ``"loss"`` (this party's part of L_G).
         """
         s = self.settings
-        z = shared_latent(s.seed, step, int(batch_size), self.arch.latent_dim).to(self.x)
+        step = self._check_step(step, "gen")
+        batch_size = self._check_batch_size(batch_size)
+        z = shared_latent(s.seed, step, batch_size, self.arch.latent_dim).to(self.x)
         x_fake = self.G(z, gumbel_generator(s.seed, self.party_id, step, "gen"))
         h_gen = self.D_C(x_fake)
         local = -s.lambda_p * self.D_p(h_gen).mean()
@@ -252,12 +274,12 @@ class Party:
                 f"pending forward is {self._gen[0] if self._gen else None}"
             )
         _, local, h_gen = self._gen
+        upstream = self._check_grad(grads, "h_gen", int(h_gen.shape[0]), step)
         self.opt_G.zero_grad(set_to_none=True)
-        torch.autograd.backward(
-            [local, h_gen], [torch.ones_like(local), torch.as_tensor(grads["h_gen"]).to(h_gen)]
-        )
+        torch.autograd.backward([local, h_gen], [torch.ones_like(local), upstream.to(h_gen)])
         self.opt_G.step()
         self._gen = self._gen_args = None
+        self.done["gen"] = int(step)
         return {}
 
     # -- chunked mode (steps-per-round = K; coordinator.train_chunk) ---------------------
@@ -270,6 +292,7 @@ class Party:
         need the GP graph, so they are reported by :meth:`critic_apply` instead
         (``"loss"`` here is 0).
         """
+        step = self._check_step(step, "critic")
         with self._frozen_buffers(), torch.no_grad():
             x_real, x_fake, x_hat = self.critic_inputs(step, idx)
             h_real, h_fake, h_hat = self.D_C(x_real), self.D_C(x_fake), self.D_C(x_hat)
@@ -341,20 +364,46 @@ class Party:
                 mod._buffers[name] = buf
 
     # -- resumable checkpoints (each party writes only its own files) -------------------
-    def save_checkpoint(self, step: int) -> dict:
-        """Write this party's state to ``<checkpoint_dir>/checkpoint-<step>/party-<k>/``."""
-        from vflgan_app.core.checkpoint import save_party_checkpoint
+    # (run_id, fingerprint: the run's identity, core/checkpoint.RunIdentity.to_call)
+    def start_checkpoints(self, overwrite: bool = False) -> dict:
+        """A fresh run begins: refuse a folder holding this party's checkpoints.
+
+        With ``overwrite`` those checkpoints are deleted instead.
+        """
+        from vflgan_app.core.checkpoint import start_party_checkpoints
+
+        start_party_checkpoints(self.checkpoint_dir, self.party_id, bool(overwrite))
+        return {}
+
+    def save_checkpoint(self, step: int, run_id: str, fingerprint: str,
+                        keep: int = 2) -> dict:
+        """Write this party's state to ``<checkpoint_dir>/checkpoint-<step>/party-<k>/``.
+
+        The folder is written atomically and records the run; this run's older folders
+        are pruned to the newest ``keep`` (the server keeps as many).
+        """
+        from vflgan_app.core.checkpoint import RunIdentity, save_party_checkpoint
 
         if self._critic is not None or self._gen is not None:
             raise ProtocolError(f"party {self.party_id}: checkpoint with a step in flight")
-        save_party_checkpoint(self.checkpoint_dir, step, self)
+        save_party_checkpoint(self.checkpoint_dir, step, self,
+                              RunIdentity.from_call(run_id, fingerprint), keep=int(keep))
         return {"step": int(step)}
 
-    def load_checkpoint(self, step: int) -> dict:
-        """Restore this party's state from its own ``checkpoint-<step>`` folder."""
-        from vflgan_app.core.checkpoint import load_party_checkpoint
+    def check_checkpoint(self, step: int, run_id: str, fingerprint: str) -> dict:
+        """Confirm this party holds ``checkpoint-<step>`` of this run, readable (resume)."""
+        from vflgan_app.core.checkpoint import RunIdentity, check_party_checkpoint
 
-        load_party_checkpoint(self.checkpoint_dir, step, self)
+        check_party_checkpoint(self.checkpoint_dir, step, self,
+                               RunIdentity.from_call(run_id, fingerprint))
+        return {"step": int(step)}
+
+    def load_checkpoint(self, step: int, run_id: str, fingerprint: str) -> dict:
+        """Restore this party's state from its own ``checkpoint-<step>`` folder."""
+        from vflgan_app.core.checkpoint import RunIdentity, load_party_checkpoint
+
+        load_party_checkpoint(self.checkpoint_dir, step, self,
+                              RunIdentity.from_call(run_id, fingerprint))
         self._critic = self._critic_args = self._gen = self._gen_args = None
         self._penalty_u = None
         return {"step": int(step)}
@@ -374,6 +423,11 @@ class Party:
             ``{"x": ndarray (n, width)}``. Published to the data recipient, not the
             server, in a real deployment.
         """
+        n = _whole("n", n, self.party_id, 1, self.settings.max_sample_rows)
+        seed = _whole("seed", seed, self.party_id, 0, None)
+        if not isinstance(independent, bool | np.bool_):
+            raise ProtocolError(f"party {self.party_id}: sample independent={independent!r}; "
+                                "expected true or false")
         keys = ("sample", self.party_id) if independent else ("sample",)
         z = torch.randn(n, self.arch.latent_dim, generator=make_generator(seed, *keys))
         gumbel = make_generator(seed, "sample-gumbel", self.party_id)
@@ -393,6 +447,7 @@ class Party:
             "G": self.G.state_dict(), "D_C": self.D_C.state_dict(), "D_p": self.D_p.state_dict(),
             "opt_G": self.opt_G.state_dict(), "opt_D_C": self.opt_D_C.state_dict(),
             "opt_D_p": self.opt_D_p.state_dict(),
+            "done": dict(self.done),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -407,3 +462,82 @@ class Party:
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D_C.load_state_dict(state["opt_D_C"])
         self.opt_D_p.load_state_dict(state["opt_D_p"])
+        self.done = {"critic": -1, "gen": -1, **state.get("done", {})}
+
+    # -- what a party accepts from the server ---------------------------------------------
+    def _check_step(self, step: object, phase: str) -> int:
+        """A step number this party has not applied yet (``phase`` "critic" or "gen")."""
+        step = _whole("step", step, self.party_id, 0, None)
+        if step <= self.done[phase]:
+            raise ProtocolError(
+                f"party {self.party_id}: {phase} step {step} requested, but this party "
+                f"already applied {phase} step {self.done[phase]}; a replayed or duplicated "
+                "request is refused"
+            )
+        return step
+
+    def _check_batch_size(self, batch_size: object) -> int:
+        B = _whole("batch_size", batch_size, self.party_id, 1, int(self.x.shape[0]))
+        want = self.settings.batch_size
+        if want is not None and B != want:
+            raise ProtocolError(f"party {self.party_id}: batch_size {B}; expected the "
+                                f"run's batch size {want}")
+        return B
+
+    def _check_batch(self, step: int, idx: object) -> torch.Tensor:
+        """The request's row indices, if they are the run's batch of ``step``.
+
+        A curious server could otherwise ask for every row, one row many times or rows
+        of its choice (a membership probe); the batch derives from ``(seed, step)``, so
+        the party recomputes it and refuses any other.
+        """
+        pid, n = self.party_id, int(self.x.shape[0])
+        idx_t = torch.as_tensor(np.asarray(idx))
+        if idx_t.dtype.is_floating_point or idx_t.dtype == torch.bool or idx_t.ndim != 1:
+            raise ProtocolError(f"party {pid}: idx has dtype {idx_t.dtype} and shape "
+                                f"{tuple(idx_t.shape)}; expected a 1-D integer array")
+        idx_t = idx_t.long()
+        self._check_batch_size(int(idx_t.shape[0]))
+        if len(idx_t) and (int(idx_t.min()) < 0 or int(idx_t.max()) >= n):
+            raise ProtocolError(f"party {pid}: idx holds rows {int(idx_t.min())}.."
+                                f"{int(idx_t.max())}; expected rows 0..{n - 1}")
+        if len(torch.unique(idx_t)) != len(idx_t):
+            raise ProtocolError(f"party {pid}: idx repeats rows; batches are drawn "
+                                "without replacement")
+        s = self.settings
+        if s.batch_size is not None and s.sampler is not None:
+            from vflgan_app.core.sampling import batch_indices
+
+            want = batch_indices(s.seed, step, n, s.batch_size, s.sampler)
+            if not torch.equal(idx_t, want):
+                raise ProtocolError(f"party {pid}: idx of step {step} is not the run's batch "
+                                    f"(seed {s.seed}, sampler {s.sampler!r}); refused")
+        return idx_t
+
+    def _check_grad(self, grads: object, name: str, B: int, step: int) -> torch.Tensor:
+        """The server's gradient ``name``: present, float, ``(B, if_dim)``, finite."""
+        pid = self.party_id
+        if not isinstance(grads, dict) or name not in grads:
+            raise ProtocolError(f"party {pid}: step {step} gradients have no {name!r}")
+        g = torch.as_tensor(np.asarray(grads[name]) if not isinstance(grads[name], torch.Tensor)
+                            else grads[name])
+        want = (B, int(self.arch.if_dim))
+        if not g.is_floating_point() or tuple(g.shape) != want:
+            raise ProtocolError(f"party {pid}: step {step} gradient {name} has dtype {g.dtype} "
+                                f"and shape {tuple(g.shape)}; expected float {want}")
+        if not torch.isfinite(g).all():
+            raise ProtocolError(f"party {pid}: step {step} gradient {name} contains NaN or "
+                                "inf; refused (nothing applied)")
+        return g.to(self.x)
+
+
+def _whole(name: str, value: object, pid: int, low: int, high: int | None) -> int:
+    """``value`` as an int in ``[low, high]``, or a ProtocolError naming the field."""
+    ok = isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+    if not ok and isinstance(value, torch.Tensor) and value.ndim == 0 \
+            and not value.is_floating_point() and value.dtype != torch.bool:
+        value, ok = int(value), True
+    if not ok or value < low or (high is not None and value > high):
+        rng = f"{low}..{high}" if high is not None else f">= {low}"
+        raise ProtocolError(f"party {pid}: {name}={value!r}; expected an integer {rng}")
+    return int(value)

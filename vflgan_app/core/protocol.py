@@ -22,8 +22,9 @@ METHOD_GROUPS: dict[str, frozenset[str]] = {
                        "generator_forward",
                        "generator_backward", "critic_features", "generator_features",
                        "critic_apply", "generator_apply"}),
-    # resumable checkpoints (each party writes/reads only its own files)
-    "checkpoint": frozenset({"save_checkpoint", "load_checkpoint"}),
+    # resumable checkpoints (each party writes/reads/checks only its own files)
+    "checkpoint": frozenset({"start_checkpoints", "save_checkpoint", "check_checkpoint",
+                             "load_checkpoint"}),
     "generate": frozenset({"sample"}),
 }
 PROTOCOL_METHODS = frozenset().union(*METHOD_GROUPS.values())

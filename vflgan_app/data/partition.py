@@ -27,12 +27,17 @@ class PartyData:
         schema: the encoding of this party's columns.
         ids: record ids, sorted (the alignment key).
         x: encoded values ``(N, schema.width)``, rows in ``ids`` order.
+        table: the real values of the columns that are not bounded, rows in ``ids``
+            order (None when every column is bounded): what the DP release of the
+            schema reads (:mod:`vflgan_app.dp.domain`). It never leaves the party, and
+            is dropped once the DP schema replaces the exact one.
     """
 
     party_id: int
     schema: TableSchema
     ids: np.ndarray
     x: np.ndarray = field(repr=False)
+    table: pd.DataFrame | None = field(default=None, repr=False, compare=False)
 
     @property
     def id_hash(self) -> str:
@@ -136,7 +141,9 @@ def prepare_party(
             bounded={k: v for k, v in (bounded or {}).items() if k in data},
         )
     x = schema.encode(data)
-    return PartyData(party_id, schema, table[id_column].to_numpy(), x)
+    raw = [c.name for c in schema.columns if c.kind != "bounded"]
+    return PartyData(party_id, schema, table[id_column].to_numpy(), x,
+                     table=data[raw].reset_index(drop=True) if raw else None)
 
 
 def check_alignment(parties: Sequence[PartyData]) -> None:

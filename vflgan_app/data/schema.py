@@ -9,15 +9,25 @@ back to the original names and values:
 * ``bounded`` columns (image pixels) map ``[low, high]`` linearly onto ``[-1, 1]``
   (the paper's ``Normalize(0.5, 0.5)`` for MNIST).
 
+:meth:`TableSchema.fit` learns all of this from the real table, exactly: it is the schema
+without DP. Under DP the schema must not depend on the table except through a DP
+release: columns get their domain from a declared public domain
+(:func:`load_public_domain`, :func:`public_column_spec`, the ``dp.public-domain``
+setting) or from :mod:`vflgan_app.dp.domain`, and carry ``clip=True``: a value outside
+the domain is mapped at encode time (numbers clipped to ``[low, high]``, a category to
+the column's ``fallback``), never released.
+
 Which party holds which columns, and how rows are aligned, is :mod:`vflgan_app.data.partition`.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -41,6 +51,14 @@ class ColumnSpec:
         high: upper bound (bounded).
         value_type: Python type of categorical values in the real table (``"int"``,
             ``"float"``, ``"bool"`` or ``"str"``), restored on decode.
+        clip: the domain is fixed (a DP schema): encoding maps a value outside it
+            instead of refusing it (numeric and bounded: clipped to ``[low, high]``;
+            categorical: encoded as ``fallback``), and decoded numbers are clipped to
+            ``[low, high]``. False (without DP): an unknown category or a bounded
+            value out of range is an error, and numeric columns have no bounds.
+        fallback: the category an unknown value is encoded as (with ``clip``).
+        domain: where the domain comes from: ``""`` (fitted exactly from the real
+            table: not private), ``"public"`` (declared) or ``"dp"`` (released with DP).
     """
 
     name: str
@@ -52,6 +70,9 @@ class ColumnSpec:
     low: float = 0.0
     high: float = 1.0
     value_type: str = "str"
+    clip: bool = False
+    fallback: str = ""
+    domain: str = ""
 
     @property
     def width(self) -> int:
@@ -95,8 +116,9 @@ class TableSchema:
             bounded: ``{name: (low, high)}`` for bounded columns (image pixels).
 
         Raises:
-            ValueError: empty table, unknown column names, NaNs, non-numeric values in a
-                numeric column.
+            ValueError: empty table, unknown column names, NaNs, infinite values, non-numeric
+                values in a numeric column, numbers stored as text, or a date, time span or
+                complex column (each named, with what to do).
         """
         bounded = dict(bounded or {})
         validate_table(df, "table")
@@ -107,11 +129,16 @@ class TableSchema:
                 f"table; expected a subset of {list(df.columns)[:20]}"
             )
         cat = set(categorical)
+        for name in df.columns:
+            _check_column_type(str(name), df[name], declared=name in cat)
         specs = []
         for name in df.columns:
             col = df[name]
             if name in bounded:
                 low, high = bounded[name]
+                if not (np.isfinite(low) and np.isfinite(high) and low < high):
+                    raise ValueError(f"bounded[{name!r}]: got ({low}, {high}); expected "
+                                     "finite (low, high) with low < high")
                 specs.append(
                     ColumnSpec(str(name), "bounded", low=float(low), high=float(high))
                 )
@@ -122,6 +149,11 @@ class TableSchema:
         return cls(tuple(specs))
 
     # -- shape --------------------------------------------------------------------
+    @property
+    def private(self) -> bool:
+        """Whether every column's domain is declared public or released with DP."""
+        return all(c.domain in ("public", "dp") for c in self.columns)
+
     @property
     def names(self) -> list[str]:
         """Original column names in order."""
@@ -178,8 +210,12 @@ class TableSchema:
         for c in self.columns:
             col = df[c.name]
             if c.kind == "categorical":
-                values = col.astype(str).to_numpy()
                 index = {v: i for i, v in enumerate(c.categories)}
+                if c.clip:  # a fixed domain: unknown values are encoded as the fallback
+                    values = category_keys(col, c.value_type)
+                    values = np.where(np.isin(values, c.categories), values, c.fallback)
+                else:
+                    values = col.astype(str).to_numpy()
                 unknown = sorted(set(values) - set(index))
                 if unknown:
                     raise ValueError(
@@ -191,6 +227,8 @@ class TableSchema:
                 parts.append(onehot)
                 continue
             values = _numeric_values(col, c.name)
+            if c.clip:
+                values = np.clip(values, c.low, c.high)
             if c.kind == "bounded":
                 if values.min() < c.low or values.max() > c.high:
                     raise ValueError(
@@ -231,13 +269,43 @@ class TableSchema:
                 ) + c.low
             else:
                 values = block[:, 0] * c.std + c.mean
+                if c.clip:
+                    values = np.clip(values, c.low, c.high)
                 out[c.name] = np.round(values).astype(np.int64) if c.integer else values
         return pd.DataFrame(out, columns=self.names)
 
     # -- serialisation ------------------------------------------------------------
+    def out_of_domain(self, df: pd.DataFrame) -> dict[str, int]:
+        """Rows of ``df`` that encoding maps or clips, per column with a fixed domain.
+
+        For the party's own log only (it counts real rows; never send it).
+        """
+        out = {}
+        for c in self.columns:
+            if not c.clip:
+                continue
+            if c.kind == "categorical":
+                keys = category_keys(df[c.name], c.value_type)
+                n = int((~np.isin(keys, c.categories)).sum())
+            else:
+                v = _numeric_values(df[c.name], c.name)
+                n = int(((v < c.low) | (v > c.high)).sum())
+            if n:
+                out[c.name] = n
+        return out
+
     def to_json(self) -> str:
-        """Return a canonical JSON description (used in the handshake and outputs)."""
-        return json.dumps([asdict(c) for c in self.columns], sort_keys=True)
+        """Return a canonical JSON description (used in the handshake and outputs).
+
+        The fields of a fixed domain (``clip``, ``fallback``, ``domain``) are written
+        only when set, so a schema without DP reads exactly as before they existed.
+        """
+        return json.dumps(
+            [{k: v for k, v in asdict(c).items()
+              if k not in _DOMAIN_FIELDS or v != _DOMAIN_FIELDS[k]}
+             for c in self.columns],
+            sort_keys=True,
+        )
 
     @classmethod
     def from_json(cls, text: str) -> TableSchema:
@@ -247,6 +315,10 @@ class TableSchema:
             d["categories"] = tuple(d.get("categories", ()))
             cols.append(ColumnSpec(**d))
         return cls(tuple(cols))
+
+
+#: Fields of a fixed (DP) domain and their defaults: left out of the JSON when default.
+_DOMAIN_FIELDS = {"clip": False, "fallback": "", "domain": ""}
 
 
 def _categorical_spec(name: str, col: pd.Series, declared: bool) -> ColumnSpec:
@@ -275,10 +347,38 @@ def _categorical_spec(name: str, col: pd.Series, declared: bool) -> ColumnSpec:
     return ColumnSpec(name, "categorical", categories=cats, value_type=value_type)
 
 
+def _check_column_type(name: str, col: pd.Series, declared: bool) -> None:
+    """Refuse columns that would otherwise be mangled silently (each error names them)."""
+    kind = col.dtype.kind
+    if kind in "mMc" or isinstance(col.dtype, pd.PeriodDtype):
+        what = {"m": "a time span", "M": "a date/time", "c": "a complex number"}.get(
+            kind, "a period")
+        raise ValueError(
+            f"column {name!r}: dtype {col.dtype} ({what}); expected numbers or categories "
+            "(convert it first, e.g. a date to days since a fixed origin, or to a string "
+            "column declared categorical)")
+    if kind in "fiu" and not declared:
+        values = col.to_numpy(dtype=np.float64)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            raise ValueError(
+                f"column {name!r}: {len(bad)} infinite value(s) at rows {bad[:5].tolist()} "
+                f"(e.g. {values[bad[0]]}); expected finite numbers")
+    if kind == "O" and not declared and len(col):
+        as_num = pd.to_numeric(col, errors="coerce")
+        if as_num.notna().all():
+            raise ValueError(
+                f"column {name!r}: numbers stored as text (e.g. {col.iloc[0]!r}); expected "
+                "a numeric dtype (convert with pandas.to_numeric) or the column declared "
+                "categorical")
+
+
 def _numeric_spec(name: str, col: pd.Series) -> ColumnSpec:
     """z-score encoding of ``col`` (std 1 for a constant column)."""
     values = col.to_numpy(dtype=np.float64)
-    std = float(values.std())
+    # scaled first: the square of a 1e300 outlier would overflow to an infinite std
+    scale = float(np.abs(values).max()) or 1.0
+    std = float((values / scale).std() * scale)
     integer = bool(np.all(np.mod(values, 1) == 0))
     return ColumnSpec(name, "numeric", mean=float(values.mean()),
                       std=std if std > 0 else 1.0, integer=integer)
@@ -317,3 +417,210 @@ def validate_table(df: pd.DataFrame, what: str) -> None:
             f"{what}: column {name!r} has {len(rows)} missing value(s) (NaN) at rows "
             f"{rows[:5].tolist()}; expected no missing values (impute or drop them first)"
         )
+
+
+# ---------------------------------------------------------------------------------
+# fixed domains (DP): declared public domains and category keys
+
+#: The setting a public domain is declared with (error messages name it).
+DOMAIN_SETTING = "dp.public-domain"
+_CATEGORICAL_KEYS = {"categories", "other"}
+_NUMERIC_KEYS = {"low", "high", "integer"}
+
+
+def category_key(value: Any, value_type: str) -> str:
+    """The string a categorical value is known by in a fixed domain.
+
+    Normalised by the column's value type, so the key does not depend on how pandas
+    happened to type the column: for ``"int"`` an integral number ``5`` / ``5.0`` is
+    ``"5"``; for ``"float"`` a number is ``str(float(v))`` (``"5.0"``); ``"bool"`` and
+    ``"str"`` are ``str(v)``. The keys of :meth:`TableSchema.fit` are the same for
+    values of the column's own dtype.
+    """
+    if value_type in ("int", "float") and not isinstance(value, bool | np.bool_):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            return str(value)
+        if value_type == "int":
+            return str(int(v)) if math.isfinite(v) and v.is_integer() else str(value)
+        return str(v)
+    return str(value)
+
+
+def category_keys(col: pd.Series, value_type: str) -> np.ndarray:
+    """:func:`category_key` of every value of ``col`` (object array)."""
+    if value_type in ("str", "bool"):
+        return col.astype(str).to_numpy(dtype=object)
+    return np.asarray([category_key(v, value_type) for v in col.to_numpy()], dtype=object)
+
+
+def sort_categories(keys: Sequence[str], value_type: str) -> tuple[str, ...]:
+    """Keys in the order :meth:`TableSchema.fit` uses: numbers by value, else text."""
+    if value_type in ("int", "float"):
+        return tuple(sorted(keys, key=lambda k: (float(k), k)))
+    return tuple(sorted(keys))
+
+
+def load_public_domain(value: str | None) -> dict[str, dict]:
+    """Read and check a ``dp.public-domain`` declaration.
+
+    Args:
+        value: JSON text of an object, or the path of a JSON file holding one; None =
+            nothing declared. Each key is a column name; its value is
+            ``{"categories": [v, ...], "other": v}`` (categorical; ``other``, optional,
+            is the category an unknown value is encoded as, default the first listed)
+            or ``{"low": a, "high": b, "integer": bool}`` (numeric or bounded;
+            ``integer`` optional, default false: decoded values are rounded).
+
+    Returns:
+        ``{column: entry}`` with every entry complete (``other``/``integer`` filled in).
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        ValueError: not JSON, not an object, or a bad entry; the message names the
+            column, the field, the value and what was expected.
+    """
+    if value is None:
+        return {}
+    text = value.strip()
+    if not text.startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{DOMAIN_SETTING}: got {value!r}, which is neither a JSON object nor "
+                "an existing file; expected JSON text or the path of a JSON file"
+            )
+        text = path.read_text()
+    try:
+        declared = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(
+            f"{DOMAIN_SETTING}: not valid JSON ({e.msg} at line {e.lineno} column "
+            f"{e.colno}); expected an object {{column: {{...}}}}"
+        ) from None
+    return check_public_domain(declared)
+
+
+def check_public_domain(declared: Any) -> dict[str, dict]:
+    """Check a parsed declaration (see :func:`load_public_domain`)."""
+    if not isinstance(declared, dict):
+        raise ValueError(
+            f"{DOMAIN_SETTING}: got a JSON {type(declared).__name__}, expected an object "
+            "{column: {\"categories\": [...]} or {\"low\": a, \"high\": b}}"
+        )
+    out = {}
+    for name, entry in declared.items():
+        key = f"{DOMAIN_SETTING}.{name}"
+        if not isinstance(entry, dict):
+            raise ValueError(
+                f"{key}: got {entry!r}, expected an object with \"categories\" (a "
+                "categorical column) or \"low\" and \"high\" (a numeric column)"
+            )
+        unknown = sorted(set(entry) - _CATEGORICAL_KEYS - _NUMERIC_KEYS)
+        if unknown:
+            raise ValueError(
+                f"{key}: unknown field(s) {unknown}; expected \"categories\" (and "
+                "\"other\") or \"low\", \"high\" (and \"integer\")"
+            )
+        if set(entry) & _CATEGORICAL_KEYS and set(entry) & _NUMERIC_KEYS:
+            raise ValueError(
+                f"{key}: got fields {sorted(entry)}; expected either \"categories\" "
+                "(categorical) or \"low\"/\"high\" (numeric), not both"
+            )
+        out[str(name)] = (_check_categories(key, entry) if set(entry) & _CATEGORICAL_KEYS
+                          else _check_bounds(key, entry))
+    return out
+
+
+def _is_number(v: Any) -> bool:
+    return (isinstance(v, int | float) and not isinstance(v, bool)
+            and math.isfinite(v))
+
+
+def _check_categories(key: str, entry: dict) -> dict:
+    cats = entry.get("categories")
+    if not isinstance(cats, list) or not cats:
+        raise ValueError(
+            f"{key}.categories: got {cats!r}, expected a non-empty list of values"
+        )
+    for v in cats:
+        if not (isinstance(v, str | bool) or _is_number(v)):
+            raise ValueError(
+                f"{key}.categories: got {v!r}, expected strings, numbers or booleans"
+            )
+    value_type = declared_value_type(cats)
+    keys = [category_key(v, value_type) for v in cats]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ValueError(
+            f"{key}.categories: got {dup} more than once; expected distinct values"
+        )
+    other = entry.get("other", cats[0])
+    if category_key(other, value_type) not in keys:
+        raise ValueError(
+            f"{key}.other: got {other!r}, expected one of its categories {cats[:20]}"
+        )
+    return {"categories": list(cats), "other": other}
+
+
+def _check_bounds(key: str, entry: dict) -> dict:
+    for field in ("low", "high"):
+        if field not in entry:
+            raise ValueError(f"{key}: no \"{field}\"; expected both \"low\" and "
+                             "\"high\" for a numeric column")
+        if not _is_number(entry[field]):
+            raise ValueError(f"{key}.{field}: got {entry[field]!r}, expected a finite "
+                             "number")
+    low, high = entry["low"], entry["high"]
+    if not low < high:
+        raise ValueError(f"{key}.low: got {low}, expected < high ({high})")
+    integer = entry.get("integer", False)
+    if not isinstance(integer, bool):
+        raise ValueError(f"{key}.integer: got {integer!r}, expected true or false")
+    return {"low": float(low), "high": float(high), "integer": integer}
+
+
+def declared_value_type(categories: Sequence[Any]) -> str:
+    """The value type of declared categories: bool, int, float (any number) or str."""
+    if all(isinstance(v, bool) for v in categories):
+        return "bool"
+    if all(_is_number(v) for v in categories):
+        return "int" if all(isinstance(v, int) for v in categories) else "float"
+    return "str"
+
+
+def public_column_spec(name: str, entry: Mapping[str, Any], base: ColumnSpec) -> ColumnSpec:
+    """The encoding of a column from its declared public domain alone.
+
+    Args:
+        name: the column.
+        entry: its checked declaration (:func:`load_public_domain`).
+        base: its exact spec (only its kind is read: declared categories make a
+            numeric column categorical; bounds on a categorical column, or categories
+            on a bounded one, are refused).
+
+    Raises:
+        ValueError: the declaration does not fit the column's kind.
+    """
+    key = f"{DOMAIN_SETTING}.{name}"
+    if "categories" in entry:
+        if base.kind == "bounded":
+            raise ValueError(f"{key}: got \"categories\" for a bounded column; expected "
+                             "\"low\" and \"high\"")
+        value_type = declared_value_type(entry["categories"])
+        keys = [category_key(v, value_type) for v in entry["categories"]]
+        return ColumnSpec(name, "categorical",
+                          categories=sort_categories(keys, value_type),
+                          value_type=value_type, clip=True,
+                          fallback=category_key(entry["other"], value_type),
+                          domain="public")
+    if base.kind == "categorical":
+        raise ValueError(f"{key}: got \"low\"/\"high\" for a categorical column; "
+                         "expected \"categories\": [...]")
+    low, high = float(entry["low"]), float(entry["high"])
+    if base.kind == "bounded":
+        return ColumnSpec(name, "bounded", low=low, high=high, clip=True, domain="public")
+    return ColumnSpec(name, "numeric", mean=(low + high) / 2, std=(high - low) / 2,
+                      integer=bool(entry.get("integer", False)), low=low, high=high,
+                      clip=True, domain="public")

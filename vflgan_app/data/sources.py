@@ -332,6 +332,27 @@ WINE_PARTIES = [
 ]
 
 
+def read_csv_any(path: str | Path) -> pd.DataFrame:
+    """A CSV in any common dialect: the delimiter (``,`` ``;`` tab ``|``) is sniffed.
+
+    Raises:
+        ValueError: the file is empty or its delimiter cannot be told (names the file).
+    """
+    import csv
+
+    path = Path(path)
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        head = f.read(64 * 1024)
+    if not head.strip():
+        raise ValueError(f"{path}: the file is empty; expected a header row and data rows")
+    try:
+        dialect = csv.Sniffer().sniff(head.splitlines()[0] + "\n", delimiters=",;\t|")
+        sep = dialect.delimiter
+    except csv.Error:
+        sep = ","  # one column: nothing to split
+    return pd.read_csv(path, sep=sep, encoding="utf-8-sig")
+
+
 def _wine(color: str, root: Path | None, download: bool) -> Dataset:
     path = (root or Path("data")) / "wine" / f"winequality-{color}.csv"
     if not path.exists():
@@ -341,8 +362,7 @@ def _wine(color: str, root: Path | None, download: bool) -> Dataset:
                 "or --download on a machine with a network"
             )
         _fetch(f"{_UCI}/wine-quality/winequality-{color}.csv", path)
-    sep = ";" if ";" in path.read_text().splitlines()[0] else ","
-    table = pd.read_csv(path, sep=sep)
+    table = read_csv_any(path)
     table.insert(0, ID_COLUMN, np.arange(len(table)))
     return Dataset(
         f"wine_{color}",

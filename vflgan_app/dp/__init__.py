@@ -6,6 +6,8 @@
   gradient; per-sample gradients, clipping and aggregation).
 * :mod:`~vflgan_app.dp.processors`: paper and strict mode as critic rules for the
   party and server slots of the core.
+* :mod:`~vflgan_app.dp.domain`: the decoding schema under DP (declared public domains,
+  a noisy-count release of the rest).
 * :mod:`~vflgan_app.dp.accountant` (history, budget stop, metadata) and
   :mod:`~vflgan_app.dp.analysis` (the RDP maths, on dp-accounting).
 """

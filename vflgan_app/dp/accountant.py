@@ -31,13 +31,19 @@ JSON-serialisable dict that goes into checkpoints. The per-step RDP curve of
 each distinct ``(sigma, B, N, relation)`` is cached, so ``would_exceed`` can be
 called before every step; composition is the same linear sum
 ``count * rdp`` that ``RdpAccountant.compose(event, count)`` performs.
+
+The DP release of the decoding schema (:mod:`vflgan_app.dp.domain`) is part of the
+total: its Gaussian releases (``releases``, no subsampling) are composed with the steps
+under RDP, and the thresholding of its noisy counts adds ``threshold_delta`` to delta
+and ``-log(1 - threshold_delta)`` to epsilon (docs/privacy.md, "The decoding schema").
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from importlib import metadata as _metadata
 from typing import Any
 
@@ -47,6 +53,7 @@ from vflgan_app.dp.analysis import (
     RELATIONS,
     _check_relation,
     _history_epsilon,
+    release_events,
 )
 from vflgan_app.errors import PrivacyBudgetExceeded
 
@@ -70,14 +77,42 @@ class PrivacyAccountant:
             blocks, :func:`effective_noise_multiplier`).
         relation: ``"replace_one"`` (default; matches the fixed-size
             without-replacement sampler) or ``"add_or_remove_one"`` (Poisson).
+        releases: ``(noise_multiplier, count)`` Gaussian releases without
+            subsampling made before training (the DP schema); part of every epsilon.
+        threshold_delta: the delta spent by thresholding the schema's noisy counts
+            (0 without a DP schema). Every epsilon is then the RDP epsilon at
+            ``delta - threshold_delta`` plus ``-log(1 - threshold_delta)``, so the
+            whole run is (epsilon, delta)-DP.
     """
 
-    def __init__(self, *, mode: str = "paper", relation: str = "replace_one") -> None:
+    def __init__(self, *, mode: str = "paper", relation: str = "replace_one",
+                 releases: Sequence[tuple[float, int]] = (),
+                 threshold_delta: float = 0.0) -> None:
         if mode not in MODES:
             raise ValueError(f"dp.mode: got {mode!r}, expected one of {list(MODES)}")
         self.mode = mode
         self.relation = _check_relation(relation)
         self.history: list[tuple[float, int, int, int]] = []
+        release_events(releases)  # validates
+        self.releases = tuple((float(s), int(c)) for s, c in releases)
+        if not (isinstance(threshold_delta, int | float) and 0 <= threshold_delta < 1):
+            raise ValueError(f"threshold_delta: got {threshold_delta!r}, expected "
+                             "0 <= threshold_delta < 1")
+        self.threshold_delta = float(threshold_delta)
+
+    def _epsilon(self, history, delta: float) -> tuple[float, float]:
+        """(epsilon, order) of ``history`` plus the schema releases at total ``delta``."""
+        d = check_delta(delta)
+        if not history and not self.releases:
+            return 0.0, float("nan")
+        conv = d - self.threshold_delta
+        if conv <= 0:
+            raise ValueError(
+                f"dp.delta: got {delta}, expected more than the {self.threshold_delta:g} "
+                "spent by thresholding the schema's noisy counts"
+            )
+        eps, order = _history_epsilon(history, conv, self.relation, self.releases)
+        return eps - math.log1p(-self.threshold_delta), order
 
     # -- recording --------------------------------------------------------
 
@@ -118,11 +153,11 @@ class PrivacyAccountant:
     # -- querying ---------------------------------------------------------
 
     def get_epsilon_and_order(self, delta: float) -> tuple[float, float]:
-        """(epsilon, optimal RDP order) spent so far at ``delta``."""
-        return _history_epsilon(self.history, check_delta(delta), self.relation)
+        """(epsilon, optimal RDP order) spent so far at ``delta`` (schema included)."""
+        return self._epsilon(self.history, delta)
 
     def get_epsilon(self, delta: float) -> float:
-        """Epsilon spent so far at ``delta`` (0.0 before any step)."""
+        """Epsilon spent so far at ``delta`` (before any step: the schema's, or 0.0)."""
         return self.get_epsilon_and_order(delta)[0]
 
     def epsilon_after(
@@ -137,7 +172,7 @@ class PrivacyAccountant:
         """Epsilon if ``count`` more such steps were taken (does not mutate)."""
         entry = self._entry(noise_multiplier, sample_size, population_size, count)
         history = self._merged(self.history, entry)
-        return _history_epsilon(history, check_delta(delta), self.relation)[0]
+        return self._epsilon(history, delta)[0]
 
     def would_exceed(
         self,
@@ -206,7 +241,7 @@ class PrivacyAccountant:
 
     def state_dict(self) -> dict[str, Any]:
         """JSON-serialisable state (for checkpoints; resume keeps the budget)."""
-        return {
+        state = {
             "format": STATE_FORMAT,
             "mode": self.mode,
             "relation": self.relation,
@@ -214,6 +249,10 @@ class PrivacyAccountant:
                 [float(s), int(b), int(n), int(t)] for s, b, n, t in self.history
             ],
         }
+        if self.releases or self.threshold_delta:  # absent without a DP schema
+            state["releases"] = [[s, c] for s, c in self.releases]
+            state["threshold_delta"] = self.threshold_delta
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a ``state_dict()``; mode and relation must match this accountant."""
@@ -222,11 +261,16 @@ class PrivacyAccountant:
         if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
             got = state.get("format") if isinstance(state, dict) else type(state)
             raise ValueError(f"state.format: got {got!r}, expected {STATE_FORMAT!r}")
-        for key in ("mode", "relation"):
-            if state.get(key) != getattr(self, key):
+        mine = {"mode": self.mode, "relation": self.relation,
+                "releases": [[s, c] for s, c in self.releases],
+                "threshold_delta": self.threshold_delta}
+        theirs = {"releases": [], "threshold_delta": 0.0, **state}
+        theirs["releases"] = [[float(s), int(c)] for s, c in theirs["releases"]]
+        for key, value in mine.items():
+            if theirs.get(key) != value:
                 raise ValueError(
-                    f"state.{key}: got {state.get(key)!r}, expected "
-                    f"{getattr(self, key)!r} (this accountant's {key}; a budget "
+                    f"state.{key}: got {theirs.get(key)!r}, expected "
+                    f"{value!r} (this accountant's {key}; a budget "
                     "cannot be carried across a change of accounting)"
                 )
         history: list[tuple[float, int, int, int]] = []
@@ -259,6 +303,11 @@ class PrivacyAccountant:
                 if self.mode == "strict"
                 else "noise std / (2 * clip) on the first-layer weight gradient"
             ),
+            "schema": (
+                "released with DP: GaussianDpEvent(sigma_schema) per release, composed "
+                "with the steps (RDP); thresholding adds threshold_delta"
+                if self.releases else "no DP release (public domains only, or DP off)"
+            ),
         }
 
     def metadata(self, delta: float) -> dict[str, Any]:
@@ -275,6 +324,8 @@ class PrivacyAccountant:
             "noise_multiplier_values": sigmas,
             "sample_rate_values": rates,
             "history": self.state_dict()["history"],
+            "schema_releases": [[s, c] for s, c in self.releases],
+            "schema_threshold_delta": self.threshold_delta,
         }
 
 
@@ -304,8 +355,12 @@ class DPAccounting:
 
     def __init__(self, plan) -> None:
         self.plan = plan
-        self.accountant = PrivacyAccountant(mode=plan.mode)
-        self.epsilon = 0.0
+        self.accountant = PrivacyAccountant(
+            mode=plan.mode, releases=plan.schema_releases,
+            threshold_delta=plan.schema_delta,
+        )
+        self.epsilon = self.accountant.get_epsilon(plan.delta) if plan.schema_releases \
+            else 0.0
         self.steps_per_epoch = max(1, plan.population_size // plan.sample_size)
 
     def __call__(self, step: int) -> None:
@@ -349,7 +404,7 @@ class DPAccounting:
         self.accountant.load_state_dict(dict(state["accountant"]))
         self.epsilon = (
             self.accountant.get_epsilon(self.plan.delta)
-            if self.accountant.steps
+            if self.accountant.steps or self.accountant.releases
             else 0.0
         )
 
@@ -365,6 +420,9 @@ class DPAccounting:
             "clip": self.plan.clip,
             "noise_std": self.plan.noise_std,
             "noised_blocks": self.plan.blocks,
+            "schema_epsilon_fraction": self.plan.schema_epsilon_fraction,
+            "sigma_schema": self.plan.schema_noise_multiplier,
+            "sigma_schema_accounted": self.plan.schema_accounted_noise_multiplier,
             "noise_seeding": "secrets (OS CSPRNG)"
             if self.plan.noise_seed is None
             else "fixed dp.noise-seed (test only; not private)",

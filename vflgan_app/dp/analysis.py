@@ -30,10 +30,12 @@ from vflgan_app.checks import (
 __all__ = [
     "MODES",
     "RELATIONS",
+    "calibrate_gaussian_noise_multiplier",
     "calibrate_noise_multiplier",
     "effective_noise_multiplier",
     "epsilon_for",
     "make_event",
+    "release_events",
 ]
 
 MODES = ("paper", "strict")
@@ -84,6 +86,22 @@ def make_event(
     return step if t == 1 else dp_event.SelfComposedDpEvent(step, t)
 
 
+def release_events(releases: Sequence[tuple[float, int]]) -> list[dp_event.DpEvent]:
+    """The dp-accounting events of ``(sigma, count)`` releases without subsampling.
+
+    A release is a Gaussian mechanism on the whole table (the DP schema of
+    :mod:`vflgan_app.dp.domain`): ``GaussianDpEvent(sigma)`` composed ``count`` times.
+    Its RDP does not depend on the neighbouring relation once sigma is the noise std
+    over the L2 sensitivity under that relation.
+    """
+    out = []
+    for sigma, count in releases:
+        gaussian = dp_event.GaussianDpEvent(check_positive("noise_multiplier", sigma))
+        c = check_int("count", count, minimum=1)
+        out.append(gaussian if c == 1 else dp_event.SelfComposedDpEvent(gaussian, c))
+    return out
+
+
 def _fresh_accountant(relation: str) -> RdpAccountant:
     return RdpAccountant(neighboring_relation=RELATIONS[relation][0])
 
@@ -100,16 +118,36 @@ def _step_rdp(sigma: float, b: int, n: int, relation: str) -> tuple[tuple, tuple
     return tuple(acc.orders.tolist()), tuple(acc.rdp.tolist())
 
 
+@functools.lru_cache(maxsize=64)
+def _release_rdp(sigma: float) -> tuple[tuple, tuple]:
+    """(orders, rdp) of ONE Gaussian release without subsampling, from dp-accounting."""
+    acc = _fresh_accountant("replace_one")  # a plain Gaussian: the relation is moot
+    acc.compose(dp_event.GaussianDpEvent(sigma))
+    return tuple(acc.orders.tolist()), tuple(acc.rdp.tolist())
+
+
 def _history_epsilon(
-    history: Sequence[tuple[float, int, int, int]], delta: float, relation: str
+    history: Sequence[tuple[float, int, int, int]],
+    delta: float,
+    relation: str,
+    releases: Sequence[tuple[float, int]] = (),
 ) -> tuple[float, float]:
-    """(epsilon, optimal order) of a history of (sigma, B, N, steps) entries."""
+    """(epsilon, optimal order) of a history of (sigma, B, N, steps) entries.
+
+    ``releases`` are ``(sigma, count)`` Gaussian releases without subsampling (the DP
+    schema), composed with the history under RDP.
+    """
     orders: tuple | None = None
     total = None
     for sigma, b, n, steps in history:
         o, r = _step_rdp(float(sigma), int(b), int(n), relation)
         orders = o
         term = steps * np.asarray(r)
+        total = term if total is None else total + term
+    for sigma, count in releases:
+        o, r = _release_rdp(float(sigma))
+        orders = o
+        term = count * np.asarray(r)
         total = term if total is None else total + term
     if total is None:
         return 0.0, float("nan")
@@ -125,14 +163,20 @@ def epsilon_for(
     steps: int,
     delta: float,
     relation: str = "replace_one",
+    releases: Sequence[tuple[float, int]] = (),
 ) -> float:
-    """Epsilon at ``delta`` after ``steps`` identical noised steps (pure)."""
+    """Epsilon at ``delta`` after ``steps`` identical noised steps (pure).
+
+    ``releases``: ``(sigma, count)`` Gaussian releases without subsampling composed
+    with the steps (:func:`release_events`).
+    """
     sigma = check_positive("noise_multiplier", noise_multiplier)
     b, n = check_sample_size(sample_size, population_size)
     t = check_int("steps", steps, minimum=0)
     d = check_delta(delta)
     _check_relation(relation)
-    return _history_epsilon([(sigma, b, n, t)], d, relation)[0]
+    release_events(releases)  # validates
+    return _history_epsilon([(sigma, b, n, t)], d, relation, releases)[0]
 
 
 def effective_noise_multiplier(noise_multipliers: Sequence[float]) -> float:
@@ -159,18 +203,32 @@ def calibrate_noise_multiplier(
     steps: int,
     relation: str = "replace_one",
     tol: float = 1e-4,
+    releases: Sequence[tuple[float, int]] = (),
 ) -> float:
     """Smallest sigma (within ``tol``) whose epsilon after ``steps`` is <= target.
 
     Uses ``dp_accounting.calibrate_dp_mechanism`` (Brent's method) with the
-    same events as :func:`epsilon_for`, then checks the result.
+    same events as :func:`epsilon_for`, then checks the result. ``releases`` (the DP
+    schema, :func:`release_events`) are composed with the steps: sigma is calibrated
+    for what the budget leaves after them. The result is a pure function of the
+    arguments and is memoised: the server and every party of one process (the Python
+    API, a simulation) calibrate once, not once each (seconds per calibration).
     """
+    return _calibrate(target_epsilon, delta, sample_size, population_size, steps, relation,
+                      tol, tuple(tuple(r) for r in releases))
+
+
+@functools.lru_cache(maxsize=64)
+def _calibrate(target_epsilon, delta, sample_size, population_size, steps, relation, tol,
+               releases) -> float:
     target = check_positive("target_epsilon", target_epsilon)
     d = check_delta(delta)
     b, n = check_sample_size(sample_size, population_size)
     t = check_int("steps", steps, minimum=1)
     _check_relation(relation)
     tol = check_positive("tol", tol)
+
+    prior = release_events(releases)
 
     def eps(sigma: float) -> float:
         return epsilon_for(
@@ -180,8 +238,15 @@ def calibrate_noise_multiplier(
             steps=t,
             delta=d,
             relation=relation,
+            releases=releases,
         )
 
+    if prior and _history_epsilon([], d, relation, releases)[0] >= target:
+        raise ValueError(
+            f"dp.target-epsilon: got {target}, but the schema release alone spends "
+            f"{_history_epsilon([], d, relation, releases)[0]:.4g}; expected a target "
+            "that leaves budget for training (lower dp.schema-epsilon-fraction)"
+        )
     lower = 0.05
     if eps(lower) <= target:
         raise ValueError(
@@ -192,7 +257,16 @@ def calibrate_noise_multiplier(
     sigma = float(
         dp_accounting.calibrate_dp_mechanism(
             lambda: _fresh_accountant(relation),
-            lambda s: make_event(
+            lambda s: dp_event.ComposedDpEvent([
+                *prior,
+                make_event(
+                    noise_multiplier=s,
+                    sample_size=b,
+                    population_size=n,
+                    steps=t,
+                    relation=relation,
+                ),
+            ]) if prior else make_event(
                 noise_multiplier=s,
                 sample_size=b,
                 population_size=n,
@@ -206,6 +280,41 @@ def calibrate_noise_multiplier(
         )
     )
     # Brent returns the feasible end of its bracket; make sure, never trust.
+    for _ in range(100):
+        if eps(sigma) <= target:
+            return sigma
+        sigma += tol
+    raise RuntimeError(  # pragma: no cover - would be a dp-accounting bug
+        f"calibration did not reach epsilon <= {target} (sigma={sigma})"
+    )
+
+
+def calibrate_gaussian_noise_multiplier(
+    *, target_epsilon: float, delta: float, count: int = 1, tol: float = 1e-4
+) -> float:
+    """Smallest sigma (within ``tol``) of ``count`` unsampled Gaussian releases.
+
+    The releases' epsilon at ``delta`` is <= target (RDP, dp-accounting): the noise of
+    the DP schema (:mod:`vflgan_app.dp.domain`).
+    """
+    target = check_positive("target_epsilon", target_epsilon)
+    d = check_delta(delta)
+    c = check_int("count", count, minimum=1)
+    tol = check_positive("tol", tol)
+
+    def eps(sigma: float) -> float:
+        return _history_epsilon([], d, "replace_one", [(sigma, c)])[0]
+
+    sigma = float(
+        dp_accounting.calibrate_dp_mechanism(
+            lambda: _fresh_accountant("replace_one"),
+            lambda s: release_events([(s, c)])[0],
+            target,
+            d,
+            bracket_interval=LowerEndpointAndGuess(1e-3, 1.0),
+            tol=tol,
+        )
+    )
     for _ in range(100):
         if eps(sigma) <= target:
             return sigma

@@ -8,7 +8,10 @@ Node facts come from ``context.node_config`` (STYLE rule 7):
   optional ``id-column`` (default ``record_id``), ``categorical`` (comma-separated names)
   and ``bounds`` (``"low:high"``, for every numeric column, e.g. ``"0:16"`` for pixels).
   Without ``data-path`` the party slices the built-in ``dataset`` of the run config;
-* ``checkpoint-dir`` (optional): where this party keeps its own resumable checkpoints.
+* ``checkpoint-dir`` (optional): where this party keeps its own resumable checkpoints
+  (:func:`checkpoint_dir`; the server never chooses a party's paths);
+* ``max-sample-rows`` (optional): the most rows one ``sample`` request may ask for
+  (default :data:`vflgan_app.core.party.MAX_SAMPLE_ROWS`).
 
 Per-process caches: the run config is parsed once per run, data is loaded once per
 process, and the live Party is reused only if ``context.state`` still holds the
@@ -57,7 +60,17 @@ def live_party(context: Context) -> Party:
     set_cpu_threads(cfg.threads or 1)
     arch = federation.architecture(cfg)
     data = load_party_data(context.node_config, cfg)
-    party = federation.build_party(data, cfg, arch, dp_plan(context, cfg, data))
+    plan = dp_plan(context, cfg, data)
+    if plan is not None:
+        # the DP schema is released once per run: a fresh process (a deployment SuperNode
+        # runs one per message) reuses the release kept in context.state, never spending
+        # the budget again nor drawing another encoding
+        stored = context.state.get("dp-schema") if hasattr(context.state, "get") else None
+        data = federation.private_party_data(
+            data, cfg, plan, released=None if stored is None else str(stored["json"]))
+        context.state["dp-schema"] = ConfigRecord({"json": data.schema.to_json()})
+    party = federation.build_party(data, cfg, arch, plan,
+                                   max_sample_rows=sample_cap(context.node_config))
     party.checkpoint_dir = checkpoint_dir(context, cfg, settings)
     if version != "initial":
         codec.restore_party_state(context.state, party)
@@ -95,9 +108,23 @@ def dp_plan(context: Context, cfg: VFLGANConfig, data: PartyData) -> DPPlan | No
 
 
 def checkpoint_dir(context: Context, cfg: VFLGANConfig, settings: FlowerSettings) -> str:
-    """This party's checkpoint folder: node config, else ``<output-dir>/checkpoints``."""
+    """This party's checkpoint folder, chosen by the party, never by the server.
+
+    * ``<checkpoint-dir>/<run-name>`` with ``checkpoint-dir`` from the node config (one
+      folder per run, so two runs on one node never share or prune each other's);
+    * a party with its own data (``data-path``): ``vflgan-checkpoints/<run-name>``
+      under the SuperNode's working directory (the run config's ``output-dir`` is the
+      server's choice and is not used);
+    * a party of a built-in dataset (simulation / demo, where the run config already
+      decides the data): ``<output-dir>/<run-name>/checkpoints``.
+
+    ``run-name`` is a plain folder name (:data:`vflgan_app.config.RUN_NAME`, checked
+    when the run config is parsed), so the folder cannot climb out of its parent.
+    """
     if "checkpoint-dir" in context.node_config:
-        return str(context.node_config["checkpoint-dir"])
+        return str(Path(str(context.node_config["checkpoint-dir"])) / settings.run_name)
+    if "data-path" in context.node_config:
+        return str(Path("vflgan-checkpoints") / settings.run_name)
     return str(Path(cfg.output_dir) / settings.run_name / "checkpoints")
 
 
@@ -123,19 +150,46 @@ def load_party_data(node_config, cfg: VFLGANConfig) -> PartyData:
 def _read_csv(pid: int, node_config) -> PartyData:
     import pandas as pd
 
+    from vflgan_app.data.sources import read_csv_any
+
     path = Path(str(node_config["data-path"]))
     if not path.exists():
         raise FileNotFoundError(f"party {pid}: data-path {path} does not exist")
-    table = pd.read_csv(path)
+    table = read_csv_any(path)  # any dialect pandas can read (e.g. the ;-separated wine)
     id_col = str(node_config.get("id-column", "record_id"))
     cats = [c for c in str(node_config.get("categorical", "")).split(",") if c]
     bounded = None
     if "bounds" in node_config:
-        low, high = (float(v) for v in str(node_config["bounds"]).split(":"))
+        low, high = parse_bounds(node_config["bounds"], pid)
         numeric = [c for c in table.columns if c != id_col and c not in cats
                    and pd.api.types.is_numeric_dtype(table[c])]
         bounded = {c: (low, high) for c in numeric}
     return prepare_party(pid, table, id_col, cats, bounded)
+
+
+def parse_bounds(text: object, pid: int) -> tuple[float, float]:
+    """The node config's ``bounds = "low:high"`` (finite, low < high)."""
+    import math
+
+    parts = str(text).split(":")
+    try:
+        low, high = (float(v) for v in parts)
+    except ValueError:
+        low = high = math.nan
+    if len(parts) != 2 or not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise ValueError(f"party {pid}: node config bounds={text!r}; expected \"low:high\" "
+                         "with finite numbers and low < high, e.g. \"0:16\"")
+    return low, high
+
+
+def sample_cap(node_config) -> int | None:
+    """The node config's ``max-sample-rows`` (None: the party's default cap)."""
+    cap = node_config.get("max-sample-rows")
+    if cap is None:
+        return None
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ValueError(f"node config max-sample-rows={cap!r}; expected an integer >= 1")
+    return cap
 
 
 def _builtin(pid: int, cfg: VFLGANConfig) -> PartyData:

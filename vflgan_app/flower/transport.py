@@ -18,6 +18,30 @@ from vflgan_app.flower import codec
 
 logger = logging.getLogger(__name__)
 
+OBJECT_BACKOFF_S = 0.01  # first retry of a reply object that is not stored yet (flwr: 1 s)
+
+
+def shorten_object_backoff(initial: float = OBJECT_BACKOFF_S, cap: float = 1.0) -> bool:
+    """Make the deployment grid retry a missing reply object after ``initial`` seconds.
+
+    Wraps the ``pull_objects`` that ``flwr.superlink.grid.http_grid`` (flwr 1.42) calls
+    when it pulls replies; the retries still double up to ``cap`` and keep flwr's limits.
+    Returns False (and changes nothing) where that grid module or name is not there.
+    """
+    import functools
+
+    try:
+        from flwr.superlink.grid import http_grid
+    except ImportError:
+        return False
+    pull = getattr(http_grid, "pull_objects", None)
+    if pull is None:
+        return False
+    base = getattr(pull, "func", pull)  # idempotent: wrap flwr's function, not ours
+    http_grid.pull_objects = functools.partial(base, initial_backoff=initial,
+                                               backoff_cap=cap)
+    return True
+
 
 def _flower_message(content, message_type: str, dst_node_id: int, group_id: str):
     from flwr.app import Message
@@ -53,6 +77,7 @@ class FlowerTransport(Transport):
         self.poll_interval = poll_interval
         self.observer = observer
         self.round_trips = 0
+        self.round_s: list[float] = []  # wall seconds of each round trip
         self.node_of: dict[int, int] = {}
 
     # -- discovery ------------------------------------------------------------------------
@@ -107,6 +132,7 @@ class FlowerTransport(Transport):
 
     def _round(self, calls: dict[int, list[Call]], label) -> dict[int, list[dict]]:
         self.round_trips += 1
+        t0 = time.monotonic()
         group = str(self.round_trips)
         msgs, node_of_msg = [], {}
         for node, plist in calls.items():
@@ -146,4 +172,5 @@ class FlowerTransport(Transport):
                     raise PartyTimeout(f"{', '.join(late)} did not answer within "
                                        f"{self.round_timeout:g} s (round {group})")
                 time.sleep(self.poll_interval)
+        self.round_s.append(time.monotonic() - t0)
         return got

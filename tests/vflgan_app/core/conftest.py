@@ -100,7 +100,8 @@ def make_federation(
     data = prepare_parties(tables, ID_COLUMN, categorical=CATEGORICAL)
     if edit_data is not None:
         data = edit_data(data)
-    settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr)
+    settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr,
+                             batch_size=arch.batch_size, sampler=sampler)
     parties = [Party(d, arch, settings) for d in data]
     transport = RecordingTransport(InProcessTransport(parties))
     coord = Coordinator(transport, arch, seed=seed, n_critic=n_critic, sampler=sampler,

@@ -9,11 +9,13 @@ import torch
 
 from tests.vflgan_app.conftest import TINY
 from tests.vflgan_app.core.conftest import PARTY_SPLITS, make_federation
+from vflgan_app.core.sampling import batch_indices
 from vflgan_app.data.partition import hash_ids
 from vflgan_app.errors import ProtocolError
 
 B = TINY.batch_size
-IDX = torch.tensor([0, 3, 5, 7, 11, 13, 17, 31])
+# the run's batch of step 3 (make_federation: seed 3, 32 rows): parties refuse any other
+IDX = batch_indices(3, 3, 32, B, "shuffle")
 FEATURES = ("h_real", "h_fake", "h_hat")
 
 

@@ -23,7 +23,6 @@ arrays), and checked by the negative control
 ``test_find_leaks_does_not_match_zeros_constants_or_legitimate_arrays``.
 """
 
-import dataclasses
 import json
 import warnings
 
@@ -32,6 +31,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.vflgan_app.conftest import TINY_DOMAIN
 from tests.vflgan_app.core.wire_audit import (
     Secret,
     find_leaks,
@@ -46,7 +46,7 @@ from tests.vflgan_app.flower.test_flower import (
     node_configs,
     write_party_csvs,
 )
-from vflgan_app.config import DPConfig, VFLGANConfig
+from vflgan_app.config import VFLGANConfig
 from vflgan_app.core import loop
 from vflgan_app.core.party import Party
 
@@ -124,16 +124,11 @@ def in_process_run(tmp_path, overrides):
 def dp_overrides(mode: str) -> dict:
     """A short DP run: sigma given (no calibration), the tables' domain declared public.
 
-    Where the DP schema is released with noise (``dp.public-domain`` exists), 40 rows are
-    too few for its thresholds, so the domain of every column is declared.
+    40 rows are too few for the thresholds of a DP schema release, so the domain of
+    every column is declared.
     """
     out = {"dp.mode": mode, "dp.noise-seed": 1, "dp.noise-multiplier": 3.0}
-    if "public_domain" in {f.name for f in dataclasses.fields(DPConfig)}:
-        out["dp.public-domain"] = json.dumps({
-            "a": {"low": -8, "high": 8}, "b": {"low": -8, "high": 8},
-            "c": {"low": -8, "high": 8}, "count": {"low": 0, "high": 4, "integer": True},
-            "color": {"categories": ["blue", "green", "red"]},
-            "kind": {"categories": ["neg", "pos"]}})
+    out["dp.public-domain"] = TINY_DOMAIN
     return out
 
 

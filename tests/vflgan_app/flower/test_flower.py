@@ -15,7 +15,7 @@ import pytest
 import torch
 from flwr.app import Context, RecordDict
 
-from tests.vflgan_app.conftest import make_table
+from tests.vflgan_app.conftest import TINY_DOMAIN, make_table
 from vflgan_app import client_app
 from vflgan_app.api import build_federation
 from vflgan_app.config import VFLGANConfig
@@ -256,12 +256,14 @@ def test_message_type_gates_methods(tmp_path):
         client_app.serve(content, ctx, codec.QUERY_HELLO)
 
 
-DP_RUN = {"dp.delta": 1e-3, "dp.noise-seed": 5}  # N = 40 rows: delta < 1/N
+# N = 40 rows: delta < 1/N, and too few rows for a DP schema release (domain declared)
+DP_RUN = {"dp.delta": 1e-3, "dp.noise-seed": 5, "dp.public-domain": TINY_DOMAIN}
 
 
 def _dp_flower_run(tmp_path, paths, run_config, cache):
     import json
 
+    from vflgan_app.core.checkpoint import latest_step, load_server_checkpoint
     from vflgan_app.server_app import FlowerSettings, run_federated
 
     cfg = VFLGANConfig.from_run_config(run_config | {"output-dir": str(tmp_path / "out")})
@@ -269,7 +271,14 @@ def _dp_flower_run(tmp_path, paths, run_config, cache):
     transport = FlowerTransport(grid, 2, round_timeout=30.0, connect_timeout=2.0,
                                 poll_interval=0.001, message_factory=grid.create_message)
     run_dir = run_federated(cfg, FlowerSettings(evaluate=False, run_name="dp"), transport)
-    return cfg, json.loads((run_dir / "report.json").read_text())
+    report = json.loads((run_dir / "report.json").read_text())
+    # under DP the published report carries no loss history (un-noised losses of private
+    # rows); the server's own final checkpoint still holds it, for this comparison
+    assert "history" not in report and "omitted under DP" in report["history_omitted"]
+    ckpt = run_dir / "checkpoints"
+    if latest_step(ckpt) is not None:  # a budget stop writes none
+        report["server_d_loss"] = load_server_checkpoint(ckpt, latest_step(ckpt))["d_loss"]
+    return cfg, report
 
 
 @pytest.mark.filterwarnings("ignore:dp.noise-seed")
@@ -282,7 +291,7 @@ def test_paper_dp_over_flower_equals_in_process(tmp_path):
     ref = in_process(paths, cfg)
     ref.fit(6)
     # Assert: the noised run equals the in-process DP run; metadata is in the report
-    assert report["history"]["d_loss"] == ref.coordinator.history.d_loss
+    assert report["server_d_loss"] == ref.coordinator.history.d_loss
     dp = report["dp"]
     assert dp["mode"] == "paper" and dp["steps"] == 6 and 0 < dp["epsilon"] <= 10.0
     assert dp == ref.dp_metadata() and report["stopped_early"] is None
@@ -295,7 +304,7 @@ def test_strict_dp_over_flower_fresh_process_per_message(tmp_path):
     _, report = _dp_flower_run(tmp_path, paths, rc, cache=False)
     dp = report["dp"]
     assert dp["mode"] == "strict" and dp["steps"] == 4 and dp["epsilon"] > 0
-    assert len(report["history"]["d_loss"]) == 4
+    assert len(report["server_d_loss"]) == 4
 
 
 @pytest.mark.filterwarnings("ignore:dp.noise-seed")
@@ -344,3 +353,26 @@ def test_joint_objective_over_flower_equals_in_process(tmp_path, cache):
         np.testing.assert_array_equal(x, y)
     # 2 round trips per critic step, +1 on generator steps (3 of 7 with n-critic 3)
     assert coord.transport.round_trips == 2 + 2 * 7 + 3 + 1 + 1  # hello x2, steps, G, flush, sample
+
+
+@pytest.mark.filterwarnings("ignore:dp.noise-seed")
+def test_a_fresh_process_per_message_releases_the_dp_schema_once(tmp_path, monkeypatch):
+    # Prepare: no declared domain, so each party releases its schema with DP; count them
+    from vflgan_app.dp import domain
+
+    calls = []
+    real = domain.private_schema
+
+    def counted(schema, *args, **kwargs):
+        calls.append(tuple(schema.names))
+        return real(schema, *args, **kwargs)
+
+    monkeypatch.setattr(domain, "private_schema", counted)
+    paths = write_party_csvs(tmp_path, n=3000)
+    rc = RUN_CONFIG | {"dp.delta": 1e-5, "dp.noise-seed": 5} | {
+        "steps": 2, "dp.mode": "paper", "dp.noise-multiplier": 2.0}
+    # Execute: every message restores the party in a "fresh process" (cache off)
+    _, report = _dp_flower_run(tmp_path, paths, rc, cache=False)
+    # Assert: one release per party for the whole run, and its budget is accounted
+    assert sorted(calls) == sorted({c for c in calls}) and len(calls) == 2, calls
+    assert report["dp"]["steps"] == 2
