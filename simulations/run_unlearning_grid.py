@@ -61,10 +61,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--pretrain-batch", type=int, default=256, help="pre-train batch")
     p.add_argument(
         "--attacks",
-        nargs="+",
+        nargs="*",
         default=["retain", "aux"],
         choices=["retain", "aux"],
-        help="DiMRA attacker data sets to run",
+        help="DiMRA attacker data sets to run (none: after-unlearning metrics only)",
     )
     p.add_argument(
         "--set",
@@ -79,6 +79,25 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="suffix for the method names in results.jsonl (for variants run with --set)",
     )
     p.add_argument("--unlearn-steps", type=int, default=600, help="unlearning steps")
+    p.add_argument(
+        "--sa-steps",
+        type=int,
+        default=20000,
+        help="Selective Amnesia's step budget (its authors' n_iters), with the judge stop",
+    )
+    p.add_argument(
+        "--sa-stop-every",
+        type=int,
+        default=250,
+        help="Selective Amnesia: steps between judge stop checks",
+    )
+    p.add_argument(
+        "--judge-stop-rate",
+        type=float,
+        default=0.1,
+        help="judge stop (ga, sa): stop once at most this fraction of 64 samples of "
+        "the forgotten class is judged as it",
+    )
     p.add_argument("--attack-steps", type=int, default=1000, help="DiMRA steps")
     p.add_argument("--attack-lr", type=float, default=1e-3, help="DiMRA lr")
     p.add_argument("--attack-batch", type=int, default=128, help="DiMRA batch size")
@@ -211,27 +230,35 @@ def load_or_pretrain(grid: Grid, seed: int):
 
 
 def unlearn_cell(grid: Grid, base, seed: int, method: str):
-    """Unlearn ``method`` from ``base`` (GA stopped by the judge) -> (pipe, log)."""
+    """Unlearn ``method`` from ``base`` -> (pipe, log).
+
+    Gradient ascent and Selective Amnesia stop on the judge: every ``stop_every``
+    steps 64 samples of c_f are drawn and the run stops once at most
+    ``--judge-stop-rate`` of them are judged c_f. GA checks every 5 steps (its
+    divergence guard is asked at the same steps, after the judge); SA runs up to its
+    authors' 20,000 steps (``--sa-steps``) and checks every ``--sa-stop-every``.
+    """
     args, c_f, eval_cfg = grid.args, grid.args.forget_class, grid.eval_cfg
+    budget = {"steps": args.unlearn_steps}
+    if method == "sa":
+        budget = {"steps": args.sa_steps, "stop_every": args.sa_stop_every}
     cfg = UnlearnConfig(
         method=method,
         forget_class=c_f,
-        steps=args.unlearn_steps,
         seed=seed,
         device="cpu",
         progress=False,
         retrain_steps=args.pretrain_steps,
         retrain_batch_size=args.pretrain_batch,
         retrain_lr=args.pretrain_lr,
-        **grid.overrides,
+        **{**budget, **grid.overrides},
     )
     stop_fn = None
-    if method == "ga":
-        # Gradient ascent has no minimum; the usual rule stops it once the
-        # forgotten class is gone (here: <= 10% of 64 samples judged c_f).
+    if method in ("ga", "sa"):
+
         def stop_fn(p):
-            m = forget_metrics(p, grid.judge, c_f, 64, eval_cfg, "ga-stop")
-            return m["forget_rate"] <= 0.1
+            m = forget_metrics(p, grid.judge, c_f, 64, eval_cfg, f"{method}-stop")
+            return m["forget_rate"] <= args.judge_stop_rate
 
     return unlearn_with_log(
         base, grid.splits.forget, grid.splits.retain, cfg, stop_fn=stop_fn
@@ -269,11 +296,15 @@ def log_cell(row: dict) -> None:
     """One log line per finished cell."""
     a = row["after_unlearn"]
     logger.info(
-        "seed %d %-10s unlearn fr %.3f ret %.3f | DiMRA D_r %.3f D_au %.3f | %.0f s",
+        "seed %d %-10s unlearn fr %.3f ret %.3f FD %.1f, %d steps (%s) | DiMRA D_r %.3f"
+        " D_au %.3f | %.0f s",
         row["seed"],
         row["method"],
         a["forget_rate"],
         a["retain_acc"],
+        a["judge_fd"],
+        row["unlearn_steps_run"],
+        row["stop_reason"] or "budget",
         row.get("after_dimra_retain", {}).get("forget_rate", float("nan")),
         row.get("after_dimra_aux", {}).get("forget_rate", float("nan")),
         row["wall_s"],
@@ -294,6 +325,8 @@ def run_cell(grid: Grid, base, base_metrics: dict, seed: int, method: str) -> No
         "forget_class": c_f,
         "unlearn_steps_run": log.steps_run,
         "stopped_early": log.stopped_early,
+        "stop_reason": log.extra.get("stop_reason"),
+        "inner_steps": log.extra.get("inner_steps"),
         "unlearn_s": t_unlearn,
         "base": base_metrics,
         "after_unlearn": grid.evaluate(pipe),
@@ -308,11 +341,12 @@ def run_cell(grid: Grid, base, base_metrics: dict, seed: int, method: str) -> No
             grid.out / "grids" / f"{run_name}_after.png",
             title=f"{run_name}, forget {c_f}",
         )
-    save_curves(
-        curves,
-        grid.out / "curves" / f"seed{seed}_{run_name}.png",
-        title=f"{run_name}, seed {seed}, attack lr {args.attack_lr}",
-    )
+    if curves:
+        save_curves(
+            curves,
+            grid.out / "curves" / f"seed{seed}_{run_name}.png",
+            title=f"{run_name}, seed {seed}, attack lr {args.attack_lr}",
+        )
     with grid.results_file.open("a") as fh:
         fh.write(json.dumps(row) + "\n")
     log_cell(row)

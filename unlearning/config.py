@@ -26,6 +26,11 @@ METHODS = (
     "dimum",
 )
 ALT_SOURCES = ("real", "generated", "fixed")
+REDUCTIONS = ("mean", "sum")
+"""Pixel reductions of a squared error: mean over pixels, or sum over pixels (both then
+averaged over the batch); see :func:`unlearning.losses.reduce_pixels`."""
+PSEUDO_LABELS = ("next", "random")
+INNER_OPTIMIZERS = ("shared", "fresh")
 ATTACK_DATA = ("retain", "aux")
 
 
@@ -109,33 +114,84 @@ class UnlearnConfig:
     retain_weight: float = _f(
         1.0, "weight of the retain loss (swap_label, ga, sa, dimum)"
     )
-    salun_alpha: float = _f(1e-3, "SalUn retain weight alpha (README command: 1e-3)")
+    salun_alpha: float = _f(
+        1e-3,
+        "SalUn retain weight alpha (README command: 1e-3), applied to a retain loss "
+        "reduced by salun_retain_reduction",
+    )
+    salun_forget_reduction: str = _f(
+        "mean",
+        f"SalUn: pixel reduction {REDUCTIONS} of the swap-label forget loss "
+        "(official: torch.nn.MSELoss, a mean)",
+    )
+    salun_retain_reduction: str = _f(
+        "sum",
+        f"SalUn: pixel reduction {REDUCTIONS} of the retain loss "
+        "(official: noise_estimation_loss_conditional, a pixel sum)",
+    )
+    salun_pseudo_label: str = _f(
+        "next",
+        f"SalUn: target label c' of the forget term, one of {PSEUDO_LABELS}: "
+        "(c_f + 1) mod K as in the DDPM code, or uniform over the other classes per "
+        "image as in the paper",
+    )
     mask_ratio: float = _f(
         0.5, "SalUn: fraction of weights (largest saliency) that move"
     )
-    mask_batches: int = _f(
-        4, "SalUn: forget batches averaged for the saliency gradient"
+    mask_batches: int | None = _f(
+        None,
+        "SalUn: forget batches summed for the saliency gradient; default "
+        "ceil(|D_f| / batch_size), one pass as in generate_mask",
     )
-    erasediff_k: int = _f(2, "EraseDiff: inner steps K on the forget objective")
+    erasediff_k: int = _f(
+        2, "EraseDiff: K, passes over D_f on the forget objective per cycle"
+    )
     erasediff_lambda: float = _f(
         0.1, "EraseDiff: lambda_bome; a negative value selects adaptive lambda"
     )
     erasediff_eta: float = _f(0.1, "EraseDiff: eta_bome for adaptive lambda")
+    erasediff_reduction: str = _f(
+        "mean",
+        f"EraseDiff: pixel reduction {REDUCTIONS} of its retain and forget losses "
+        "(official: F.mse_loss and MSELoss, both means)",
+    )
+    erasediff_optimizer: str = _f(
+        "shared",
+        f"EraseDiff: optimizer of the inner steps, one of {INNER_OPTIMIZERS}: the "
+        "outer loop's Adam, whose moments keep the inner forget gradients (official), "
+        "or a new Adam per cycle (then the inner steps change nothing)",
+    )
+    erasediff_rem_num: int = _f(
+        4500,
+        "EraseDiff: rem_num, retain images per cycle; a cycle has "
+        "min(ceil(|D_f| / batch_size), rem_num // batch_size + 1) outer steps",
+    )
     sa_lambda: float = _f(10.0, "Selective Amnesia: EWC weight lambda")
     sa_gamma: float = _f(1.0, "Selective Amnesia: generative-replay weight gamma")
+    sa_reduction: str = _f(
+        "sum",
+        f"Selective Amnesia: pixel reduction {REDUCTIONS} of its losses; 'sum' is "
+        "SA's objective, 'mean' the same objective divided by C*H*W",
+    )
     sa_samples_per_class: int = _f(
-        32, "Selective Amnesia: replay/Fisher samples per remembered class (SA: 500)"
+        32,
+        "Selective Amnesia: samples per class (every class) for the Fisher; those of "
+        "the remembered classes are the replay set (SA: 500)",
     )
     sa_fisher_timesteps: int = _f(
-        50, "Selective Amnesia: timesteps summed per Fisher sample (SA: all 1000)"
+        1000,
+        "Selective Amnesia: timesteps summed per Fisher sample; >= T (1000) uses every "
+        "timestep as SA does, fewer draws them at random and rescales by T / n",
     )
     ga_stop_loss: float = _f(
         1.0,
-        "gradient ascent: stop once the forget loss (mean of the last 20 steps) "
-        "exceeds this; 1.0 is the loss of predicting zero noise, i.e. divergence",
+        "gradient ascent divergence guard: stop once the forget loss (mean of the "
+        "last 20 steps) exceeds this; 1.0 is the loss of predicting zero noise",
     )
     stop_every: int = _f(
-        25, "steps between calls of an external stop check (unlearn_with_log stop_fn)"
+        5,
+        "steps between stop checks: first the external stop (unlearn_with_log "
+        "stop_fn, e.g. the judge), then the method's own guard (gradient ascent)",
     )
     dimum_lambda: float = _f(1.0, "DiMUM: weight of the memorisation loss")
     dimum_alt: str = _f(
@@ -165,6 +221,40 @@ class UnlearnConfig:
         _check(0.0 < self.mask_ratio <= 1.0, "mask_ratio", self.mask_ratio, "in (0, 1]")
         _check(self.stop_every >= 1, "stop_every", self.stop_every, ">= 1")
         _check(self.erasediff_k >= 1, "erasediff_k", self.erasediff_k, ">= 1")
+        for name in (
+            "salun_forget_reduction",
+            "salun_retain_reduction",
+            "erasediff_reduction",
+            "sa_reduction",
+        ):
+            v = getattr(self, name)
+            _check(v in REDUCTIONS, name, v, f"one of {REDUCTIONS}")
+        _check(
+            self.salun_pseudo_label in PSEUDO_LABELS,
+            "salun_pseudo_label",
+            self.salun_pseudo_label,
+            f"one of {PSEUDO_LABELS}",
+        )
+        _check(
+            self.erasediff_optimizer in INNER_OPTIMIZERS,
+            "erasediff_optimizer",
+            self.erasediff_optimizer,
+            f"one of {INNER_OPTIMIZERS}",
+        )
+        _check(
+            self.erasediff_rem_num >= 0,
+            "erasediff_rem_num",
+            self.erasediff_rem_num,
+            ">= 0",
+        )
+        if self.mask_batches is not None:
+            _check(self.mask_batches >= 1, "mask_batches", self.mask_batches, ">= 1")
+        _check(
+            self.sa_fisher_timesteps >= 1,
+            "sa_fisher_timesteps",
+            self.sa_fisher_timesteps,
+            ">= 1",
+        )
         _check(
             self.dimum_alt in ALT_SOURCES,
             "dimum_alt",

@@ -3,13 +3,16 @@
 Methods (losses in :mod:`unlearning.losses`, defaults in dimum.md section 4):
 
 * ``swap_label``  SalUn-RL without mask: || eps(x_t|c_f) - sg eps(x_t|c') ||^2 + L_r
-* ``salun``       the same, only top-``mask_ratio`` saliency weights move, retain weight
-                  alpha (SalUn README: 1e-3)
-* ``erasediff``   first-order bi-level (BOME): K inner steps on the forget objective
-                  give f(theta^K); outer loss L_r + lambda (f(theta) - f(theta^K))
+* ``salun``       the same (mean over pixels, c' = c_f + 1), only top-``mask_ratio``
+                  saliency weights move, + alpha (SalUn README: 1e-3) times a retain
+                  loss summed over pixels, as in the official code
+* ``erasediff``   first-order bi-level (BOME): K inner passes on the forget objective
+                  with the loop's own Adam give f(theta^K); theta is restored (the
+                  moments are not); outer loss L_r + lambda (f(theta) - f(theta^K))
 * ``sa``          Selective Amnesia: L(uniform noise | c_f) + gamma L(replay)
-                  + lambda EWC
-* ``ga``          gradient ascent -L(D_f) + L_r, stopped once L(D_f) > ga_stop_loss
+                  + lambda EWC, pixel sums, Fisher over every class
+* ``ga``          gradient ascent -L(D_f) + L_r; every stop_every steps the external
+                  stop (judge) is asked first, then the guard L(D_f) > ga_stop_loss
 * ``finetune``    L_r only
 * ``retrain``     control: fresh model trained on D_r only
 * ``dimum``       DiMUM: L_r + lambda L(D_alt | c_f), the memorisation loss teaching the
@@ -124,6 +127,7 @@ def _optimise(
     """The unlearning loop: Adam on ``objective``'s loss until a stop, filling ``log``."""
     model = pipe.unet
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
+    objective.optimizer = opt
     bar = progress_bar(
         range(1, config.steps + 1),
         desc=f"unlearn {config.method}",
@@ -143,15 +147,24 @@ def _optimise(
         log.steps_run = step
         if step % 25 == 0:
             bar.set_postfix(loss=f"{loss.item():.4f}")
-        external = (
-            stop_fn is not None
-            and step % config.stop_every == 0
-            and _call_stop_fn(stop_fn, pipe)
-        )
-        if objective.should_stop(info) or external:
+        # One stop rule: every stop_every steps, first the external check (the
+        # judge), then the method's own guard, so a guard never pre-empts a check.
+        if step % config.stop_every:
+            continue
+        reason = None
+        if stop_fn is not None and _call_stop_fn(stop_fn, pipe):
+            reason = "stop_fn"
+        elif objective.should_stop(info):
+            reason = "guard"
+        if reason is not None:
             log.stopped_early = True
+            log.extra["stop_reason"] = reason
             logger.info(
-                "unlearn %s: early stop at step %d (%s)", config.method, step, info
+                "unlearn %s: early stop at step %d by %s (%s)",
+                config.method,
+                step,
+                reason,
+                info,
             )
             break
 
@@ -185,6 +198,9 @@ def unlearn_with_log(
         stop_fn: optional external early stop, called with the current pipeline every
             ``config.stop_every`` steps; ``True`` stops the run (e.g. "the judge no
             longer sees the forgotten class", the usual stop rule for gradient ascent).
+            At the same steps, after it, the method's own guard is asked (gradient
+            ascent's divergence guard); ``log.extra["stop_reason"]`` says which one
+            stopped the run ("stop_fn" or "guard").
     """
     validate_unlearning_data(pipeline, forget, retain, config.forget_class)
     setup = select_device(config.device, mixed_precision=False)
@@ -212,6 +228,8 @@ def unlearn_with_log(
     objective = OBJECTIVES[config.method](pipe, forget, retain, config, gen)
     model.train()  # the objective's set-up may have sampled (eval mode)
     _optimise(objective, pipe, config, log, stop_fn)
+    if isinstance(objective, EraseDiff):
+        log.extra["inner_steps"] = objective.inner_steps_run
     if objective.mask is not None:
         _restore_frozen(model, objective.mask, pipeline.unet)
     model.eval()

@@ -206,11 +206,29 @@ def test_external_stop_fn_ends_the_run(forget_retain):
     assert log.stopped_early and log.steps_run == 6
 
 
-def test_gradient_ascent_stops_early_on_its_loss_threshold(forget_retain):
+def test_gradient_ascent_guard_fires_only_at_stop_checks(forget_retain):
     forget, retain = forget_retain
-    cfg = _fast_cfg("ga", 50, ga_stop_loss=0.0)
+    cfg = _fast_cfg("ga", 50, ga_stop_loss=0.0, stop_every=4)
     _, log = unlearn_with_log(tiny_mlp_pipeline(), forget, retain, cfg)
-    assert log.stopped_early and log.steps_run == 1
+    assert log.stopped_early and log.steps_run == 4
+    assert log.extra["stop_reason"] == "guard"
+
+
+def test_external_stop_is_asked_before_the_gradient_ascent_guard(forget_retain):
+    # Prepare: a guard that would fire at once, and a judge stand-in that says "stop"
+    forget, retain = forget_retain
+    calls = []
+
+    def judge(pipe):
+        calls.append(1)
+        return True
+
+    cfg = _fast_cfg("ga", 50, ga_stop_loss=0.0, stop_every=3)
+    # Execute
+    _, log = unlearn_with_log(tiny_mlp_pipeline(), forget, retain, cfg, stop_fn=judge)
+    # Assert: the judge was consulted at the first check and it is what stopped GA
+    assert log.steps_run == 3 and calls == [1]
+    assert log.extra["stop_reason"] == "stop_fn"
 
 
 # ---------------------------------------------------------------- DiMRA
