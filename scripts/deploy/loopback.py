@@ -12,6 +12,9 @@ the Fleet API, the parties dial the proxy, and the operator's connection (``conn
 used for ``flwr supernode register``, ``flwr run`` and ``flwr ls``) dials the SuperLink
 over loopback, as an operator on the SuperLink host would.
 
+With ``launcher=True`` each party runs the party node launcher (``party_node.py``: the
+SuperNode plus a long-running ClientApp executor) instead of the stock SuperNode.
+
     python scripts/deploy/loopback.py --run-config 'steps=4 flower.steps-per-round=2' [--tls]
 """
 
@@ -36,8 +39,10 @@ class Loopback:
     """Context manager owning the SuperLink and SuperNode processes."""
 
     def __init__(self, workdir: Path, num_parties: int = 2, dataset: str = "digits",
-                 max_rows: int | None = None, tls: bool = False) -> None:
+                 max_rows: int | None = None, tls: bool = False,
+                 launcher: bool = False) -> None:
         self.dir = Path(workdir)
+        self.launcher = launcher
         self.num_parties, self.dataset, self.max_rows, self.tls = num_parties, dataset, \
             max_rows, tls
         self.procs: list[subprocess.Popen] = []
@@ -113,6 +118,7 @@ class Loopback:
             nenv = dict(env, SUPERLINK=f"127.0.0.1:{self.public_port}", PORT=str(free_port()),
                         NUM_PARTIES=str(self.num_parties), BOUNDS=bounds, CATEGORICAL=cats,
                         CHECKPOINT_DIR=str(self.dir / f"party{k}-checkpoints"),
+                        LAUNCHER="1" if self.launcher else "0",
                         FLWR_HOME=str(self.dir / f"supernode{k}-home"))
             self._spawn(["bash", str(ROOT / "scripts/deploy/start_supernode.sh"), str(k),
                          str(data / f"party{k}.csv")], nenv, f"supernode{k}.log")
@@ -219,12 +225,14 @@ def main() -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run-config", default="steps=4 flower.steps-per-round=2")
     p.add_argument("--tls", action="store_true", help="TLS + SuperNode authentication")
+    p.add_argument("--launcher", action="store_true",
+                   help="parties run party_node.py (long-running ClientApp executor)")
     p.add_argument("--max-rows", type=int, default=None)
     p.add_argument("--timeout", type=float, default=600.0)
     a = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="vflgan-loopback-"))
     out = work / "runs"
-    with Loopback(work, max_rows=a.max_rows, tls=a.tls) as fed:
+    with Loopback(work, max_rows=a.max_rows, tls=a.tls, launcher=a.launcher) as fed:
         r = fed.run(f'output-dir="{out}" flower.evaluate=false {a.run_config}', a.timeout)
     print(r["log"][-4000:])
     print(f"run {r['run_id']}: {r['status']} in {r['wall_s']:.1f} s; outputs under {out}")

@@ -15,6 +15,9 @@
 #   TLS=1 to use certs/ca.crt (the CA certificate the operator hands out) and this
 #   party's own private key keys/party<ID> (made here by gen_party_key.sh; the operator
 #   must have registered keys/party<ID>.pub first). CERTS_DIR, KEYS_DIR.
+#   LAUNCHER=1 runs the party node launcher (party_node.py: the SuperNode plus a
+#   long-running ClientApp executor, ~10x faster round trips; flwr 1.42.x only) instead
+#   of the stock flower-supernode (a fresh ClientApp process per message).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PARTY="${1:?party id}"
@@ -42,5 +45,10 @@ if [ "${TLS:-0}" = "1" ]; then
 else
   SEC=(--insecure)
 fi
-exec "${FLWR_BIN:-.venv/bin}/flower-supernode" "${SEC[@]}" --superlink "$SUPERLINK" \
-  --node-config "$NODE_CONFIG" --port "$PORT"
+if [ "${LAUNCHER:-0}" = "1" ]; then
+  NODE=("${FLWR_BIN:-.venv/bin}/python" scripts/deploy/party_node.py)
+else
+  NODE=("${FLWR_BIN:-.venv/bin}/flower-supernode")
+fi
+exec "${NODE[@]}" "${SEC[@]}" --superlink "$SUPERLINK" --node-config "$NODE_CONFIG" \
+  --port "$PORT"

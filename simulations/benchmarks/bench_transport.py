@@ -2,21 +2,28 @@
 
 Same 2-party digits model throughout. Prints, and appends to a CSV (device, commit):
 
-* in-process wall time for N steps (exact algorithm);
+* in-process wall time for N steps (exact algorithm), and for the exact-mode step count;
 * Flower simulation (`flwr run .`), exact mode: s/step (goal <= 0.5);
 * Flower simulation, chunked K=32 on N steps: wall ratio to in-process (goal <= 1.5);
-* loopback deployment (SuperLink + 2 SuperNodes): s/round trip, and chunked K=256 on
-  N steps as a ratio to in-process (goal <= 2.0).
+* loopback deployment with TLS + SuperNode auth through the nginx proxy (the production
+  layout; ``--no-tls`` for plain HTTP), one federation per node kind:
+  - stock ``flower-supernode``: median s per round trip (exact mode, a few steps);
+  - the party node launcher (``scripts/deploy/party_node.py``): median s per round trip
+    (goal <= 1.0), exact mode on ``--exact-deploy-steps`` as a ratio to in-process
+    (goal <= 10), chunked K=32 on N steps as a ratio to in-process (goal <= 2.0).
 
 Training time is the ServerApp's own ``train_s`` (report.json): it excludes process and
-Ray start-up, which are printed separately as ``total wall``.
+Ray start-up, which are printed separately as ``total wall``. The load average is
+printed before and after (the machine is shared).
 
-    python simulations/benchmarks/bench_transport.py [--steps 2000] [--device cuda] [--skip-deploy]
+    python simulations/benchmarks/bench_transport.py --only-deploy [--steps 2000] \
+        [--exact-deploy-steps 500] [--no-tls] [--skip-stock] [--device cuda]
 """
 
 import argparse
 import csv
 import json
+import os
 import sys
 import tempfile
 import time
@@ -59,23 +66,28 @@ def flwr_sim(steps: int, k: int, device: str, out: Path) -> dict:
     return {**rep["timings_s"], "wall_s": r.wall_s}
 
 
-def deploy(steps: int, k: int, device: str, out: Path, latency_steps: int = 6) -> dict:
-    """Two runs on one loopback federation: exact mode on a few steps (latency), then
-    the chunked run on the full step budget."""
+def deploy(runs, out: Path, device: str, tls: bool, launcher: bool) -> dict:
+    """``runs`` = [(name, steps, K)] in order on one loopback federation."""
     from loopback import Loopback
 
     res = {}
-    with Loopback(out / "fed") as fed:
-        for name, n, kk in (("latency", latency_steps, 1), ("chunked", steps, k)):
+    tag = "launcher" if launcher else "stock"
+    with Loopback(out / f"fed-{tag}", tls=tls, launcher=launcher) as fed:
+        for name, n, kk in runs:
+            run = f"deploy-{tag}-{name}"
             rc = (f'steps={n} flower.steps-per-round={kk} flower.evaluate=false '
-                  f'flower.run-name="deploy-{name}" output-dir="{out}" device="{device}"')
-            r = fed.run(rc, timeout=3000)
+                  f'flower.run-name="{run}" output-dir="{out}" device="{device}"')
+            r = fed.run(rc, timeout=5400)
             if r["status"] != "finished:completed":
-                raise RuntimeError(f"deployment run failed ({r['status']}):\n"
+                raise RuntimeError(f"deployment run {run} failed ({r['status']}):\n"
                                    f"{r['log'][-3000:]}")
-            rep = json.loads((out / f"deploy-{name}" / "report.json").read_text())
+            rep = json.loads((out / run / "report.json").read_text())
             res[name] = {**rep["timings_s"], "wall_s": r["wall_s"]}
     return res
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def _sim_rows(a, row, sim, t_in_exact, t_in, out) -> None:
@@ -89,6 +101,35 @@ def _sim_rows(a, row, sim, t_in_exact, t_in, out) -> None:
         total_wall_s=sim32["wall_s"])
 
 
+def _deploy_rows(a, row, t_in: float, out: Path) -> None:
+    kind = "TLS+auth" if a.tls else "HTTP"
+    if not a.skip_stock:
+        st = deploy([("latency", a.latency_steps, 1)], out, a.device, a.tls, False)["latency"]
+        row(f"deploy {kind} stock s/round trip (median)", st["round_trip_median_s"],
+            "s/round trip", steps=a.latency_steps, round_trips=st["round_trips"],
+            train_s=st["train_s"], total_wall_s=st["wall_s"])
+    runs = [("latency", a.launcher_latency_steps, 1)]
+    if a.exact_deploy_steps:
+        runs.append(("exact", a.exact_deploy_steps, 1))
+    runs.append(("chunked", a.steps, 32))
+    d = deploy(runs, out, a.device, a.tls, True)
+    lat = d["latency"]
+    row(f"deploy {kind} launcher s/round trip (median)", lat["round_trip_median_s"],
+        "s/round trip", "<= 1.0", steps=a.launcher_latency_steps,
+        round_trips=lat["round_trips"], train_s=lat["train_s"], total_wall_s=lat["wall_s"])
+    if "exact" in d:
+        ex = d["exact"]
+        t_ex = in_process(a.exact_deploy_steps, a.device)
+        row(f"deploy {kind} launcher exact / in-process", ex["train_s"] / t_ex, "ratio",
+            "<= 10", steps=a.exact_deploy_steps, train_s=ex["train_s"], in_process_s=t_ex,
+            round_trips=ex["round_trips"], median_s=ex["round_trip_median_s"],
+            total_wall_s=ex["wall_s"])
+    ch = d["chunked"]
+    row(f"deploy {kind} launcher chunked K=32 / in-process", ch["train_s"] / t_in, "ratio",
+        "<= 2.0", train_s=ch["train_s"], round_trips=ch["round_trips"],
+        median_s=ch["round_trip_median_s"], total_wall_s=ch["wall_s"])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -96,6 +137,14 @@ def main() -> None:
     p.add_argument("--exact-steps", type=int, default=60, help="steps of the exact-mode sim")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--skip-deploy", action="store_true")
+    p.add_argument("--no-tls", dest="tls", action="store_false",
+                   help="deployment over plain HTTP (default: TLS + node auth, proxy)")
+    p.add_argument("--skip-stock", action="store_true", help="no stock-SuperNode run")
+    p.add_argument("--latency-steps", type=int, default=6,
+                   help="exact-mode steps of the stock SuperNode's latency run")
+    p.add_argument("--launcher-latency-steps", type=int, default=20)
+    p.add_argument("--exact-deploy-steps", type=int, default=500,
+                   help="exact-mode steps of the launcher's ratio (0: skip)")
     p.add_argument("--only-deploy", action="store_true", help="in-process + deployment only")
     p.add_argument("--csv", default=str(ROOT / "simulations/results/bench_transport.csv"))
     a = p.parse_args()
@@ -111,6 +160,7 @@ def main() -> None:
         rows.append(r)
         print(f"{scenario:<44} {value:10.3f} {unit:<14} {goal}  {extra}", flush=True)
 
+    print(f"load average (1, 5, 15 min) at the start: {_load()}", flush=True)
     t_in = in_process(a.steps, a.device)
     row("in-process exact", t_in, "s", steps=a.steps, s_per_step=t_in / a.steps)
     if a.only_deploy:
@@ -120,15 +170,8 @@ def main() -> None:
     if sim is not None:
         _sim_rows(a, row, sim, t_in_exact, t_in, out)
     if not a.skip_deploy:
-        d = deploy(a.steps, 256, a.device, out)
-        lat, ch = d["latency"], d["chunked"]
-        # round_trips counts 2 handshake trips (connect + hello) taken before train_s starts
-        row("loopback deploy exact s/round trip", lat["train_s"] / (lat["round_trips"] - 2),
-            "s/round trip", steps=6, round_trips=lat["round_trips"], train_s=lat["train_s"],
-            total_wall_s=lat["wall_s"])
-        row("loopback deploy chunked K=256 / in-process", ch["train_s"] / t_in, "ratio",
-            "<= 2.0", train_s=ch["train_s"], round_trips=ch["round_trips"],
-            s_per_round_trip=ch["train_s"] / (ch["round_trips"] - 2), total_wall_s=ch["wall_s"])
+        _deploy_rows(a, row, t_in, out)
+    print(f"load average (1, 5, 15 min) at the end: {_load()}", flush=True)
     path = Path(a.csv)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()

@@ -21,15 +21,17 @@ NEEDS_NGINX = pytest.mark.skipif(not HAS_NGINX, reason="nginx is not installed (
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("launcher", [False, True], ids=["stock", "launcher"])
 @pytest.mark.parametrize("tls", [False, pytest.param(True, marks=NEEDS_NGINX)],
                          ids=["http", "tls-auth"])
-def test_loopback_deployment_publishes_outputs(tmp_path, tls):
+def test_loopback_deployment_publishes_outputs(tmp_path, tls, launcher):
+    """Stock SuperNodes, or the party node launcher (scripts/deploy/party_node.py)."""
     from loopback import Loopback
 
     out = tmp_path / "runs"
     rc = (f'steps=4 flower.steps-per-round=2 flower.evaluate=false flower.run-name="deploy" '
           f'max-rows=300 output-dir="{out}"')
-    fed = Loopback(tmp_path / "fed", max_rows=300, tls=tls)
+    fed = Loopback(tmp_path / "fed", max_rows=300, tls=tls, launcher=launcher)
     with fed:
         r = fed.run(rc, timeout=480)
         assert r["status"] == "finished:completed", r["log"][-3000:]
@@ -41,7 +43,7 @@ def test_loopback_deployment_publishes_outputs(tmp_path, tls):
     assert (out / "deploy" / "samples.png").exists()
     # each party kept its own checkpoint, in its own folder
     for k in (0, 1):
-        ck = tmp_path / "fed" / f"party{k}-checkpoints" / "checkpoint-4"
+        ck = tmp_path / "fed" / f"party{k}-checkpoints" / "deploy" / "checkpoint-4"
         assert [p.name for p in ck.iterdir()] == [f"party-{k}"]
     if tls:
         # the parties reached the SuperLink only through the proxy
@@ -52,6 +54,14 @@ def test_loopback_deployment_publishes_outputs(tmp_path, tls):
         assert [p.name for p in fed.ca_cert.parent.iterdir()] == ["ca.crt"]
         ca_private = tmp_path / "fed" / "ca-private"
         assert (ca_private / "ca.key").exists() and ca_private.stat().st_mode & 0o777 == 0o700
-    print(f"loopback ({'tls' if tls else 'http'}): {r['wall_s']:.1f} s, "
+    for k in (0, 1):
+        log = (tmp_path / "fed" / f"supernode{k}.log").read_text()
+        # with the launcher, one executor ran every message (no flwr-clientapp process)
+        assert ("executor serving ClientApp tasks" in log) == launcher
+        if launcher:
+            assert log.count("task train.step:") >= 2 and "ClientApp loaded" in log
+            assert log.count("ClientApp loaded") == 1
+    print(f"loopback ({'tls' if tls else 'http'}, {'launcher' if launcher else 'stock'}): "
+          f"{r['wall_s']:.1f} s, "
           f"round trips {report['timings_s']['round_trips']}, "
           f"train {report['timings_s']['train_s']:.1f} s")
