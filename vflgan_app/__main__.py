@@ -4,7 +4,7 @@
 the synthetic data, a preview (table) or image grid, and ``report.json`` into a run
 folder it prints; with ``--checkpoint-every N`` it saves resumable checkpoints into
 ``<run>/checkpoints``, and ``--resume --run-name <run>`` continues a stopped run
-exactly. ``generate`` re-samples a saved run.
+exactly. ``generate`` re-samples a saved run from its folder alone.
 """
 
 from __future__ import annotations
@@ -104,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--overwrite", action="store_true",
                        help="reuse the run folder --run-name, deleting its checkpoints "
                             "(without it, an existing run folder is refused)")
-    gen = sub.add_parser("generate", help="sample a saved run again")
+    gen = sub.add_parser("generate", help="sample a saved run again (from the run folder "
+                                          "alone: no data needed)")
     gen.add_argument("run_dir", help="a run folder written by train")
     gen.add_argument("--n", type=int, default=1000, help="rows to generate")
     gen.add_argument("--seed", type=int, default=1, help="publication seed")

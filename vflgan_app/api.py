@@ -10,6 +10,8 @@ Runs the federated protocol with the in-process transport, so it works in a note
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +31,7 @@ from vflgan_app.core.baselines import CentralizedWGANGP, VertiGAN
 from vflgan_app.core.checkpoint import read_state, write_state
 from vflgan_app.core.coordinator import Coordinator
 from vflgan_app.core.party import Party
-from vflgan_app.core.protocol import PayloadObserver
+from vflgan_app.core.protocol import InProcessTransport, PayloadObserver
 from vflgan_app.data.partition import PartyData, decode_parts, prepare_parties
 from vflgan_app.data.schema import TableSchema
 from vflgan_app.dp.accountant import DPAccounting
@@ -39,6 +41,19 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["VFLGANConfig", "VFLGANModel", "BaselineModel", "PrivacyBudgetExceeded", "fit",
            "fit_parties", "fit_baseline"]
+
+
+class _hybridmethod:
+    """A method that receives the class when called on the class, else the instance."""
+
+    def __init__(self, func) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj, cls=None):
+        import functools
+
+        return functools.partial(self.func, obj if obj is not None else cls)
 
 
 class VFLGANModel:
@@ -57,10 +72,16 @@ class VFLGANModel:
         self.parties = list(parties)
         self.config = config
         self.dp = dp
+        #: None for a trainable model; for one rebuilt by ``VFLGANModel.load(path)``,
+        #: the saved folder (it samples but cannot train) and its saved DP metadata
+        self.loaded_from: Path | None = None
+        self._saved_dp: dict | None = None
 
     def dp_metadata(self) -> dict | None:
         """DP metadata: mode, epsilon, delta, sigma, q, steps, accountant; or no-DP mode."""
-        return self.dp.metadata() if self.dp is not None else {"mode": "none"}
+        if self.dp is not None:
+            return self.dp.metadata()
+        return dict(self._saved_dp) if self._saved_dp is not None else {"mode": "none"}
 
     @property
     def schemas(self) -> list[TableSchema]:
@@ -99,6 +120,12 @@ class VFLGANModel:
         from vflgan_app.core import loop
         from vflgan_app.core.checkpoint import config_fingerprint
 
+        if self.loaded_from is not None:
+            raise RuntimeError(
+                f"fit: this model was loaded from {self.loaded_from} without its training "
+                "data; it can sample but not train (to train further, build it on the "
+                "data with api.build_federation(...) and call model.load(path) on it, or "
+                "resume from a checkpoint folder)")
         steps = steps if steps is not None else self.config.steps
         if checkpoint_dir is None and (checkpoint_every or resume or overwrite):
             raise ValueError("fit: checkpoint_every, resume and overwrite need a "
@@ -124,20 +151,41 @@ class VFLGANModel:
             raise
         return self
 
-    def sample_parts(self, n: int, seed: int = 0, independent: bool = False) -> list[np.ndarray]:
-        """Encoded synthetic columns per party (``independent``: the control)."""
+    def sample_parts(self, n: int, seed: int | None = None,
+                     independent: bool = False) -> list[np.ndarray]:
+        """Encoded synthetic columns per party (``independent``: the control).
+
+        ``seed`` None draws fresh randomness (see :meth:`sample`).
+        """
+        seed = resolve_seed(seed)
         check_sample_args(n, seed)
         return self.coordinator.sample(n, seed, independent)
 
-    def sample(self, n: int, seed: int = 0, independent: bool = False) -> pd.DataFrame:
-        """``n`` synthetic rows with original column names and decoded values."""
-        return decode_parts(self.schemas, self.sample_parts(n, seed, independent))
+    def sample(self, num_rows: int | None = None, seed: int | None = None,
+               independent: bool = False, *, n: int | None = None) -> pd.DataFrame:
+        """``num_rows`` synthetic rows with original column names and decoded values.
+
+        Args:
+            num_rows: rows to generate (the positional first argument).
+            seed: None (default) = fresh randomness, so two calls differ; an integer
+                >= 0 = reproducible rows (the same seed gives the same rows).
+            independent: draw every party from its own latent (the control).
+            n: the same as ``num_rows`` (give one of them).
+
+        Raises:
+            ValueError: no row count or both forms, or a bad count or seed.
+        """
+        return decode_parts(self.schemas, self.sample_parts(
+            _rows(num_rows, n), seed, independent))
 
     def save(self, path: str | Path) -> Path:
         """Write each party's state to ``party-<k>/`` and the server's to ``server/``.
 
         The checkpoint format (safetensors + a JSON skeleton, nothing pickled). No
-        party's weights go into another party's folder.
+        party's weights go into another party's folder: ``party-<k>/`` holds that
+        party's modules, optimizers and ``schema.json`` only. ``config.json`` holds the
+        run config, the architecture and (with DP) the DP metadata, so that
+        :meth:`VFLGANModel.load` rebuilds the model from the folder alone.
         """
         path = Path(path)
         for p in self.parties:
@@ -146,19 +194,82 @@ class VFLGANModel:
             atomic_write_text(d / "schema.json", p.data.schema.to_json())
         write_state(path / "server", self.coordinator.state_dict())
         meta = self.config.to_dict()
-        if self.dp is not None:
-            meta["dp_metadata"] = self.dp.metadata()
-            atomic_write_json(path / "server" / "dp.json", self.dp.metadata())
+        meta["architecture_resolved"] = dataclasses.asdict(self.coordinator.arch)
+        dp_meta = self.dp_metadata()
+        if dp_meta.get("mode", "none") != "none":
+            meta["dp_metadata"] = dp_meta
+            atomic_write_json(path / "server" / "dp.json", dp_meta)
         atomic_write_json(path / "config.json", meta)
         return path
 
-    def load(self, path: str | Path) -> VFLGANModel:
-        """Restore states written by :meth:`save` (same data and config)."""
+    @_hybridmethod
+    def load(cls_or_self, path: str | Path):  # noqa: N805 (a class- and instance method)
+        """Load a model saved by :meth:`save`.
+
+        ``VFLGANModel.load(path)`` (on the class) rebuilds the model from the folder
+        alone (its config, architecture, each party's ``schema.json`` and weights), no
+        training data needed: the result samples and decodes like the saved model, but
+        cannot train (:meth:`fit` raises). ``model.load(path)`` (on an instance built
+        on the same data and config) restores the saved states into it.
+
+        Raises:
+            FileNotFoundError: no ``config.json`` or no ``party-<k>`` folders.
+            ValueError: a state that does not fit the model.
+        """
+        if isinstance(cls_or_self, type):
+            return _load_standalone(cls_or_self, Path(path))
+        self = cls_or_self
         path = Path(path)
         for p in self.parties:
             p.load_state_dict(read_state(path / f"party-{p.party_id}"))
         self.coordinator.load_state_dict(read_state(path / "server"))
         return self
+
+
+def _load_standalone(cls: type[VFLGANModel], path: Path) -> VFLGANModel:
+    """A sampling-only model rebuilt from a folder written by :meth:`VFLGANModel.save`.
+
+    Each party is built from its saved schema with zero rows (it generates; it holds no
+    data), the coordinator without DP mechanisms (nothing trains); then the saved
+    weights are loaded. Under DP the saved schemas are the private ones.
+    """
+    from vflgan_app.architectures import Architecture as Arch
+
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no config.json; expected a folder written by "
+                                "VFLGANModel.save")
+    meta = dict(json.loads((path / "config.json").read_text()))
+    saved_dp = meta.pop("dp_metadata", None)
+    arch_fields = meta.pop("architecture_resolved", None)
+    config = VFLGANConfig.from_dict(meta)
+    if arch_fields is not None:
+        arch = Arch(**{k: tuple(v) if isinstance(v, list) else v
+                       for k, v in arch_fields.items()})
+    else:  # a folder saved before the architecture was recorded
+        arch = federation.architecture(config)
+    ids = sorted(int(d.name.removeprefix("party-")) for d in path.glob("party-*")
+                 if d.is_dir() and d.name.removeprefix("party-").isdigit())
+    if len(ids) < 2 or ids != list(range(len(ids))):
+        raise FileNotFoundError(f"{path}: party folders {[f'party-{k}' for k in ids]}; "
+                                "expected party-0, party-1, ... (at least two)")
+    parties = []
+    for k in ids:
+        schema = load_schema(path / f"party-{k}" / "schema.json")
+        data = PartyData(k, schema, np.empty(0, dtype=np.int64),
+                         np.zeros((0, schema.width), dtype=np.float32))
+        party = federation.build_party(data, config, arch, None, max_sample_rows=2**62)
+        party.load_state_dict(read_state(path / f"party-{k}"))
+        parties.append(party)
+    transport = InProcessTransport(parties)
+    coordinator, _ = federation.build_coordinator(transport, config, arch, None,
+                                                  expected_parties=len(parties))
+    server = read_state(path / "server")
+    server["extra"] = {}  # DP mechanisms' state: nothing trains here
+    coordinator.load_state_dict(server)
+    model = cls(coordinator, parties, config)
+    model.loaded_from = path
+    model._saved_dp = saved_dp
+    return model
 
 
 class BaselineModel:
@@ -177,14 +288,18 @@ class BaselineModel:
         self.impl.fit(steps if steps is not None else self.config.steps, self.config.progress)
         return self
 
-    def sample_parts(self, n: int, seed: int = 0, independent: bool = False) -> list[np.ndarray]:
-        """Encoded synthetic columns per party."""
+    def sample_parts(self, n: int, seed: int | None = None,
+                     independent: bool = False) -> list[np.ndarray]:
+        """Encoded synthetic columns per party (``seed`` None: fresh randomness)."""
+        seed = resolve_seed(seed)
         check_sample_args(n, seed)
         return self.impl.sample(n, seed, independent)
 
-    def sample(self, n: int, seed: int = 0, independent: bool = False) -> pd.DataFrame:
-        """Decoded synthetic rows."""
-        return decode_parts(self.schemas, self.sample_parts(n, seed, independent))
+    def sample(self, num_rows: int | None = None, seed: int | None = None,
+               independent: bool = False, *, n: int | None = None) -> pd.DataFrame:
+        """Decoded synthetic rows (arguments as :meth:`VFLGANModel.sample`)."""
+        return decode_parts(self.schemas, self.sample_parts(
+            _rows(num_rows, n), seed, independent))
 
 
 def _slices(widths: Sequence[int]) -> list[slice]:
@@ -224,6 +339,10 @@ def fit(
     id_column: str = "record_id",
     categorical: Sequence[str] = (),
     bounded: Mapping[str, tuple[float, float]] | None = None,
+    *,
+    enforce_min_max_values: bool = True,
+    enforce_rounding: bool = True,
+    keep_dtypes: bool = True,
 ) -> VFLGANModel:
     """Train VFLGAN on per-party tables and return the model.
 
@@ -234,13 +353,28 @@ def fit(
         id_column: the record-id column every table has; rows are aligned by it.
         categorical: names of categorical columns (string columns are categorical anyway).
         bounded: ``{column: (low, high)}`` for columns to generate in a fixed range.
+        enforce_min_max_values: decoded numeric values stay within the real column's
+            min and max (SDV's default; without DP).
+        enforce_rounding: decoded numeric values keep the real column's precision
+            (decimal digits; integer columns stay integers).
+        keep_dtypes: decoded columns keep their dtype (float32, int16, bool,
+            category, string, ...).
+
+    Under DP none of these is read from the real table: numeric columns are clipped
+    to their private domain (declared or released with DP) and rounded only to a
+    declared ``decimals`` (docs/privacy.md, "The decoding schema").
 
     Raises:
-        ValueError: misaligned ids, a column in two parties, NaNs, empty tables, ...
+        ValueError: misaligned ids, a column in two parties, NaNs, empty tables, a
+            name in ``categorical`` / ``bounded`` that is no column (with the close
+            matches), ...
     """
     config = config or VFLGANConfig(dataset="custom")
     tables = list(tables_by_party.values()) if isinstance(tables_by_party, Mapping) else list(tables_by_party)
-    parties_data = prepare_parties(tables, id_column, categorical, bounded)
+    parties_data = prepare_parties(tables, id_column, categorical, bounded,
+                                   enforce_min_max_values=enforce_min_max_values,
+                                   enforce_rounding=enforce_rounding,
+                                   keep_dtypes=keep_dtypes)
     return fit_parties(parties_data, config)
 
 
@@ -266,6 +400,22 @@ def fit_baseline(kind: str, parties_data: Sequence[PartyData], config: VFLGANCon
 def load_schema(path: str | Path) -> TableSchema:
     """Read a ``schema.json`` written by :meth:`VFLGANModel.save`."""
     return TableSchema.from_json(Path(path).read_text())
+
+
+def resolve_seed(seed: int | None) -> object:
+    """``seed`` itself, or for None a fresh random seed (from the OS's entropy)."""
+    if seed is None:
+        return int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+    return seed
+
+
+def _rows(num_rows: object, n: object) -> object:
+    if num_rows is not None and n is not None:
+        raise ValueError(f"sample: got num_rows={num_rows!r} and n={n!r}; expected one")
+    rows = num_rows if num_rows is not None else n
+    if rows is None:
+        raise ValueError("sample: no num_rows; expected the number of rows to generate")
+    return rows
 
 
 def check_sample_args(n: object, seed: object) -> None:

@@ -215,15 +215,26 @@ def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool =
 
 
 def regenerate(run_dir: Path, n: int, seed: int, out: str | None = None) -> Path:
-    """Rebuild a saved VFLGAN run from its data and states and sample it again."""
+    """Sample a saved VFLGAN run again, from the run folder alone (no training data).
+
+    The model is rebuilt from ``<run_dir>/model`` (:meth:`VFLGANModel.load`); image
+    runs get their grid from the pixel columns (a square image, the bounded range).
+    """
+    from vflgan_app.api import VFLGANModel
+
     meta = json.loads((run_dir / "config.json").read_text())
-    config = dict(meta["config"])
-    if config.pop("model", "vflgan") != "vflgan":
+    if meta.get("config", {}).get("model", "vflgan") != "vflgan":
         raise ValueError(f"{run_dir}: only vflgan runs can be regenerated")
-    cfg = VFLGANConfig.from_dict(config)
-    ds, parties = prepare_dataset(cfg)
-    model = build_federation(parties, cfg).load(run_dir / "model")
+    model = VFLGANModel.load(run_dir / "model")
+    schemas = model.schemas
     out_dir = Path(out) if out else run_dir / f"generated-{seed}"
-    publish(out_dir, cfg, model, [p.schema for p in parties], n, ds=ds, evaluate=False,
-            seed=seed, extra={"source_run": run_dir.name})
+    synth = decode_parts(schemas, model.sample_parts(n, seed))
+    columns = [c for s in schemas for c in s.columns]
+    image_shape, bounds = None, (0.0, 1.0)
+    side = int(round(len(columns) ** 0.5))
+    if columns and all(c.kind == "bounded" for c in columns) and side * side == len(columns):
+        image_shape, bounds = (side, side), (columns[0].low, columns[0].high)
+    files = write_synthetic(out_dir, synth, image_shape, bounds)
+    write_report(out_dir, {}, model.config.to_dict(), seed, files,
+                 {"source_run": run_dir.name, "dp": model.dp_metadata()})
     return out_dir

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from vflgan_app.data.schema import TableSchema, validate_table
+from vflgan_app.data.schema import TableSchema, check_column_names, validate_table
 
 
 @dataclass
@@ -109,10 +109,14 @@ def prepare_party(
     categorical: Sequence[str] = (),
     bounded: Mapping[str, tuple[float, float]] | None = None,
     schema: TableSchema | None = None,
+    **faithful: bool,
 ) -> PartyData:
     """Sort one party's table by id, fit (or reuse) its schema and encode it.
 
     This runs at the party: only the schema and the id hash ever leave it.
+    ``faithful`` are the decoding options of :meth:`TableSchema.fit`
+    (``enforce_min_max_values``, ``enforce_rounding``, ``keep_dtypes``; all on by
+    default).
 
     Raises:
         ValueError: no id column, duplicate or missing ids, or bad values (see
@@ -139,6 +143,7 @@ def prepare_party(
             data,
             categorical=[c for c in categorical if c in data],
             bounded={k: v for k, v in (bounded or {}).items() if k in data},
+            **faithful,
         )
     x = schema.encode(data)
     raw = [c.name for c in schema.columns if c.kind != "bounded"]
@@ -187,12 +192,16 @@ def prepare_parties(
     id_column: str,
     categorical: Sequence[str] = (),
     bounded: Mapping[str, tuple[float, float]] | None = None,
+    **faithful: bool,
 ) -> list[PartyData]:
     """Prepare every party's table and check the rows are aligned.
 
+    ``faithful``: the decoding options of :meth:`TableSchema.fit` (all on by default).
+
     Raises:
-        ValueError: fewer than two parties, a column held by two parties, or any error of
-            :func:`prepare_party` / :func:`check_alignment`.
+        ValueError: fewer than two parties, a column held by two parties, a name in
+            ``categorical`` / ``bounded`` that no party holds (with the close matches),
+            or any error of :func:`prepare_party` / :func:`check_alignment`.
     """
     if len(tables) < 2:
         raise ValueError(f"got {len(tables)} party table(s); expected at least 2")
@@ -213,8 +222,9 @@ def prepare_parties(
                     "column in exactly one party"
                 )
             seen[c] = k
+    check_column_names(list(seen), categorical, bounded)
     parties = [
-        prepare_party(k, t, id_column, categorical, bounded)
+        prepare_party(k, t, id_column, categorical, bounded, **faithful)
         for k, t in enumerate(tables)
     ]
     check_alignment(parties)

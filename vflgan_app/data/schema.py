@@ -22,10 +22,11 @@ Which party holds which columns, and how rows are aligned, is :mod:`vflgan_app.d
 
 from __future__ import annotations
 
+import difflib
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +60,15 @@ class ColumnSpec:
         fallback: the category an unknown value is encoded as (with ``clip``).
         domain: where the domain comes from: ``""`` (fitted exactly from the real
             table: not private), ``"public"`` (declared) or ``"dp"`` (released with DP).
+        min_value: the real column's minimum (numeric, without DP; None = not
+            recorded): decoded values are clipped to ``[min_value, max_value]``.
+        max_value: the real column's maximum (see ``min_value``).
+        decimals: decoded values are rounded to this many decimal digits (numeric,
+            not integer; None = full precision). Without DP the real values' precision;
+            under DP only a declared one (``"decimals"`` in ``dp.public-domain``).
+        dtype: the real column's dtype (``"float32"``, ``"int16"``, ``"bool"``,
+            ``"category"``, ``"string"``, ...), restored on decode; ``""`` = the
+            default (float64 / int64 / the value type; always so under DP).
     """
 
     name: str
@@ -73,6 +83,10 @@ class ColumnSpec:
     clip: bool = False
     fallback: str = ""
     domain: str = ""
+    min_value: float | None = None
+    max_value: float | None = None
+    decimals: int | None = None
+    dtype: str = ""
 
     @property
     def width(self) -> int:
@@ -106,6 +120,10 @@ class TableSchema:
         df: pd.DataFrame,
         categorical: Sequence[str] = (),
         bounded: Mapping[str, tuple[float, float]] | None = None,
+        *,
+        enforce_min_max_values: bool = True,
+        enforce_rounding: bool = True,
+        keep_dtypes: bool = True,
     ) -> TableSchema:
         """Learn the encoding from a real table.
 
@@ -114,6 +132,11 @@ class TableSchema:
             categorical: names of categorical columns. Columns of object/string/bool
                 dtype are categorical even if not listed.
             bounded: ``{name: (low, high)}`` for bounded columns (image pixels).
+            enforce_min_max_values: record each numeric column's min and max; decoded
+                values are clipped to them (as SDV does by default).
+            enforce_rounding: record each numeric column's precision (decimal digits
+                of its real values); decoded values are rounded to it.
+            keep_dtypes: record each column's dtype; decoding restores it.
 
         Raises:
             ValueError: empty table, unknown column names, NaNs, infinite values, non-numeric
@@ -122,12 +145,7 @@ class TableSchema:
         """
         bounded = dict(bounded or {})
         validate_table(df, "table")
-        unknown = [c for c in [*categorical, *bounded] if c not in df.columns]
-        if unknown:
-            raise ValueError(
-                f"columns {unknown} were named as categorical/bounded but are not in the "
-                f"table; expected a subset of {list(df.columns)[:20]}"
-            )
+        check_column_names(list(df.columns), categorical, bounded)
         cat = set(categorical)
         for name in df.columns:
             _check_column_type(str(name), df[name], declared=name in cat)
@@ -139,13 +157,15 @@ class TableSchema:
                 if not (np.isfinite(low) and np.isfinite(high) and low < high):
                     raise ValueError(f"bounded[{name!r}]: got ({low}, {high}); expected "
                                      "finite (low, high) with low < high")
-                specs.append(
-                    ColumnSpec(str(name), "bounded", low=float(low), high=float(high))
-                )
+                spec = ColumnSpec(str(name), "bounded", low=float(low), high=float(high))
             elif name in cat or not pd.api.types.is_numeric_dtype(col) or col.dtype == bool:
-                specs.append(_categorical_spec(str(name), col, declared=name in cat))
+                spec = _categorical_spec(str(name), col, declared=name in cat)
             else:
-                specs.append(_numeric_spec(str(name), col))
+                spec = _numeric_spec(str(name), col, enforce_min_max_values,
+                                     enforce_rounding)
+            if keep_dtypes:
+                spec = replace(spec, dtype=_dtype_name(col))
+            specs.append(spec)
         return cls(tuple(specs))
 
     # -- shape --------------------------------------------------------------------
@@ -258,20 +278,25 @@ class TableSchema:
             if c.kind == "categorical":
                 labels = np.asarray(c.categories, dtype=object)[block.argmax(axis=1)]
                 cast = {"int": int, "float": float, "bool": lambda v: v == "True"}
-                out[c.name] = (
+                out[c.name] = _restore_dtype(
                     pd.Series(labels).map(cast[c.value_type]).to_numpy()
                     if c.value_type in cast
-                    else labels
-                )
+                    else labels, c)
             elif c.kind == "bounded":
-                out[c.name] = (np.clip(block[:, 0], -1, 1) + 1.0) / 2.0 * (
+                out[c.name] = _restore_dtype((np.clip(block[:, 0], -1, 1) + 1.0) / 2.0 * (
                     c.high - c.low
-                ) + c.low
+                ) + c.low, c)
             else:
                 values = block[:, 0] * c.std + c.mean
                 if c.clip:
                     values = np.clip(values, c.low, c.high)
-                out[c.name] = np.round(values).astype(np.int64) if c.integer else values
+                elif c.min_value is not None and c.max_value is not None:
+                    values = np.clip(values, c.min_value, c.max_value)
+                if c.integer:
+                    values = np.round(values).astype(np.int64)
+                elif c.decimals is not None:
+                    values = np.round(values, c.decimals)
+                out[c.name] = _restore_dtype(values, c)
         return pd.DataFrame(out, columns=self.names)
 
     # -- serialisation ------------------------------------------------------------
@@ -297,12 +322,14 @@ class TableSchema:
     def to_json(self) -> str:
         """Return a canonical JSON description (used in the handshake and outputs).
 
-        The fields of a fixed domain (``clip``, ``fallback``, ``domain``) are written
-        only when set, so a schema without DP reads exactly as before they existed.
+        The fields of a fixed domain (``clip``, ``fallback``, ``domain``) and of
+        faithful decoding (``min_value``, ``max_value``, ``decimals``, ``dtype``) are
+        written only when set, so a schema without them reads exactly as before they
+        existed (and an older ``schema.json`` still loads: they default).
         """
         return json.dumps(
             [{k: v for k, v in asdict(c).items()
-              if k not in _DOMAIN_FIELDS or v != _DOMAIN_FIELDS[k]}
+              if k not in _OPTIONAL_FIELDS or v != _OPTIONAL_FIELDS[k]}
              for c in self.columns],
             sort_keys=True,
         )
@@ -319,6 +346,74 @@ class TableSchema:
 
 #: Fields of a fixed (DP) domain and their defaults: left out of the JSON when default.
 _DOMAIN_FIELDS = {"clip": False, "fallback": "", "domain": ""}
+#: Every optional field (fixed domain, faithful decoding) and its default.
+_OPTIONAL_FIELDS = {**_DOMAIN_FIELDS, "min_value": None, "max_value": None,
+                    "decimals": None, "dtype": ""}
+
+#: The most decimal digits recorded as a column's precision (more = full precision).
+MAX_DECIMALS = 10
+
+
+def check_column_names(columns: Sequence[str], categorical: Sequence[str] = (),
+                       bounded: Mapping[str, Any] | None = None) -> None:
+    """Refuse names in ``categorical`` / ``bounded`` that are no column, with close matches.
+
+    Raises:
+        ValueError: naming each unknown column and the close matches (difflib).
+    """
+    known = [str(c) for c in columns]
+    for what, names in (("categorical", list(categorical)), ("bounded", list(bounded or {}))):
+        for name in names:
+            if name in known:
+                continue
+            close = difflib.get_close_matches(str(name), known, n=3, cutoff=0.6)
+            hint = (f"did you mean {' or '.join(repr(c) for c in close)}?" if close
+                    else f"expected one of {known[:20]}")
+            raise ValueError(f"{what}: column {name!r} is not in the table; {hint}")
+
+
+def _dtype_name(col: pd.Series) -> str:
+    """The dtype to restore on decode ("" where the default is right)."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        return "category"
+    if isinstance(col.dtype, pd.StringDtype):
+        return "string"
+    name = str(col.dtype)
+    return "" if name in ("float64", "int64", "object") else name
+
+
+def _restore_dtype(values: np.ndarray, c: ColumnSpec):
+    """Decoded ``values`` in the column's recorded dtype (as they are without one)."""
+    if not c.dtype:
+        return values
+    if c.dtype == "category":
+        cats = list(pd.Series(values).unique()) if c.kind != "categorical" else None
+        if c.kind == "categorical":
+            cast = {"int": int, "float": float, "bool": lambda v: v == "True"}
+            cats = [cast[c.value_type](v) if c.value_type in cast else v
+                    for v in c.categories]
+        return pd.Categorical(values, categories=cats)
+    if c.dtype == "string":
+        return pd.array(values, dtype="string")
+    try:
+        dtype = np.dtype(c.dtype)
+    except TypeError:  # a pandas extension dtype (Int64, boolean, ...)
+        return pd.array(values, dtype=c.dtype)
+    if dtype.kind in "iu" and np.asarray(values).dtype.kind == "f":
+        info = np.iinfo(dtype)
+        values = np.clip(np.round(values), info.min, info.max)
+    return np.asarray(values).astype(dtype)
+
+
+def _decimals(values: np.ndarray, dtype: np.dtype) -> int | None:
+    """Fewest decimal digits that write every value (None: more than MAX_DECIMALS)."""
+    eps = np.finfo(dtype).eps if np.dtype(dtype).kind == "f" else np.finfo(np.float64).eps
+    tol = 4 * eps * np.maximum(1.0, np.abs(values))
+    with np.errstate(over="ignore", invalid="ignore"):  # huge values: no precision
+        for d in range(MAX_DECIMALS + 1):
+            if np.all(np.abs(np.round(values, d) - values) <= tol):
+                return d
+    return None
 
 
 def _categorical_spec(name: str, col: pd.Series, declared: bool) -> ColumnSpec:
@@ -373,15 +468,24 @@ def _check_column_type(name: str, col: pd.Series, declared: bool) -> None:
                 "categorical")
 
 
-def _numeric_spec(name: str, col: pd.Series) -> ColumnSpec:
-    """z-score encoding of ``col`` (std 1 for a constant column)."""
+def _numeric_spec(name: str, col: pd.Series, min_max: bool = True,
+                  rounding: bool = True) -> ColumnSpec:
+    """z-score encoding of ``col`` (std 1 for a constant column).
+
+    ``min_max``: record the real min and max; ``rounding``: the real precision.
+    """
     values = col.to_numpy(dtype=np.float64)
     # scaled first: the square of a 1e300 outlier would overflow to an infinite std
     scale = float(np.abs(values).max()) or 1.0
     std = float((values / scale).std() * scale)
     integer = bool(np.all(np.mod(values, 1) == 0))
+    extra: dict[str, Any] = {}
+    if min_max:
+        extra.update(min_value=float(values.min()), max_value=float(values.max()))
+    if rounding and not integer:
+        extra["decimals"] = _decimals(values, col.dtype)
     return ColumnSpec(name, "numeric", mean=float(values.mean()),
-                      std=std if std > 0 else 1.0, integer=integer)
+                      std=std if std > 0 else 1.0, integer=integer, **extra)
 
 
 def _numeric_values(col: pd.Series, name: str) -> np.ndarray:
@@ -425,7 +529,7 @@ def validate_table(df: pd.DataFrame, what: str) -> None:
 #: The setting a public domain is declared with (error messages name it).
 DOMAIN_SETTING = "dp.public-domain"
 _CATEGORICAL_KEYS = {"categories", "other"}
-_NUMERIC_KEYS = {"low", "high", "integer"}
+_NUMERIC_KEYS = {"low", "high", "integer", "decimals"}
 
 
 def category_key(value: Any, value_type: str) -> str:
@@ -470,8 +574,10 @@ def load_public_domain(value: str | None) -> dict[str, dict]:
             nothing declared. Each key is a column name; its value is
             ``{"categories": [v, ...], "other": v}`` (categorical; ``other``, optional,
             is the category an unknown value is encoded as, default the first listed)
-            or ``{"low": a, "high": b, "integer": bool}`` (numeric or bounded;
-            ``integer`` optional, default false: decoded values are rounded).
+            or ``{"low": a, "high": b, "integer": bool, "decimals": d}`` (numeric or
+            bounded; ``integer`` optional, default false; true: decoded values are
+            rounded to integers; ``decimals`` optional: decoded values are rounded to
+            ``d`` decimal digits, numeric only).
 
     Returns:
         ``{column: entry}`` with every entry complete (``other``/``integer`` filled in).
@@ -521,7 +627,7 @@ def check_public_domain(declared: Any) -> dict[str, dict]:
         if unknown:
             raise ValueError(
                 f"{key}: unknown field(s) {unknown}; expected \"categories\" (and "
-                "\"other\") or \"low\", \"high\" (and \"integer\")"
+                "\"other\") or \"low\", \"high\" (and \"integer\", \"decimals\")"
             )
         if set(entry) & _CATEGORICAL_KEYS and set(entry) & _NUMERIC_KEYS:
             raise ValueError(
@@ -578,7 +684,15 @@ def _check_bounds(key: str, entry: dict) -> dict:
     integer = entry.get("integer", False)
     if not isinstance(integer, bool):
         raise ValueError(f"{key}.integer: got {integer!r}, expected true or false")
-    return {"low": float(low), "high": float(high), "integer": integer}
+    decimals = entry.get("decimals")
+    if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int)
+                                 or not 0 <= decimals <= MAX_DECIMALS):
+        raise ValueError(f"{key}.decimals: got {decimals!r}, expected an integer in "
+                         f"[0, {MAX_DECIMALS}] (decimal digits decoded values keep)")
+    out = {"low": float(low), "high": float(high), "integer": integer}
+    if decimals is not None:
+        out["decimals"] = decimals
+    return out
 
 
 def declared_value_type(categories: Sequence[Any]) -> str:
@@ -621,6 +735,7 @@ def public_column_spec(name: str, entry: Mapping[str, Any], base: ColumnSpec) ->
     low, high = float(entry["low"]), float(entry["high"])
     if base.kind == "bounded":
         return ColumnSpec(name, "bounded", low=low, high=high, clip=True, domain="public")
+    integer = bool(entry.get("integer", False))
     return ColumnSpec(name, "numeric", mean=(low + high) / 2, std=(high - low) / 2,
-                      integer=bool(entry.get("integer", False)), low=low, high=high,
-                      clip=True, domain="public")
+                      integer=integer, low=low, high=high, clip=True, domain="public",
+                      decimals=None if integer else entry.get("decimals"))

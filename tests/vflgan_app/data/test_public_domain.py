@@ -22,8 +22,11 @@ OLD_FIELDS = ("name", "kind", "categories", "mean", "std", "integer", "low", "hi
 
 def test_schema_json_without_dp_is_the_old_format_exactly(table):
     # Prepare: the exact schema of a mixed table (what a party without DP sends)
+    # (faithful decoding off: its optional fields, issue 14, are then not written)
     data = table.drop(columns=["record_id"])
-    schema = TableSchema.fit(data, categorical=["color", "kind"])
+    schema = TableSchema.fit(data, categorical=["color", "kind"],
+                             enforce_min_max_values=False, enforce_rounding=False,
+                             keep_dtypes=False)
     # Execute: the JSON written independently with the nine fields it always had
     ref = json.dumps(
         [{f: (list(getattr(c, f)) if f == "categories" else getattr(c, f))
@@ -34,6 +37,12 @@ def test_schema_json_without_dp_is_the_old_format_exactly(table):
     assert schema.to_json() == ref
     assert not schema.private and not any(c.clip for c in schema.columns)
     assert TableSchema.from_json(ref) == schema
+    # with faithful decoding on (the default) the old fields are unchanged, plus only
+    # the optional ones
+    faithful = json.loads(TableSchema.fit(data, categorical=["color", "kind"]).to_json())
+    for old, new in zip(json.loads(ref), faithful, strict=True):
+        assert {k: new[k] for k in old} == old
+        assert set(new) - set(old) <= {"min_value", "max_value", "decimals", "dtype"}
 
 
 @pytest.mark.parametrize(("declared", "message"), [
