@@ -17,7 +17,17 @@ import time
 from pathlib import Path
 
 from trainkit import CheckpointError, StageTimer, create_run_dir
-from vflgan_app.config import MODELS, RUN_NAME, DPConfig, VFLGANConfig
+from vflgan_app.architectures import ARCHITECTURES
+from vflgan_app.config import (
+    DATASETS,
+    DP_MODES,
+    MODELS,
+    OBJECTIVES,
+    RUN_NAME,
+    SAMPLERS,
+    DPConfig,
+    VFLGANConfig,
+)
 
 logger = logging.getLogger("vflgan_app")
 
@@ -36,23 +46,27 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         "shuffle_negatives": "weight of shuffled-real negatives at the server (0 = off)",
         "objective": "critic objective: paper (per-module penalties, the published one) "
                      "or joint (one penalty through the whole split critic)",
-        "sampler": "batch sampler: shuffle (epochs) or wor (fixed-size, without replacement)",
+        "sampler": "batch sampler: shuffle (epochs) or wor (fixed-size, without replacement) "
+                   "(default: wor under DP, else shuffle)",
         "seed": "run seed",
         "num_parties": "parties for image data (pixel-row bands)",
         "max_rows": "use only the first rows of the dataset",
         "n_samples": "rows to publish (default: as many as the real table)",
         "data_root": "folder with offline datasets (or VFLGAN_DATA_ROOT)",
         "output_dir": "where run folders are created",
-        "device": "cpu, cuda or auto",
+        "device": "cpu, cuda (or cuda:N) or auto",
         "threads": "torch CPU threads",
         "progress": "show progress bars (true/false)",
         "log_every": "steps between progress-bar updates",
     }
+    choices = {"dataset": [*DATASETS, "custom"], "architecture": list(ARCHITECTURES),
+               "objective": list(OBJECTIVES), "sampler": list(SAMPLERS)}
     for f in dataclasses.fields(VFLGANConfig):
         if f.name == "dp":
             continue
         p.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
-                       help=f"{helps.get(f.name, f.name)} (default: {f.default})")
+                       choices=choices.get(f.name), metavar=_metavar(f.name, choices),
+                       help=_with_default(helps.get(f.name, f.name), f.default))
     dp_helps = {
         "mode": "differential privacy: none, paper (the published first-layer mechanism) or "
                 "strict (per-sample DP-SGD on every critic block); DP needs --sampler wor (its default)",
@@ -68,9 +82,25 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         "schema_epsilon_fraction": "share of the budget spent releasing undeclared column "
                                    "domains with DP (default 0.1; 0 with a public domain)",
     }
+    dp_choices = {"mode": list(DP_MODES)}
     for f in dataclasses.fields(DPConfig):
         p.add_argument(f"--dp-{f.name.replace('_', '-')}", dest=f"dp_{f.name}", default=None,
-                       help=f"{dp_helps.get(f.name, f.name)} (default: {f.default})")
+                       choices=dp_choices.get(f.name),
+                       metavar=_metavar(f.name, dp_choices, "DP_"),
+                       help=_with_default(dp_helps.get(f.name, f.name), f.default))
+
+
+def _with_default(text: str, default: object) -> str:
+    """``text`` with one "(default: ...)": the help's own wording wins over ``None``."""
+    if "(default" in text:
+        return text
+    return f"{text} (default: {'none' if default is None else default})"
+
+
+def _metavar(name: str, choices: dict, prefix: str = "") -> str | None:
+    if name in choices:
+        return "{" + ",".join(choices[name]) + "}"
+    return prefix + name.upper()
 
 
 def _config_from_args(ns: argparse.Namespace) -> VFLGANConfig:

@@ -109,3 +109,19 @@ def test_load_checkpoint_refuses_a_file_that_would_run_code(tmp_path):
     with pytest.raises(CheckpointError, match="could not be read"):
         load_checkpoint(path)
     assert not marker.exists()
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_gives(tmp_path):
+    import os
+    import stat
+
+    from trainkit.checkpoint import atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "synthetic.csv", "a,b\n1,2\n")
+        (tmp_path / "plain.csv").write_text("x")
+    finally:
+        os.umask(old)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    assert mode == stat.S_IMODE((tmp_path / "plain.csv").stat().st_mode) == 0o644

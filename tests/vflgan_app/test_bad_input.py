@@ -94,3 +94,24 @@ def test_sampling_arguments_are_checked(n, seed):
 
     with pytest.raises(ValueError, match="sample: (n|seed) got"):
         VFLGANModel.sample_parts(object.__new__(VFLGANModel), n, seed)
+
+
+def test_train_help_has_choices_and_one_default_per_option(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    import re
+
+    # each option's help block (two-space indent, "--flag") carries at most one default
+    blocks = re.split(r"\n  (?=-)", text.split("options:", 1)[1])
+    assert [b.split()[0] for b in blocks if b.count("(default") > 1] == []
+    for flag, choice in [("--dataset", "wine_red"), ("--sampler", "wor"),
+                         ("--objective", "joint"), ("--dp-mode", "strict")]:
+        assert re.search(rf"{flag} \{{[^}}]*{choice}", text), flag
+
+
+def test_a_misspelled_choice_is_refused_by_argparse(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["train", "--dataset", "digts"])
+    assert err.value.code == 2
+    assert "invalid choice: 'digts'" in capsys.readouterr().err
