@@ -189,9 +189,10 @@ def _train(args: argparse.Namespace) -> int:
                             checkpoint_every=args.checkpoint_every, resume=args.resume,
                             overwrite=args.overwrite)
     print(f"wrote {run_dir} ({time.perf_counter() - t0:.1f} s)")
-    m = report.get("metrics", {}).get("model", {})
-    if m:
-        print("metrics: " + ", ".join(f"{k}={v:.4g}" for k, v in m.items() if isinstance(v, float)))
+    from vflgan_app.publish import summary_markdown
+
+    # the model beside its independent-latent control, and the verdicts (summary.md)
+    print(summary_markdown(report))
     return 0
 
 

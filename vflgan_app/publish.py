@@ -8,6 +8,7 @@ images become ``synthetic.npz`` (uint8-range values, shape (N, H, W)) plus a PNG
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainkit import atomic_write_bytes, atomic_write_json, run_metadata
+from trainkit import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    run_metadata,
+)
 
 
 def image_grid_png(
@@ -116,16 +122,62 @@ def write_report(
     files: dict[str, str],
     extra: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``report.json``: metrics, config, seed, git commit, file list."""
+    """Write ``report.json`` and ``summary.md``.
+
+    The report holds the metrics, config, seed, git commit and file list; the summary
+    is :func:`summary_markdown` of it.
+    """
     report = {
         **run_metadata(config, seed),
         "metrics": metrics,
         "files": files,
         **(extra or {}),
     }
-    return atomic_write_json(Path(out_dir) / "report.json", report)
+    path = atomic_write_json(Path(out_dir) / "report.json", report)
+    atomic_write_text(Path(out_dir) / "summary.md", summary_markdown(
+        json.loads(path.read_text())))
+    return path
 
 
 def party_column_order(schemas: Sequence) -> list[str]:
     """Original column names in published order (party 0's columns first)."""
     return [n for s in schemas for n in s.names]
+
+
+def summary_markdown(report: dict[str, Any]) -> str:
+    """The report's headline numbers next to their controls, and the verdict sentences.
+
+    What a reader needs first: each metric of the model beside its independent-latent
+    control (parties sampled from independent latents: cross-party dependence
+    destroyed) and the real data's reference where there is one, then the dependence
+    report's plain sentences. Written as ``summary.md`` and printed by the CLI.
+    """
+    metrics = report.get("metrics") or {}
+    model, control = metrics.get("model", {}), metrics.get("control", {})
+    lines = [f"# {report.get('model', 'vflgan')} on {report.get('dataset', '?')}", ""]
+    if report.get("stopped_early"):
+        lines += [f"Stopped early: {report['stopped_early']}", ""]
+    if report.get("dp"):
+        dp = report["dp"]
+        if dp.get("mode", "none") != "none":
+            lines += [f"DP {dp.get('mode')}: epsilon {dp.get('epsilon', float('nan')):.3g} "
+                      f"at delta {dp.get('delta')}, {dp.get('steps')} steps", ""]
+    keys = [k for k, v in model.items() if isinstance(v, int | float) and not
+            isinstance(v, bool)]
+    if keys:
+        lines += ["| metric | model | independent-latent control |", "| --- | --- | --- |"]
+        for k in keys:
+            c = control.get(k)
+            c_txt = f"{c:.4g}" if isinstance(c, int | float) else "-"
+            lines.append(f"| {k} | {model[k]:.4g} | {c_txt} |")
+        lines.append("")
+    dep = metrics.get("dependence") or {}
+    if dep.get("summary"):
+        lines += ["## Cross-party dependence", "", str(dep["summary"]), ""]
+        for v in (dep.get("verdicts") or {}).values():
+            if isinstance(v, dict) and v.get("sentence"):
+                lines.append(f"* {v['sentence']}")
+        lines.append("")
+    if not keys and not dep:
+        lines += ["No metrics (evaluation was off, or the data are custom tables).", ""]
+    return "\n".join(lines)

@@ -66,7 +66,8 @@ def test_outputs_are_atomic_no_temporary_files_remain(tmp_path):
         write_report(tmp_path, {}, {}, 0, {})
     # Assert: only the final files, no temp or partial files
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "preview.md", "report.json", "samples.png", "synthetic.csv", "synthetic.npz"]
+        "preview.md", "report.json", "samples.png", "summary.md", "synthetic.csv",
+        "synthetic.npz"]
 
 
 @pytest.mark.parametrize(("n", "rows"), [(10, 1), (25, 3)])
@@ -131,3 +132,20 @@ def test_wrong_image_shape_error_says_got_versus_expected(tmp_path):
     # Execute / Assert
     with pytest.raises(ValueError, match=r"10 columns.*\(3, 3\)|\(3, 3\).*10 columns"):
         write_synthetic(tmp_path, table, image_shape=(3, 3))
+
+
+def test_summary_puts_the_model_beside_its_control_with_the_verdicts(tmp_path):
+    import json
+
+    from vflgan_app.publish import write_report
+
+    metrics = {"model": {"fd": 5.9, "cross_party_corr_error": 0.12, "fd_space": "pca"},
+               "control": {"fd": 5.5, "cross_party_corr_error": 0.10},
+               "dependence": {"summary": "The model beats its control on 0 of 1.",
+                              "verdicts": {"agreement": {"sentence": "Not better on agreement."}}}}
+    write_report(tmp_path, metrics, {"steps": 3}, 0, {}, {"model": "vflgan", "dataset": "wine_red"})
+    text = (tmp_path / "summary.md").read_text()
+    assert "| fd | 5.9 | 5.5 |" in text and "| cross_party_corr_error | 0.12 | 0.1 |" in text
+    assert "The model beats its control on 0 of 1." in text
+    assert "* Not better on agreement." in text and "fd_space" not in text
+    assert json.loads((tmp_path / "report.json").read_text())["metrics"] == metrics
