@@ -7,30 +7,72 @@ Python API::
                             evaluate_pipeline)
 """
 
-from unlearning.config import (
-    EvalConfig,
-    PretrainConfig,
-    RelearnConfig,
-    UnlearnConfig,
-)
-from unlearning.data import (
-    ImageData,
-    auxiliary_set,
-    load_dataset,
-    split_forget_retain,
-)
-from unlearning.evaluate import evaluate_pipeline, parameter_change_norms
-from unlearning.judge import Judge, load_judge, save_judge, train_judge
-from unlearning.model import (
-    ClassConditionalMLP,
-    build_model,
-    build_scheduler,
-    build_unet,
-)
-from unlearning.pipeline import ClassConditionalDDPMPipeline
-from unlearning.relearn import RelearnCurve, run_relearning_attack
-from unlearning.train import pretrain
-from unlearning.unlearn import unlearn, unlearn_with_log
+import importlib
+from typing import TYPE_CHECKING, Any
+
+#: Where each public name lives. Loaded on first use (PEP 562), so ``import unlearning``
+#: and the CLI's argument parsing do not pull in torch and diffusers.
+_EXPORTS = {
+    "ClassConditionalDDPMPipeline": "unlearning.pipeline",
+    "ClassConditionalMLP": "unlearning.model",
+    "EvalConfig": "unlearning.config",
+    "ImageData": "unlearning.data",
+    "Judge": "unlearning.judge",
+    "PretrainConfig": "unlearning.config",
+    "RelearnConfig": "unlearning.config",
+    "RelearnCurve": "unlearning.relearn",
+    "UnlearnConfig": "unlearning.config",
+    "auxiliary_set": "unlearning.data",
+    "build_model": "unlearning.model",
+    "build_scheduler": "unlearning.model",
+    "build_unet": "unlearning.model",
+    "evaluate_pipeline": "unlearning.evaluate",
+    "load_dataset": "unlearning.data",
+    "load_judge": "unlearning.judge",
+    "parameter_change_norms": "unlearning.evaluate",
+    "pretrain": "unlearning.train",
+    "run_relearning_attack": "unlearning.relearn",
+    "save_judge": "unlearning.judge",
+    "split_forget_retain": "unlearning.data",
+    "train_judge": "unlearning.judge",
+    "unlearn": "unlearning.unlearn",
+    "unlearn_with_log": "unlearning.unlearn",
+}
+
+if TYPE_CHECKING:  # static analysers see the real imports
+    from unlearning.config import (
+        EvalConfig,
+        PretrainConfig,
+        RelearnConfig,
+        UnlearnConfig,
+    )
+    from unlearning.data import (
+        ImageData,
+        auxiliary_set,
+        load_dataset,
+        split_forget_retain,
+    )
+    from unlearning.evaluate import evaluate_pipeline, parameter_change_norms
+    from unlearning.judge import Judge, load_judge, save_judge, train_judge
+    from unlearning.model import (
+        ClassConditionalMLP,
+        build_model,
+        build_scheduler,
+        build_unet,
+    )
+    from unlearning.pipeline import ClassConditionalDDPMPipeline
+    from unlearning.relearn import RelearnCurve, run_relearning_attack
+    from unlearning.train import pretrain
+    from unlearning.unlearn import unlearn, unlearn_with_log
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'unlearning' has no attribute {name!r}")
+
 
 __all__ = [
     "ClassConditionalDDPMPipeline",

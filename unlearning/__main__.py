@@ -9,13 +9,9 @@ relearning curve (JSON + PNG).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
-from pathlib import Path
 
-from trainkit import StageTimer, atomic_write_json, run_metadata, set_cpu_threads
-from unlearning.checkpoint import load_meta, load_pipeline, save_pipeline
 from unlearning.config import (
     DATASETS,
     EvalConfig,
@@ -23,198 +19,7 @@ from unlearning.config import (
     RelearnConfig,
     UnlearnConfig,
     add_config_arguments,
-    config_from_args,
-    config_to_dict,
 )
-from unlearning.data import (
-    DatasetSplits,
-    auxiliary_set,
-    check_forget_class,
-    load_dataset,
-    split_forget_retain,
-)
-from unlearning.evaluate import (
-    curve_probe,
-    evaluate_pipeline,
-    parameter_change_norms,
-)
-from unlearning.judge import load_judge, save_judge, train_judge
-from unlearning.plots import save_class_grid, save_curves
-from unlearning.relearn import run_relearning_attack
-from unlearning.train import pretrain
-from unlearning.unlearn import unlearn_with_log
-
-logger = logging.getLogger("unlearning")
-
-
-def _data_for(model_dir: Path, ns: argparse.Namespace) -> DatasetSplits:
-    meta = load_meta(model_dir)
-    dataset = ns.dataset or meta.get("dataset")
-    if dataset is None:
-        raise ValueError(
-            f"dataset: {model_dir} has no unlearning_meta.json naming it; "
-            "pass --dataset"
-        )
-    return load_dataset(dataset, ns.data_root or meta.get("data_root"))
-
-
-def _judge_for(ns: argparse.Namespace, data: DatasetSplits, out: Path, device):
-    if ns.judge:
-        judge, acc = load_judge(ns.judge, device)
-    else:
-        judge, acc = train_judge(data.name, data.train, data.holdout, device=device)
-        save_judge(judge, out / "judge.pt", acc)
-    logger.info("judge held-out accuracy %.4f", acc)
-    return judge
-
-
-def _start_run(out_dir: str, cfg) -> Path:
-    """Create the output folder and write its ``config.json`` (config, seed, commit)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", run_metadata(config_to_dict(cfg), cfg.seed))
-    return out
-
-
-def _saved_model_and_forget_class(model_dir: Path, ns: argparse.Namespace):
-    """(pipeline, meta, data, c_f) of a saved model; c_f from --forget-class or meta."""
-    pipe = load_pipeline(model_dir)
-    meta = load_meta(model_dir)
-    c_f = (
-        ns.forget_class
-        if ns.forget_class is not None
-        else ((meta.get("forgotten_classes") or [None])[0])
-    )
-    if c_f is None:
-        raise ValueError(
-            "forget_class: not in unlearning_meta.json; pass --forget-class"
-        )
-    data = _data_for(model_dir, ns)
-    check_forget_class(c_f, data.num_classes)
-    return pipe, meta, data, c_f
-
-
-def cmd_pretrain(ns: argparse.Namespace) -> None:
-    """Pre-train the DDPM (and the judge) and publish both."""
-    cfg = config_from_args(PretrainConfig, ns)
-    out = _start_run(ns.out, cfg)
-    timer = StageTimer(logger)
-    data = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download)
-    with timer("pretrain"):
-        pipe = pretrain(data.train, cfg, data.num_classes)
-    pipe.set_progress_bar_config(disable=True)
-    save_pipeline(
-        pipe,
-        out / "model",
-        {
-            "dataset": cfg.dataset,
-            "data_root": cfg.data_root,
-            "source_model": None,
-            "method": "pretrain",
-            "forgotten_classes": [],
-            "steps": cfg.steps,
-            "seed": cfg.seed,
-        },
-    )
-    with timer("judge"):
-        judge, acc = train_judge(
-            data.name, data.train, data.holdout, device=pipe.unet.device, seed=cfg.seed
-        )
-        save_judge(judge, out / "judge.pt", acc)
-    save_class_grid(pipe, out / "samples.png", seed=cfg.seed, title="pre-trained")
-    logger.info("wrote %s", out)
-
-
-def cmd_unlearn(ns: argparse.Namespace) -> None:
-    """Unlearn one class from a saved model."""
-    cfg = config_from_args(UnlearnConfig, ns)
-    out = _start_run(ns.out, cfg)
-    model_dir = Path(ns.model)
-    base = load_pipeline(model_dir)
-    data = _data_for(model_dir, ns)
-    forget, retain = split_forget_retain(data.train, cfg.forget_class, data.num_classes)
-    timer = StageTimer(logger)
-    with timer(f"unlearn {cfg.method}"):
-        pipe, log = unlearn_with_log(base, forget, retain, cfg)
-    meta = load_meta(model_dir)
-    save_pipeline(
-        pipe,
-        out / "model",
-        {
-            "dataset": data.name,
-            "data_root": ns.data_root or meta.get("data_root"),
-            "source_model": str(model_dir),
-            "method": cfg.method,
-            "forgotten_classes": [cfg.forget_class],
-            "steps": log.steps_run,
-            "stopped_early": log.stopped_early,
-            "seed": cfg.seed,
-            "config": config_to_dict(cfg),
-        },
-    )
-    norms = parameter_change_norms(base.unet, pipe.unet.cpu(), cfg.forget_class)
-    atomic_write_json(out / "parameter_change.json", norms)
-    save_class_grid(base, out / "samples_before.png", title="before unlearning")
-    save_class_grid(
-        pipe,
-        out / "samples_after.png",
-        title=f"after {cfg.method} (forget {cfg.forget_class})",
-    )
-    logger.info("wrote %s (changed: total %.3f)", out, norms["total"])
-
-
-def cmd_relearn(ns: argparse.Namespace) -> None:
-    """Run DiMRA on a saved (unlearned) model and trace the relearning accuracy."""
-    cfg = config_from_args(RelearnConfig, ns)
-    eval_cfg = EvalConfig(forget_samples=cfg.eval_samples, seed=cfg.seed)
-    out = _start_run(ns.out, cfg)
-    model_dir = Path(ns.model)
-    pipe, meta, data, c_f = _saved_model_and_forget_class(model_dir, ns)
-    _, retain = split_forget_retain(data.train, c_f, data.num_classes)
-    attack_data = (
-        retain if cfg.attack_data == "retain" else auxiliary_set(data.holdout, c_f)
-    )
-    judge = _judge_for(ns, data, out, pipe.unet.device)
-    probe = curve_probe(judge, c_f, cfg.eval_samples, eval_cfg)
-    attacked, curve = run_relearning_attack(pipe, attack_data, c_f, cfg, probe)
-    save_pipeline(
-        attacked,
-        out / "model",
-        {
-            **meta,
-            "source_model": str(model_dir),
-            "method": f"dimra-{cfg.attack_data}",
-            "attack": config_to_dict(cfg),
-            "seed": cfg.seed,
-        },
-    )
-    atomic_write_json(out / "curve.json", curve.as_dict())
-    save_curves(
-        {f"DiMRA {cfg.attack_data}": (curve.steps, curve.forget_rate)},
-        out / "curve.png",
-        title=f"forget class {c_f}",
-    )
-    save_class_grid(attacked, out / "samples_attacked.png", title="after DiMRA")
-    print(json.dumps(curve.as_dict()))
-
-
-def cmd_evaluate(ns: argparse.Namespace) -> None:
-    """Score a saved model: forget rate, p_forget, retain accuracy, Frechet."""
-    cfg = config_from_args(EvalConfig, ns)
-    model_dir = Path(ns.model)
-    pipe, _, data, c_f = _saved_model_and_forget_class(model_dir, ns)
-    out = Path(ns.out) if ns.out else model_dir.parent
-    judge = _judge_for(ns, data, out, pipe.unet.device)
-    reference = data.holdout.subset(data.holdout.labels != c_f)
-    metrics = evaluate_pipeline(pipe, judge, c_f, reference, cfg)
-    if ns.reference_model:
-        ref = load_pipeline(ns.reference_model)
-        metrics["parameter_change"] = parameter_change_norms(ref.unet, pipe.unet, c_f)
-    atomic_write_json(
-        out / "metrics.json",
-        {"metrics": metrics, **run_metadata(config_to_dict(cfg), cfg.seed)},
-    )
-    print(json.dumps(metrics, indent=1))
 
 
 def _add_model_args(p: argparse.ArgumentParser, need_forget: bool) -> None:
@@ -242,36 +47,47 @@ def _add_model_args(p: argparse.ArgumentParser, need_forget: bool) -> None:
         )
 
 
+def _add_common_args(p: argparse.ArgumentParser, argparse_default: bool = False) -> None:
+    """``--threads`` and ``-v``, accepted before or after the subcommand.
+
+    On the subcommands their default is SUPPRESS, so a value given before the
+    subcommand is not reset by the subparser (argparse's usual pitfall).
+    """
+    dflt = (lambda v: v) if argparse_default else (lambda v: argparse.SUPPRESS)
+    p.add_argument("--threads", type=int, default=dflt(None),
+                   help="torch CPU threads (default: torch's choice)")
+    p.add_argument("-v", "--verbose", action="store_true", default=dflt(False),
+                   help="debug logging")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argparse tree of all subcommands."""
     parser = argparse.ArgumentParser(prog="python -m unlearning", description=__doc__)
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch CPU threads (default: torch's choice)",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    _add_common_args(parser, argparse_default=True)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("pretrain", help="pre-train the class-conditional DDPM + judge")
+    _add_common_args(p)
     add_config_arguments(p, PretrainConfig)
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=cmd_pretrain)
+    p.set_defaults(func="cmd_pretrain")
 
     p = sub.add_parser("unlearn", help="unlearn a class from a saved model")
+    _add_common_args(p)
     _add_model_args(p, need_forget=False)
     add_config_arguments(p, UnlearnConfig)
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=cmd_unlearn)
+    p.set_defaults(func="cmd_unlearn")
 
     p = sub.add_parser("relearn", help="DiMRA relearning attack on a saved model")
+    _add_common_args(p)
     _add_model_args(p, need_forget=True)
     add_config_arguments(p, RelearnConfig)
     p.add_argument("--out", required=True, help="output folder")
-    p.set_defaults(func=cmd_relearn)
+    p.set_defaults(func="cmd_relearn")
 
     p = sub.add_parser("evaluate", help="score a saved model with the judge")
+    _add_common_args(p)
     _add_model_args(p, need_forget=True)
     add_config_arguments(p, EvalConfig)
     p.add_argument(
@@ -280,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="model to compare parameters against (e.g. the pre-trained one)",
     )
     p.add_argument("--out", default=None, help="folder for metrics.json")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func="cmd_evaluate")
     return parser
 
 
@@ -292,9 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if ns.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    # torch and diffusers load only now: a bad command line was answered above at once
+    from trainkit import set_cpu_threads
+    from unlearning import commands
+
     set_cpu_threads(ns.threads)
     try:
-        ns.func(ns)
+        getattr(commands, ns.func)(ns)
     except (ValueError, FileNotFoundError) as e:
         parser.exit(2, f"error: {e}\n")
     return 0

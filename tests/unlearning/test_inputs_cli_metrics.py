@@ -200,3 +200,24 @@ def test_cli_end_to_end_writes_models_grids_and_curves(tmp_path):
     metrics = json.loads((att / "metrics.json").read_text())["metrics"]
     assert 0.0 <= metrics["forget_rate"] <= 1.0
     assert metrics["parameter_change"]["total"] > 0
+
+
+def test_cli_argument_errors_come_before_torch_and_threads_go_either_side():
+    import subprocess
+    import sys
+
+    from unlearning.__main__ import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["--threads", "2", "pretrain", "--out", "x"]).threads == 2
+    assert p.parse_args(["pretrain", "--threads", "1", "--out", "x"]).threads == 1
+    assert p.parse_args(["pretrain", "--out", "x"]).threads is None
+    # a bad command line is answered without importing torch or diffusers
+    code = ("import sys\nfrom unlearning.__main__ import main\n"
+            "try:\n    main(['pretrain', '--threads', '1'])\nexcept SystemExit as e:\n"
+            "    assert e.code == 2\n"
+            "assert 'torch' not in sys.modules and 'diffusers' not in sys.modules, "
+            "sorted(m for m in sys.modules if m in ('torch', 'diffusers'))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "required: --out" in r.stderr

@@ -1,0 +1,215 @@
+"""The ``python -m unlearning`` subcommands (imported only after the arguments parse).
+
+:mod:`unlearning.__main__` builds the parser from the plain-Python configs and imports
+this module (torch, diffusers) only once the command line is valid, so a bad flag is
+answered at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from trainkit import StageTimer, atomic_write_json, run_metadata
+from unlearning.checkpoint import load_meta, load_pipeline, save_pipeline
+from unlearning.config import (
+    EvalConfig,
+    PretrainConfig,
+    RelearnConfig,
+    UnlearnConfig,
+    config_from_args,
+    config_to_dict,
+)
+from unlearning.data import (
+    DatasetSplits,
+    auxiliary_set,
+    check_forget_class,
+    load_dataset,
+    split_forget_retain,
+)
+from unlearning.evaluate import (
+    curve_probe,
+    evaluate_pipeline,
+    parameter_change_norms,
+)
+from unlearning.judge import load_judge, save_judge, train_judge
+from unlearning.plots import save_class_grid, save_curves
+from unlearning.relearn import run_relearning_attack
+from unlearning.train import pretrain
+from unlearning.unlearn import unlearn_with_log
+
+logger = logging.getLogger("unlearning")
+
+
+def _data_for(model_dir: Path, ns: argparse.Namespace) -> DatasetSplits:
+    meta = load_meta(model_dir)
+    dataset = ns.dataset or meta.get("dataset")
+    if dataset is None:
+        raise ValueError(
+            f"dataset: {model_dir} has no unlearning_meta.json naming it; "
+            "pass --dataset"
+        )
+    return load_dataset(dataset, ns.data_root or meta.get("data_root"))
+
+
+def _judge_for(ns: argparse.Namespace, data: DatasetSplits, out: Path, device):
+    if ns.judge:
+        judge, acc = load_judge(ns.judge, device)
+    else:
+        judge, acc = train_judge(data.name, data.train, data.holdout, device=device)
+        save_judge(judge, out / "judge.pt", acc)
+    logger.info("judge held-out accuracy %.4f", acc)
+    return judge
+
+
+def _start_run(out_dir: str, cfg) -> Path:
+    """Create the output folder and write its ``config.json`` (config, seed, commit)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", run_metadata(config_to_dict(cfg), cfg.seed))
+    return out
+
+
+def _saved_model_and_forget_class(model_dir: Path, ns: argparse.Namespace):
+    """(pipeline, meta, data, c_f) of a saved model; c_f from --forget-class or meta."""
+    pipe = load_pipeline(model_dir)
+    meta = load_meta(model_dir)
+    c_f = (
+        ns.forget_class
+        if ns.forget_class is not None
+        else ((meta.get("forgotten_classes") or [None])[0])
+    )
+    if c_f is None:
+        raise ValueError(
+            "forget_class: not in unlearning_meta.json; pass --forget-class"
+        )
+    data = _data_for(model_dir, ns)
+    check_forget_class(c_f, data.num_classes)
+    return pipe, meta, data, c_f
+
+
+def cmd_pretrain(ns: argparse.Namespace) -> None:
+    """Pre-train the DDPM (and the judge) and publish both."""
+    cfg = config_from_args(PretrainConfig, ns)
+    out = _start_run(ns.out, cfg)
+    timer = StageTimer(logger)
+    data = load_dataset(cfg.dataset, cfg.data_root, download=cfg.download)
+    with timer("pretrain"):
+        pipe = pretrain(data.train, cfg, data.num_classes)
+    pipe.set_progress_bar_config(disable=True)
+    save_pipeline(
+        pipe,
+        out / "model",
+        {
+            "dataset": cfg.dataset,
+            "data_root": cfg.data_root,
+            "source_model": None,
+            "method": "pretrain",
+            "forgotten_classes": [],
+            "steps": cfg.steps,
+            "seed": cfg.seed,
+        },
+    )
+    with timer("judge"):
+        judge, acc = train_judge(
+            data.name, data.train, data.holdout, device=pipe.unet.device, seed=cfg.seed
+        )
+        save_judge(judge, out / "judge.pt", acc)
+    save_class_grid(pipe, out / "samples.png", seed=cfg.seed, title="pre-trained")
+    logger.info("wrote %s", out)
+
+
+def cmd_unlearn(ns: argparse.Namespace) -> None:
+    """Unlearn one class from a saved model."""
+    cfg = config_from_args(UnlearnConfig, ns)
+    out = _start_run(ns.out, cfg)
+    model_dir = Path(ns.model)
+    base = load_pipeline(model_dir)
+    data = _data_for(model_dir, ns)
+    forget, retain = split_forget_retain(data.train, cfg.forget_class, data.num_classes)
+    timer = StageTimer(logger)
+    with timer(f"unlearn {cfg.method}"):
+        pipe, log = unlearn_with_log(base, forget, retain, cfg)
+    meta = load_meta(model_dir)
+    save_pipeline(
+        pipe,
+        out / "model",
+        {
+            "dataset": data.name,
+            "data_root": ns.data_root or meta.get("data_root"),
+            "source_model": str(model_dir),
+            "method": cfg.method,
+            "forgotten_classes": [cfg.forget_class],
+            "steps": log.steps_run,
+            "stopped_early": log.stopped_early,
+            "seed": cfg.seed,
+            "config": config_to_dict(cfg),
+        },
+    )
+    norms = parameter_change_norms(base.unet, pipe.unet.cpu(), cfg.forget_class)
+    atomic_write_json(out / "parameter_change.json", norms)
+    save_class_grid(base, out / "samples_before.png", title="before unlearning")
+    save_class_grid(
+        pipe,
+        out / "samples_after.png",
+        title=f"after {cfg.method} (forget {cfg.forget_class})",
+    )
+    logger.info("wrote %s (changed: total %.3f)", out, norms["total"])
+
+
+def cmd_relearn(ns: argparse.Namespace) -> None:
+    """Run DiMRA on a saved (unlearned) model and trace the relearning accuracy."""
+    cfg = config_from_args(RelearnConfig, ns)
+    eval_cfg = EvalConfig(forget_samples=cfg.eval_samples, seed=cfg.seed)
+    out = _start_run(ns.out, cfg)
+    model_dir = Path(ns.model)
+    pipe, meta, data, c_f = _saved_model_and_forget_class(model_dir, ns)
+    _, retain = split_forget_retain(data.train, c_f, data.num_classes)
+    attack_data = (
+        retain if cfg.attack_data == "retain" else auxiliary_set(data.holdout, c_f)
+    )
+    judge = _judge_for(ns, data, out, pipe.unet.device)
+    probe = curve_probe(judge, c_f, cfg.eval_samples, eval_cfg)
+    attacked, curve = run_relearning_attack(pipe, attack_data, c_f, cfg, probe)
+    save_pipeline(
+        attacked,
+        out / "model",
+        {
+            **meta,
+            "source_model": str(model_dir),
+            "method": f"dimra-{cfg.attack_data}",
+            "attack": config_to_dict(cfg),
+            "seed": cfg.seed,
+        },
+    )
+    atomic_write_json(out / "curve.json", curve.as_dict())
+    save_curves(
+        {f"DiMRA {cfg.attack_data}": (curve.steps, curve.forget_rate)},
+        out / "curve.png",
+        title=f"forget class {c_f}",
+    )
+    save_class_grid(attacked, out / "samples_attacked.png", title="after DiMRA")
+    print(json.dumps(curve.as_dict()))
+
+
+def cmd_evaluate(ns: argparse.Namespace) -> None:
+    """Score a saved model: forget rate, p_forget, retain accuracy, Frechet."""
+    cfg = config_from_args(EvalConfig, ns)
+    model_dir = Path(ns.model)
+    pipe, _, data, c_f = _saved_model_and_forget_class(model_dir, ns)
+    out = Path(ns.out) if ns.out else model_dir.parent
+    judge = _judge_for(ns, data, out, pipe.unet.device)
+    reference = data.holdout.subset(data.holdout.labels != c_f)
+    metrics = evaluate_pipeline(pipe, judge, c_f, reference, cfg)
+    if ns.reference_model:
+        ref = load_pipeline(ns.reference_model)
+        metrics["parameter_change"] = parameter_change_norms(ref.unet, pipe.unet, c_f)
+    atomic_write_json(
+        out / "metrics.json",
+        {"metrics": metrics, **run_metadata(config_to_dict(cfg), cfg.seed)},
+    )
+    print(json.dumps(metrics, indent=1))
+
+
