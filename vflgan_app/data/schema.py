@@ -25,6 +25,7 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -442,6 +443,10 @@ def _categorical_spec(name: str, col: pd.Series, declared: bool) -> ColumnSpec:
     return ColumnSpec(name, "categorical", categories=cats, value_type=value_type)
 
 
+#: Categories above which a categorical column is warned about (also above half the rows).
+HIGH_CARDINALITY = 1000
+
+
 def _check_column_type(name: str, col: pd.Series, declared: bool) -> None:
     """Refuse columns that would otherwise be mangled silently (each error names them)."""
     kind = col.dtype.kind
@@ -466,6 +471,15 @@ def _check_column_type(name: str, col: pd.Series, declared: bool) -> None:
                 f"column {name!r}: numbers stored as text (e.g. {col.iloc[0]!r}); expected "
                 "a numeric dtype (convert with pandas.to_numeric) or the column declared "
                 "categorical")
+    categorical = declared or kind in "OSUb" or isinstance(col.dtype, pd.CategoricalDtype)
+    if categorical and len(col) >= 20:
+        n_cat = int(col.nunique())
+        if n_cat > HIGH_CARDINALITY or n_cat > 0.5 * len(col):
+            warnings.warn(
+                f"column {name!r}: {n_cat} categories in {len(col)} rows; a one-hot of "
+                "this width is slow and mostly unseen values (an id, a free-text or a date "
+                "column?). Drop it, bin it, or convert it to numbers", UserWarning,
+                stacklevel=4)
 
 
 def _numeric_spec(name: str, col: pd.Series, min_max: bool = True,

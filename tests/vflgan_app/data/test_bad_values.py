@@ -53,3 +53,14 @@ def test_a_huge_outlier_keeps_the_encoding_finite():
 def test_bad_bounds_are_refused_by_name(bounds):
     with pytest.raises(ValueError, match=r"bounded\['x'\]: got .* expected finite \(low, high\)"):
         TableSchema.fit(table(), categorical=["c"], bounded={"x": bounds})
+
+
+def test_a_high_cardinality_categorical_is_warned_about():
+    ids = table(code=[f"id-{i}" for i in range(20)])
+    with pytest.warns(UserWarning, match=r"column 'code': 20 categories in 20 rows"):
+        TableSchema.fit(ids, categorical=["c"])
+
+
+def test_an_ordinary_categorical_is_not_warned_about(recwarn):
+    TableSchema.fit(table(), categorical=["c"])
+    assert not [w for w in recwarn if "categories in" in str(w.message)]
