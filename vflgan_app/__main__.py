@@ -123,6 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--model", choices=MODELS, default="vflgan",
                        help="vflgan (default), or a baseline: vertigan, centralized")
     train.add_argument("--no-eval", action="store_true", help="skip the metrics")
+    train.add_argument("--party-csv", action="append", default=None, metavar="NAME=PATH",
+                       help="one party's own CSV (its columns + the id column); give it "
+                            "once per party to train on your data (--dataset custom)")
+    train.add_argument("--id-column", default="record_id",
+                       help="the shared record-id column of --party-csv (default: record_id)")
+    train.add_argument("--categorical", default="",
+                       help="comma-separated categorical columns of --party-csv")
     train.add_argument("--run-name", default=None, help="run folder name (default: timestamp)")
     train.add_argument("--checkpoint-every", type=int, default=0, metavar="N",
                        help="save a resumable checkpoint every N steps, and at the end, "
@@ -179,7 +186,17 @@ def _train(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"--resume: no run folder {Path(cfg.output_dir) / args.run_name}")
     timer = StageTimer(logger)
     with timer("data"):
-        prepared = prepare_dataset(cfg)
+        if args.party_csv:
+            from vflgan_app.run import prepare_party_csvs
+
+            if cfg.dataset != "custom":  # own tables; a named dataset lends its preset
+                preset = args.dataset if args.dataset in ARCHITECTURES else None
+                cfg = dataclasses.replace(cfg, dataset="custom",
+                                          architecture=cfg.architecture or preset)
+            cats = [c for c in args.categorical.split(",") if c]
+            prepared = (None, prepare_party_csvs(args.party_csv, args.id_column, cats))
+        else:
+            prepared = prepare_dataset(cfg)
     preflight(cfg, prepared[1])
     run_dir = create_run_dir(cfg.output_dir, {**cfg.to_dict(), "model": args.model}, cfg.seed,
                              name=args.run_name, exist_ok=reuse)

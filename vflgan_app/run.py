@@ -141,6 +141,42 @@ def loss_history(cfg: VFLGANConfig, history) -> dict:
                         "g_loss": {str(k): v for k, v in history.g_loss.items()}}}
 
 
+def prepare_party_csvs(specs: Sequence[str], id_column: str,
+                       categorical: Sequence[str] = ()) -> list[PartyData]:
+    """Each party's own CSV (``NAME=PATH``, any dialect pandas sniffs), prepared and aligned.
+
+    Raises:
+        ValueError: a spec without ``=``, a repeated name, fewer than two parties, a
+            missing id column (named), or the checks of :func:`prepare_parties`.
+        FileNotFoundError: a CSV that does not exist.
+    """
+    from vflgan_app.data.sources import read_csv_any
+
+    names, tables = [], []
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep or not name or not path:
+            raise ValueError(f"--party-csv: got {spec!r}, expected NAME=PATH")
+        if name in names:
+            raise ValueError(f"--party-csv: party name {name!r} given twice")
+        if not Path(path).exists():
+            raise FileNotFoundError(f"--party-csv {name}: {path} does not exist")
+        table = read_csv_any(path)
+        if id_column not in table.columns:
+            raise ValueError(f"--party-csv {name}: no id column {id_column!r} in {path}; "
+                             f"expected one of {list(table.columns)[:10]} (--id-column)")
+        names.append(name)
+        tables.append(table)
+    if len(tables) < 2:
+        raise ValueError(f"--party-csv: got {len(tables)} party, expected at least 2")
+    held = [c for t in tables for c in t.columns if c != id_column]
+    cats = [c for c in categorical if c in held]
+    unknown = sorted(set(categorical) - set(held))
+    if unknown:
+        raise ValueError(f"--categorical: {unknown} are in no party's CSV")
+    return prepare_parties(tables, id_column, cats)
+
+
 def preflight(cfg: VFLGANConfig, parties: Sequence[PartyData],
               arch: Architecture | None = None) -> None:
     """Refuse a run that cannot train on these tables, before anything is written.
@@ -180,7 +216,8 @@ def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool =
     """Train, publish and evaluate; return the report written to ``report.json``.
 
     ``prepared`` is the output of :func:`prepare_dataset` when the caller already has it
-    (the CLI loads and checks the data before it creates the run folder).
+    (the CLI loads and checks the data before it creates the run folder); its dataset
+    is None for the user's own tables (published without evaluation).
 
     With ``checkpoint_every``, ``resume`` or ``overwrite`` (vflgan only), resumable
     checkpoints go to ``<run_dir>/checkpoints`` (the server's and every party's, side by
@@ -197,16 +234,21 @@ def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool =
     with timer("data"):
         ds, parties = prepared if prepared is not None else prepare_dataset(cfg)
     preflight(cfg, parties, arch)
-    log_header(cfg, kind, ds, parties)
+    if ds is not None:
+        log_header(cfg, kind, ds, parties)
     with timer("training"):
         model = train_model(cfg, kind, parties, arch=arch, checkpoints=checkpoints)
     if kind == "vflgan":
         model.save(run_dir / "model")
-    extra = {"model": kind, "dataset": ds.name,
+    if ds is None:  # the user's own tables (``--party-csv``): their columns are theirs
+        name, columns = "custom", [p.schema.names for p in parties]
+    else:
+        name, columns = ds.name, (ds.party_columns if not ds.is_image else
+                                  [f"{len(c)} pixel columns" for c in ds.party_columns])
+    extra = {"model": kind, "dataset": name,
              "dp": model.dp_metadata() if kind == "vflgan" else None,
              "stopped_early": getattr(model, "stopped_early", None),
-             "party_columns": ds.party_columns if not ds.is_image else
-             [f"{len(c)} pixel columns" for c in ds.party_columns]}
+             "party_columns": columns}
     if kind == "vflgan":
         extra.update(loss_history(cfg, model.coordinator.history))
     n = cfg.n_samples or len(parties[0].ids)
