@@ -35,7 +35,7 @@ for f in "$CERTS/ca.crt" "$SERVER_TLS/server.pem" "$SERVER_TLS/server.key"; do
   [ -f "$f" ] || { echo "start_proxy.sh: missing $f (run gen_certs.sh)" >&2; exit 1; }
 done
 abspath() { echo "$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"; }
-mkdir -p "$STATE/tmp"
+mkdir -p "$STATE/scratch"
 STATE="$(cd "$STATE" && pwd)"
 # an IPv6 literal needs brackets in nginx's listen directive
 case "$PUBLIC_HOST" in *:*) LISTEN="[$PUBLIC_HOST]:$PUBLIC_PORT" ;; *) LISTEN="$PUBLIC_HOST:$PUBLIC_PORT" ;; esac

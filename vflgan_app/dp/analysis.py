@@ -279,14 +279,7 @@ def _calibrate(target_epsilon, delta, sample_size, population_size, steps, relat
             tol=tol,
         )
     )
-    # Brent returns the feasible end of its bracket; make sure, never trust.
-    for _ in range(100):
-        if eps(sigma) <= target:
-            return sigma
-        sigma += tol
-    raise RuntimeError(  # pragma: no cover - would be a dp-accounting bug
-        f"calibration did not reach epsilon <= {target} (sigma={sigma})"
-    )
+    return _verified(eps, sigma, target, tol)
 
 
 def calibrate_gaussian_noise_multiplier(
@@ -315,6 +308,14 @@ def calibrate_gaussian_noise_multiplier(
             tol=tol,
         )
     )
+    return _verified(eps, sigma, target, tol)
+
+
+def _verified(eps, sigma: float, target: float, tol: float) -> float:
+    """Brent returns the feasible end of its bracket; make sure, never trust.
+
+    The smallest ``sigma + k * tol`` (k < 100) whose epsilon is within ``target``.
+    """
     for _ in range(100):
         if eps(sigma) <= target:
             return sigma
