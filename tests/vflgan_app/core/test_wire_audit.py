@@ -49,6 +49,7 @@ from tests.vflgan_app.flower.test_flower import (
 from vflgan_app.config import VFLGANConfig
 from vflgan_app.core import loop
 from vflgan_app.core.party import Party
+from vflgan_app.flower import codec
 
 ID_COLUMN = "record_id"
 
@@ -200,7 +201,8 @@ def test_flower_wire_carries_no_rows_columns_or_weights(tmp_path):
     assert find_leaks(log, table_secrets(paths, ref.parties) + weights.secrets) == []
     assert find_off_protocol(log, if_dim=coord.arch.if_dim) == []
     assert {m for d, m, _ in log if d == "request"} == {"train.step", "query.generate"}
-    assert sum(1 for _, _, c in log if "stack" in c) > 10
+    assert all(codec.is_packed(c) for _, _, c in log)  # the audit read the wire form
+    assert sum(1 for _, _, c in log if "stack" in codec.unpack(c)) > 10
 
 
 # -- planted leaks: the audit must fail ------------------------------------------------

@@ -346,8 +346,15 @@ def payload_items(payload) -> Iterator[tuple[str, object]]:
     """(key, value) of a nested dict payload or of a Flower ``RecordDict``.
 
     Keys of nested dicts are dotted (``"grads.h_real"``); record items are
-    ``"<record>/<key>"`` (arrays come out as numpy).
+    ``"<record>/<key>"`` (arrays come out as numpy). A packed message (what travels:
+    :func:`vflgan_app.flower.codec.pack`) is read through the codec's strict
+    :func:`~vflgan_app.flower.codec.unpack`, which refuses any byte its header does not
+    account for, so nothing in the packed bytes escapes the search.
     """
+    from vflgan_app.flower import codec
+
+    if not isinstance(payload, dict) and codec.is_packed(payload):
+        payload = codec.unpack(payload)
     if isinstance(payload, dict):
         stack = [("", payload)]
         while stack:
