@@ -18,6 +18,7 @@ from vflgan_app.flower import codec
 
 logger = logging.getLogger(__name__)
 
+SILENT_GRACE_S = 2.0  # how long the handshake waits for extra nodes once all parties answered
 OBJECT_BACKOFF_S = 0.01  # first retry of a reply object that is not stored yet (flwr: 1 s)
 
 
@@ -96,7 +97,15 @@ class FlowerTransport(Transport):
                     f"{self.connect_timeout:.0f} s"
                 )
             time.sleep(0.5)
-        replies = self._round({n: [Call("hello")] for n in nodes}, label=lambda n: f"node {n}")
+        wanted = set(range(self.num_parties))
+
+        def all_claimed(got: dict[int, list[dict]]) -> bool:
+            return wanted <= {int(r[-1]["party_id"]) for r in got.values()}
+
+        # A node that crashed stays listed until its heartbeat expires (about a minute):
+        # once every party id is claimed, silent nodes are skipped after a short grace.
+        replies = self._round({n: [Call("hello")] for n in nodes}, label=lambda n: f"node {n}",
+                              enough=all_claimed)
         claims: dict[int, list[int]] = {}
         for node, r in replies.items():
             claims.setdefault(int(r[-1]["party_id"]), []).append(node)
@@ -130,7 +139,12 @@ class FlowerTransport(Transport):
         party_of = {n: p for p, n in self.node_of.items()}
         return f"party {party_of.get(node, '?')} (node {node})"
 
-    def _round(self, calls: dict[int, list[Call]], label) -> dict[int, list[dict]]:
+    def _round(self, calls: dict[int, list[Call]], label, enough=None) -> dict[int, list[dict]]:
+        """One message per node; the decoded replies by node.
+
+        ``enough(got)``: when it holds, nodes still silent :data:`SILENT_GRACE_S` later
+        are left out (the handshake's crashed-node case) instead of timing the round out.
+        """
         self.round_trips += 1
         t0 = time.monotonic()
         group = str(self.round_trips)
@@ -147,6 +161,7 @@ class FlowerTransport(Transport):
         pending = set(node_of_msg)
         got: dict[int, list[dict]] = {}
         deadline = time.monotonic() + self.round_timeout
+        grace_end = None
         while pending:
             for reply in self.grid.pull_messages(list(pending)):
                 mid = reply.metadata.reply_to_message_id
@@ -166,6 +181,12 @@ class FlowerTransport(Transport):
                 if len(got[node]) != len(calls[node]):
                     raise ReplyError(f"{label(node)} sent {len(got[node])} replies; "
                                      f"expected {len(calls[node])}")
+            if pending and enough is not None and enough(got):
+                grace_end = grace_end or time.monotonic() + SILENT_GRACE_S
+                if time.monotonic() > grace_end:
+                    logger.warning("left out silent %s (every party answered)", ", ".join(
+                        sorted(label(node_of_msg[m]) for m in pending)))
+                    break
             if pending:
                 if time.monotonic() > deadline:
                     late = sorted(label(node_of_msg[m]) for m in pending)

@@ -22,7 +22,7 @@ from vflgan_app.config import VFLGANConfig
 from vflgan_app.core.coordinator import Coordinator
 from vflgan_app.core.protocol import Call
 from vflgan_app.data.partition import prepare_parties, split_vertical
-from vflgan_app.errors import HandshakeError
+from vflgan_app.errors import HandshakeError, PartyTimeout
 from vflgan_app.flower import codec
 from vflgan_app.flower import node as flower_node
 from vflgan_app.flower.transport import FlowerTransport
@@ -195,6 +195,32 @@ def test_handshake_refuses_duplicate_party(tmp_path):
     cfg = VFLGANConfig.from_run_config(RUN_CONFIG)
     with pytest.raises(HandshakeError, match="party id 0 is claimed by nodes"):
         flower_coordinator(FakeGrid(ncs, RUN_CONFIG), cfg)
+
+
+def test_handshake_skips_a_silent_extra_node(tmp_path, monkeypatch):
+    """A crashed node stays listed until its heartbeat expires; its restarted twin and
+    the other parties answer, so the handshake goes on without the silent one."""
+    from vflgan_app.flower import transport as transport_mod
+
+    monkeypatch.setattr(transport_mod, "SILENT_GRACE_S", 0.05)
+    paths = write_party_csvs(tmp_path)
+    ncs = node_configs(paths)
+    ncs = [ncs[0], ncs[1], dict(ncs[1])]  # node 1002: party 1 again, the live restart
+    dead = 1001
+    grid = FakeGrid(ncs, RUN_CONFIG, fault=lambda node, mtype, content:
+                    None if node == dead else content)
+    transport = FlowerTransport(grid, 2, round_timeout=5.0,
+                                message_factory=grid.create_message)
+    assert transport.connect() == {0: 1000, 1: 1002}
+    # without the handshake's leniency a silent node times the round out
+    grid = FakeGrid(ncs, RUN_CONFIG, fault=lambda node, mtype, content:
+                    None if node == dead else content)
+    transport = FlowerTransport(grid, 2, round_timeout=0.3,
+                                message_factory=grid.create_message)
+    transport.connect()
+    with pytest.raises(PartyTimeout, match="node 1001"):
+        transport._round({1000: [Call("hello")], 1001: [Call("hello")]},
+                         label=lambda n: f"node {n}")
 
 
 def test_handshake_refuses_missing_party(tmp_path):
