@@ -4,7 +4,7 @@ Python API::
 
     from unlearning import (load_dataset, split_forget_retain, auxiliary_set,
                             pretrain, unlearn, run_relearning_attack, train_judge,
-                            evaluate_pipeline)
+                            evaluate_pipeline, load_pipeline, load_image_folder)
 """
 
 import importlib
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 #: and the CLI's argument parsing do not pull in torch and diffusers.
 _EXPORTS = {
     "ClassConditionalDDPMPipeline": "unlearning.pipeline",
-    "ClassConditionalMLP": "unlearning.model",
+    "ClassConditionalMLP": "unlearning.mlp",
     "EvalConfig": "unlearning.config",
     "ImageData": "unlearning.data",
     "Judge": "unlearning.judge",
@@ -28,7 +28,9 @@ _EXPORTS = {
     "build_unet": "unlearning.model",
     "evaluate_pipeline": "unlearning.evaluate",
     "load_dataset": "unlearning.data",
+    "load_image_folder": "unlearning.data",
     "load_judge": "unlearning.judge",
+    "load_pipeline": "unlearning.checkpoint",
     "parameter_change_norms": "unlearning.evaluate",
     "pretrain": "unlearning.train",
     "run_relearning_attack": "unlearning.relearn",
@@ -40,6 +42,7 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # static analysers see the real imports
+    from unlearning.checkpoint import load_pipeline
     from unlearning.config import (
         EvalConfig,
         PretrainConfig,
@@ -50,12 +53,13 @@ if TYPE_CHECKING:  # static analysers see the real imports
         ImageData,
         auxiliary_set,
         load_dataset,
+        load_image_folder,
         split_forget_retain,
     )
     from unlearning.evaluate import evaluate_pipeline, parameter_change_norms
     from unlearning.judge import Judge, load_judge, save_judge, train_judge
+    from unlearning.mlp import ClassConditionalMLP
     from unlearning.model import (
-        ClassConditionalMLP,
         build_model,
         build_scheduler,
         build_unet,
@@ -90,7 +94,9 @@ __all__ = [
     "build_unet",
     "evaluate_pipeline",
     "load_dataset",
+    "load_image_folder",
     "load_judge",
+    "load_pipeline",
     "parameter_change_norms",
     "pretrain",
     "run_relearning_attack",

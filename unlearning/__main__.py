@@ -1,9 +1,10 @@
 """CLI: ``python -m unlearning {pretrain,unlearn,relearn,evaluate}``.
 
 Each subcommand converts its flags to a frozen config once, then calls the Python API.
-Outputs: a diffusers-format model folder (``model/``) with ``unlearning_meta.json``,
-``config.json`` (config, seed, commit), PNG sample grids and, for ``relearn``, the
-relearning curve (JSON + PNG).
+Outputs: a diffusers-format model folder (``model/``, loadable with plain diffusers)
+with ``unlearning_meta.json``, ``config.json`` (config, seed, commit), PNG sample grids
+(not with ``--no-grids``) and, for ``relearn``, the relearning curve (JSON + PNG; no
+points with ``--no-judge``).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import sys
 
 from unlearning.config import (
-    DATASETS,
+    DATA_SOURCES,
     EvalConfig,
     PretrainConfig,
     RelearnConfig,
@@ -22,42 +23,84 @@ from unlearning.config import (
 )
 
 
-def _add_model_args(p: argparse.ArgumentParser, need_forget: bool) -> None:
+def _add_model_args(
+    p: argparse.ArgumentParser, need_forget: bool, judge_optional: bool = False
+) -> None:
     p.add_argument(
-        "--model", required=True, help="saved model folder (model_index.json)"
+        "--model",
+        required=True,
+        help="saved model folder (model_index.json), or a class-conditional "
+        "UNet2DModel folder (config.json)",
     )
     p.add_argument(
         "--dataset",
         default=None,
-        choices=DATASETS,
-        help="dataset; default: the one in unlearning_meta.json",
+        choices=DATA_SOURCES,
+        help="data; 'folder' reads --data-root as one subfolder of images per class "
+        "(default: the one in unlearning_meta.json)",
     )
-    p.add_argument("--data-root", default=None, help="folder with MNIST/CIFAR-10 files")
+    p.add_argument(
+        "--data-root",
+        default=None,
+        help="folder with MNIST/CIFAR-10 files, or the image folder for --dataset "
+        "folder (default: the one in unlearning_meta.json)",
+    )
     if need_forget:
         p.add_argument(
             "--forget-class",
             type=int,
             default=None,
-            help="forgotten class; default: from unlearning_meta.json",
+            help="forgotten class (default: from unlearning_meta.json)",
         )
-        p.add_argument(
+        group = p.add_mutually_exclusive_group() if judge_optional else p
+        group.add_argument(
             "--judge",
             default=None,
-            help="judge checkpoint (judge.pt); default: train one",
+            help="judge checkpoint (judge.pt) (default: train one)",
         )
+        if judge_optional:
+            _add_no_judge(group, "no relearning curve (curve.json lists no points)")
 
 
-def _add_common_args(p: argparse.ArgumentParser, argparse_default: bool = False) -> None:
+def _add_no_judge(p, what: str) -> None:
+    p.add_argument(
+        "--no-judge",
+        action="store_true",
+        help=f"skip the judge (the classifier behind the metrics): {what} "
+        "(default: use one)",
+    )
+
+
+def _add_no_grids(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-grids",
+        action="store_true",
+        help="skip the per-class sample grid PNGs (default: write them)",
+    )
+
+
+def _add_common_args(
+    p: argparse.ArgumentParser, argparse_default: bool = False
+) -> None:
     """``--threads`` and ``-v``, accepted before or after the subcommand.
 
     On the subcommands their default is SUPPRESS, so a value given before the
     subcommand is not reset by the subparser (argparse's usual pitfall).
     """
     dflt = (lambda v: v) if argparse_default else (lambda v: argparse.SUPPRESS)
-    p.add_argument("--threads", type=int, default=dflt(None),
-                   help="torch CPU threads (default: torch's choice)")
-    p.add_argument("-v", "--verbose", action="store_true", default=dflt(False),
-                   help="debug logging")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=dflt(None),
+        help="torch CPU threads (default: torch's choice)",
+    )
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=dflt(False),
+        help="debug logging",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common_args(p)
     add_config_arguments(p, PretrainConfig)
     p.add_argument("--out", required=True, help="output folder")
+    _add_no_judge(p, "no judge.pt is trained")
+    _add_no_grids(p)
     p.set_defaults(func="cmd_pretrain")
 
     p = sub.add_parser("unlearn", help="unlearn a class from a saved model")
@@ -77,13 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_args(p, need_forget=False)
     add_config_arguments(p, UnlearnConfig)
     p.add_argument("--out", required=True, help="output folder")
+    _add_no_grids(p)
     p.set_defaults(func="cmd_unlearn")
 
     p = sub.add_parser("relearn", help="DiMRA relearning attack on a saved model")
     _add_common_args(p)
-    _add_model_args(p, need_forget=True)
+    _add_model_args(p, need_forget=True, judge_optional=True)
     add_config_arguments(p, RelearnConfig)
     p.add_argument("--out", required=True, help="output folder")
+    _add_no_grids(p)
     p.set_defaults(func="cmd_relearn")
 
     p = sub.add_parser("evaluate", help="score a saved model with the judge")

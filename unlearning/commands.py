@@ -25,6 +25,7 @@ from unlearning.config import (
 from unlearning.data import (
     DatasetSplits,
     auxiliary_set,
+    check_class_count,
     check_forget_class,
     load_dataset,
     split_forget_retain,
@@ -34,7 +35,7 @@ from unlearning.evaluate import (
     evaluate_pipeline,
     parameter_change_norms,
 )
-from unlearning.judge import load_judge, save_judge, train_judge
+from unlearning.judge import JUDGE_BUDGET, load_judge, save_judge, train_judge
 from unlearning.plots import save_class_grid, save_curves
 from unlearning.relearn import run_relearning_attack
 from unlearning.train import pretrain
@@ -43,7 +44,11 @@ from unlearning.unlearn import unlearn_with_log
 logger = logging.getLogger("unlearning")
 
 
-def _data_for(model_dir: Path, ns: argparse.Namespace) -> DatasetSplits:
+def _data_for(model_dir: Path, ns: argparse.Namespace, pipe) -> DatasetSplits:
+    """The data of ``--dataset``/``--data-root`` (default: the model's meta).
+
+    Checked against the model: the same number of classes, images in its shape.
+    """
     meta = load_meta(model_dir)
     dataset = ns.dataset or meta.get("dataset")
     if dataset is None:
@@ -51,14 +56,34 @@ def _data_for(model_dir: Path, ns: argparse.Namespace) -> DatasetSplits:
             f"dataset: {model_dir} has no unlearning_meta.json naming it; "
             "pass --dataset"
         )
-    return load_dataset(dataset, ns.data_root or meta.get("data_root"))
+    data = load_dataset(
+        dataset, ns.data_root or meta.get("data_root"), image_shape=pipe.image_shape
+    )
+    check_class_count(data, pipe.num_classes, f"model {model_dir}")
+    return data
 
 
 def _judge_for(ns: argparse.Namespace, data: DatasetSplits, out: Path, device):
+    """The judge of ``--judge``, a freshly trained one, or None for ``--no-judge``."""
+    if getattr(ns, "no_judge", False):
+        logger.info("judge: skipped (--no-judge)")
+        return None
     if ns.judge:
         judge, acc = load_judge(ns.judge, device)
+    elif data.name not in JUDGE_BUDGET:
+        raise ValueError(
+            f"judge: no judge architecture for dataset {data.name!r} (only "
+            f"{sorted(JUDGE_BUDGET)}); pass --judge judge.pt"
+            + (" or --no-judge" if hasattr(ns, "no_judge") else "")
+        )
     else:
-        judge, acc = train_judge(data.name, data.train, data.holdout, device=device)
+        judge, acc = train_judge(
+            data.name,
+            data.train,
+            data.holdout,
+            num_classes=data.num_classes,
+            device=device,
+        )
         save_judge(judge, out / "judge.pt", acc)
     logger.info("judge held-out accuracy %.4f", acc)
     return judge
@@ -85,7 +110,7 @@ def _saved_model_and_forget_class(model_dir: Path, ns: argparse.Namespace):
         raise ValueError(
             "forget_class: not in unlearning_meta.json; pass --forget-class"
         )
-    data = _data_for(model_dir, ns)
+    data = _data_for(model_dir, ns, pipe)
     check_forget_class(c_f, data.num_classes)
     return pipe, meta, data, c_f
 
@@ -112,12 +137,18 @@ def cmd_pretrain(ns: argparse.Namespace) -> None:
             "seed": cfg.seed,
         },
     )
-    with timer("judge"):
-        judge, acc = train_judge(
-            data.name, data.train, data.holdout, device=pipe.unet.device, seed=cfg.seed
-        )
-        save_judge(judge, out / "judge.pt", acc)
-    save_class_grid(pipe, out / "samples.png", seed=cfg.seed, title="pre-trained")
+    if not ns.no_judge:
+        with timer("judge"):
+            judge, acc = train_judge(
+                data.name,
+                data.train,
+                data.holdout,
+                device=pipe.unet.device,
+                seed=cfg.seed,
+            )
+            save_judge(judge, out / "judge.pt", acc)
+    if not ns.no_grids:
+        save_class_grid(pipe, out / "samples.png", seed=cfg.seed, title="pre-trained")
     logger.info("wrote %s", out)
 
 
@@ -127,7 +158,7 @@ def cmd_unlearn(ns: argparse.Namespace) -> None:
     out = _start_run(ns.out, cfg)
     model_dir = Path(ns.model)
     base = load_pipeline(model_dir)
-    data = _data_for(model_dir, ns)
+    data = _data_for(model_dir, ns, base)
     forget, retain = split_forget_retain(data.train, cfg.forget_class, data.num_classes)
     timer = StageTimer(logger)
     with timer(f"unlearn {cfg.method}"):
@@ -150,12 +181,13 @@ def cmd_unlearn(ns: argparse.Namespace) -> None:
     )
     norms = parameter_change_norms(base.unet, pipe.unet.cpu(), cfg.forget_class)
     atomic_write_json(out / "parameter_change.json", norms)
-    save_class_grid(base, out / "samples_before.png", title="before unlearning")
-    save_class_grid(
-        pipe,
-        out / "samples_after.png",
-        title=f"after {cfg.method} (forget {cfg.forget_class})",
-    )
+    if not ns.no_grids:
+        save_class_grid(base, out / "samples_before.png", title="before unlearning")
+        save_class_grid(
+            pipe,
+            out / "samples_after.png",
+            title=f"after {cfg.method} (forget {cfg.forget_class})",
+        )
     logger.info("wrote %s (changed: total %.3f)", out, norms["total"])
 
 
@@ -171,7 +203,7 @@ def cmd_relearn(ns: argparse.Namespace) -> None:
         retain if cfg.attack_data == "retain" else auxiliary_set(data.holdout, c_f)
     )
     judge = _judge_for(ns, data, out, pipe.unet.device)
-    probe = curve_probe(judge, c_f, cfg.eval_samples, eval_cfg)
+    probe = curve_probe(judge, c_f, cfg.eval_samples, eval_cfg) if judge else None
     attacked, curve = run_relearning_attack(pipe, attack_data, c_f, cfg, probe)
     save_pipeline(
         attacked,
@@ -185,12 +217,14 @@ def cmd_relearn(ns: argparse.Namespace) -> None:
         },
     )
     atomic_write_json(out / "curve.json", curve.as_dict())
-    save_curves(
-        {f"DiMRA {cfg.attack_data}": (curve.steps, curve.forget_rate)},
-        out / "curve.png",
-        title=f"forget class {c_f}",
-    )
-    save_class_grid(attacked, out / "samples_attacked.png", title="after DiMRA")
+    if judge is not None:
+        save_curves(
+            {f"DiMRA {cfg.attack_data}": (curve.steps, curve.forget_rate)},
+            out / "curve.png",
+            title=f"forget class {c_f}",
+        )
+    if not ns.no_grids:
+        save_class_grid(attacked, out / "samples_attacked.png", title="after DiMRA")
     print(json.dumps(curve.as_dict()))
 
 
@@ -211,5 +245,3 @@ def cmd_evaluate(ns: argparse.Namespace) -> None:
         {"metrics": metrics, **run_metadata(config_to_dict(cfg), cfg.seed)},
     )
     print(json.dumps(metrics, indent=1))
-
-

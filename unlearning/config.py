@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar, get_type_hints
 
 DATASETS = ("digits", "mnist", "cifar10")
+#: What the saved-model commands (unlearn, relearn, evaluate) read: the datasets plus an
+#: ImageFolder-style ``folder``. Pre-training needs a UNet preset per dataset, so it
+#: takes DATASETS only.
+DATA_SOURCES = (*DATASETS, "folder")
 ARCHS = ("unet", "mlp")
 METHODS = (
     "swap_label",

@@ -5,13 +5,78 @@ diffusers' ``DDPMPipeline`` passes no ``class_labels``, and a class-conditional
 ``DDPMScheduler`` (its alphas_cumprod) and runs the DDIM update itself so that it can
 clip x0 to [-1, 1] and re-derive epsilon from the clipped x0 before each update (without
 that re-derivation the pilot's samples were unreadable; dimum.md section 9.2).
+
+This file is self-contained on purpose (torch and diffusers only, no ``unlearning``
+import): ``save_pretrained`` copies it into the saved folder as ``pipeline.py`` and names
+it in ``model_index.json``, diffusers' custom-pipeline convention, so that plain
+``DiffusionPipeline.from_pretrained(dir, trust_remote_code=True)`` rebuilds this class
+from the folder alone, offline.
 """
 
 from __future__ import annotations
 
+import inspect
+import json
+import os
+import shutil
+
 import torch
 from diffusers import DDPMScheduler, DiffusionPipeline, ImagePipelineOutput
 from torch import nn
+
+#: ``model_index.json`` ``_class_name`` in diffusers' list form [module file, class]:
+#: ``DiffusionPipeline.from_pretrained`` then loads the class from ``pipeline.py``.
+PIPELINE_FILE = "pipeline.py"
+
+
+def check_class_conditional(unet: nn.Module) -> None:
+    """Raise unless ``unet`` is a class-conditional model this pipeline can drive.
+
+    Accepted: a diffusers ``UNet2DModel`` (or our ``ClassConditionalMLP``) with a class
+    embedding table, ``num_class_embeds = K + 1`` and ``class_embed_type=None``: rows
+    0..K-1 are the classes, row K the classifier-free-guidance null label.
+
+    Raises:
+        TypeError: ``unet`` has no diffusers ``config``.
+        ValueError: an unconditional model (``num_class_embeds`` None), a
+            ``class_embed_type`` other than None, or fewer than 2 classes.
+    """
+    cfg = getattr(unet, "config", None)
+    if cfg is None:
+        raise TypeError(
+            f"unet: got {type(unet).__name__}, expected a diffusers model with a "
+            "config (e.g. UNet2DModel)"
+        )
+    embed_type = cfg.get("class_embed_type")
+    n = cfg.get("num_class_embeds")
+    if embed_type is not None:
+        # "timestep" feeds labels through a sinusoid and "identity" takes ready-made
+        # embedding vectors: neither says how many classes there are or which label
+        # is the null label that guidance and label dropout need.
+        raise ValueError(
+            f"unet: class_embed_type={embed_type!r} is not supported, expected None "
+            "with num_class_embeds = K + 1 (a table of K class rows plus the "
+            "classifier-free-guidance null label at index K)"
+        )
+    if n is None:
+        raise ValueError(
+            f"unet: {type(unet).__name__} is unconditional (num_class_embeds=None); "
+            "class unlearning needs a class-conditional model with num_class_embeds = "
+            "K + 1 (K classes plus the classifier-free-guidance null label at index K)"
+        )
+    if int(n) < 3:
+        raise ValueError(
+            f"unet: num_class_embeds={n} gives {int(n) - 1} class(es) plus the null "
+            "label, expected at least 2 classes (num_class_embeds >= 3)"
+        )
+
+
+def image_shape_of(model: nn.Module) -> tuple[int, int, int]:
+    """(C, H, W) the model expects (``sample_size`` an int or an (H, W) pair)."""
+    c = model.config
+    s = c.sample_size
+    h, w = (s, s) if isinstance(s, int) else (s[0], s[1])
+    return (int(c.in_channels), int(h), int(w))
 
 
 def guided_noise(
@@ -72,15 +137,42 @@ def ddim_step(
 class ClassConditionalDDPMPipeline(DiffusionPipeline):
     """Sample a class-conditional DDPM with DDIM + CFG.
 
-    Components: ``unet`` (``UNet2DModel`` with ``num_class_embeds = K + 1``, or our
-    ``ClassConditionalMLP``) and ``scheduler`` (the training ``DDPMScheduler``).
+    Components: ``unet`` (any class-conditional ``UNet2DModel`` with
+    ``num_class_embeds = K + 1``, or our ``ClassConditionalMLP``; see
+    :func:`check_class_conditional`) and ``scheduler`` (the training ``DDPMScheduler``).
     """
 
     model_cpu_offload_seq = "unet"
 
     def __init__(self, unet: nn.Module, scheduler: DDPMScheduler) -> None:
         super().__init__()
+        check_class_conditional(unet)
         self.register_modules(unet=unet, scheduler=scheduler)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
+        """``DiffusionPipeline.save_pretrained``, plus the code to load it back.
+
+        Copies this file to ``pipeline.py`` and names it in ``model_index.json``; a
+        ``unet`` whose class is not diffusers' own (``ClassConditionalMLP``) gets its
+        source file copied into ``unet/`` the same way. Plain diffusers then loads the
+        folder with ``DiffusionPipeline.from_pretrained(dir, trust_remote_code=True)``.
+        """
+        super().save_pretrained(save_directory, **kwargs)
+        here = inspect.getsourcefile(type(self))
+        shutil.copyfile(here, os.path.join(save_directory, PIPELINE_FILE))
+        index_path = os.path.join(save_directory, "model_index.json")
+        with open(index_path, encoding="utf-8") as fh:
+            index = json.load(fh)
+        index["_class_name"] = [PIPELINE_FILE[:-3], type(self).__name__]
+        unet_cls = type(self.unet)
+        if unet_cls.__module__.split(".")[0] != "diffusers":
+            src = inspect.getsourcefile(unet_cls)
+            stem = os.path.splitext(os.path.basename(src))[0]
+            shutil.copyfile(src, os.path.join(save_directory, "unet", stem + ".py"))
+            index["unet"] = [stem, unet_cls.__name__]
+        with open(index_path, "w", encoding="utf-8") as fh:
+            json.dump(index, fh, indent=2, sort_keys=True)
+            fh.write("\n")
 
     @property
     def num_classes(self) -> int:
@@ -90,9 +182,7 @@ class ClassConditionalDDPMPipeline(DiffusionPipeline):
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of generated images."""
-        c = self.unet.config
-        size = c.sample_size if isinstance(c.sample_size, int) else c.sample_size[0]
-        return (int(c.in_channels), int(size), int(size))
+        return image_shape_of(self.unet)
 
     def ddim_timesteps(self, num_inference_steps: int) -> list[int]:
         """Evenly spaced timesteps from high to low ("leading" spacing, as DDIM)."""
