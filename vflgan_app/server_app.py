@@ -39,6 +39,7 @@ def main(grid: Grid, context: Context) -> None:
     from trainkit import set_cpu_threads
 
     cfg, settings = parse_run_config(context.run_config)
+    stream_logs()
     set_cpu_threads(cfg.threads)
     shorten_object_backoff()  # no 1 s wait when a reply's objects trail its listing
     transport = FlowerTransport(grid, cfg.num_parties, round_timeout=settings.round_timeout,
@@ -46,6 +47,69 @@ def main(grid: Grid, context: Context) -> None:
     run_dir = run_federated(cfg, settings, transport)
     logger.warning("VFLGAN outputs written to %s", run_dir)
     print(f"VFLGAN outputs: {run_dir}", flush=True)
+
+
+def stream_logs(level: int = logging.INFO) -> None:
+    """Send this app's log lines (progress, checkpoints, resume) to stderr, which
+    ``flwr run --stream`` shows; without a handler only warnings would reach it."""
+    log = logging.getLogger("vflgan_app")
+    if not any(getattr(h, "_vflgan_stream", False) for h in log.handlers):
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s VFLGAN %(message)s", "%H:%M:%S"))
+        handler._vflgan_stream = True
+        log.addHandler(handler)
+        log.propagate = False  # not twice through flwr's root handlers
+    log.setLevel(level)
+
+
+class StreamProgress:
+    """A progress line every ``every_s`` seconds or 5 % of the run, and at the end.
+
+    ``step 300/1000 (30%)  d_loss 1.234  g_loss 0.567  4.1 steps/s  ETA 2 min 51 s``,
+    plus the privacy spent so far under DP (the accountant's postfix). Under DP the
+    losses are left out, as from the report (:func:`vflgan_app.run.loss_history`): the
+    stream is kept by the SuperLink and readable with ``flwr log``.
+    """
+
+    def __init__(self, coord, steps: int, every_s: float = 15.0, losses: bool = True,
+                 clock=time.monotonic) -> None:
+        self.coord, self.steps, self.every_s, self.clock = coord, steps, every_s, clock
+        self.losses = losses
+        self.start_step, self.t0 = coord.step, clock()
+        self.last_step, self.last_t = coord.step, self.t0
+        self.lines = 0
+
+    def __call__(self, step: int) -> None:
+        now = self.clock()
+        due = (step - self.last_step >= max(1, self.steps // 20)
+               or now - self.last_t >= self.every_s or step >= self.steps)
+        if not due:
+            return
+        self.last_step, self.last_t = step, now
+        self.lines += 1
+        logger.info("%s", self.line(step, now))
+
+    def line(self, step: int, now: float) -> str:
+        h = self.coord.history
+        done, elapsed = step - self.start_step, now - self.t0
+        rate = done / elapsed if elapsed > 0 else float("nan")
+        parts = [f"step {step}/{self.steps} ({100 * step / self.steps:.0f}%)"]
+        if self.losses and h.d_loss:
+            parts.append(f"d_loss {h.d_loss[-1]:.3f}")
+        if self.losses and h.g_loss:
+            parts.append(f"g_loss {h.g_loss[max(h.g_loss)]:.3f}")
+        if done > 0 and elapsed > 0:
+            eta = (self.steps - step) / rate
+            parts += [f"{rate:.2f} steps/s", f"ETA {_duration(eta)}"]
+        for f in self.coord.postfix_providers:
+            parts += [f"{k} {v}" for k, v in f().items()]
+        return "  ".join(parts)
+
+
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m} min" if h else f"{m} min {s} s" if m else f"{s} s"
 
 
 def run_federated(cfg: VFLGANConfig, settings: FlowerSettings, transport) -> Path:
@@ -81,7 +145,8 @@ def run_federated(cfg: VFLGANConfig, settings: FlowerSettings, transport) -> Pat
     try:
         loop.fit(coord, cfg.steps, steps_per_round=settings.steps_per_round,
                  checkpoint_root=ckpt, checkpoint_every=settings.checkpoint_every,
-                 fingerprint=fingerprint, overwrite=settings.overwrite)
+                 fingerprint=fingerprint, overwrite=settings.overwrite,
+                 on_step=StreamProgress(coord, cfg.steps, losses=not cfg.dp.enabled))
     except PrivacyBudgetExceeded as e:  # the budget, not a fault: publish what it paid for
         logger.warning("%s", e)
         stopped_early = str(e)

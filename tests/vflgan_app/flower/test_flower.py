@@ -402,3 +402,56 @@ def test_a_fresh_process_per_message_releases_the_dp_schema_once(tmp_path, monke
     # Assert: one release per party for the whole run, and its budget is accounted
     assert sorted(calls) == sorted({c for c in calls}) and len(calls) == 2, calls
     assert report["dp"]["steps"] == 2
+
+
+# -- progress in the `flwr run --stream` log ---------------------------------------------
+def test_stream_progress_lines_interval_eta_and_no_losses_under_dp(caplog):
+    from vflgan_app.core.coordinator import History
+    from vflgan_app.server_app import StreamProgress
+
+    t = [0.0]
+    hist = History()
+    coord = SimpleNamespace(step=0, history=hist, postfix_providers=[lambda: {"eps": "0.42"}])
+    caplog.set_level("INFO", logger="vflgan_app.server_app")
+    prog = StreamProgress(coord, steps=100, every_s=15.0, clock=lambda: t[0])
+    for step in range(1, 101):
+        t[0] += 0.1  # 10 steps/s: 5 % of the run (5 steps) comes before 15 s
+        hist.d_loss.append(1.0 / step)
+        hist.g_loss[step] = 2.0
+        prog(step)
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 20 and lines[-1].startswith("step 100/100 (100%)")
+    assert "step 50/100 (50%)  d_loss 0.020  g_loss 2.000  10.00 steps/s  ETA 5 s  eps 0.42" \
+        in lines
+    # slow steps: one line per 15 s, not per 5 %
+    caplog.clear()
+    t[0] = 0.0
+    slow = StreamProgress(SimpleNamespace(step=0, history=hist, postfix_providers=[]),
+                          steps=10_000, every_s=15.0, clock=lambda: t[0])
+    for step in range(1, 61):
+        t[0] += 1.0
+        slow(step)
+    assert len(caplog.records) == 4
+    assert "step 15/10000 (0%)" in caplog.records[0].getMessage()
+    assert "1.00 steps/s  ETA 2 h 46 min" in caplog.records[0].getMessage()  # 9,985 s
+    # under DP the losses stay out of the stream (the report omits them too)
+    caplog.clear()
+    dp = StreamProgress(coord, steps=10, losses=False, clock=lambda: t[0])
+    dp(10)
+    msg = caplog.records[0].getMessage()
+    assert "loss" not in msg and "eps 0.42" in msg
+
+
+def test_server_app_streams_progress(tmp_path, caplog):
+    from vflgan_app.server_app import FlowerSettings, run_federated
+
+    caplog.set_level("INFO", logger="vflgan_app")
+    paths = write_party_csvs(tmp_path)
+    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 4,
+                                                     "output-dir": str(tmp_path / "out")})
+    grid = FakeGrid(node_configs(paths), RUN_CONFIG)
+    transport = FlowerTransport(grid, 2, round_timeout=30.0, connect_timeout=2.0,
+                                poll_interval=0.001, message_factory=grid.create_message)
+    run_federated(cfg, FlowerSettings(evaluate=False, run_name="p"), transport)
+    steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert steps[-1].startswith("step 4/4 (100%)  d_loss") and len(steps) == 4
