@@ -206,10 +206,11 @@ def _train(args: argparse.Namespace) -> int:
                             checkpoint_every=args.checkpoint_every, resume=args.resume,
                             overwrite=args.overwrite)
     print(f"wrote {run_dir} ({time.perf_counter() - t0:.1f} s)")
-    from vflgan_app.publish import summary_markdown
+    from vflgan_app.publish import console_summary
 
-    # the model beside its independent-latent control, and the verdicts (summary.md)
-    print(summary_markdown(report))
+    # each headline metric beside its control and real reference, then the verdicts
+    # (summary.md has the same numbers as tables, and links the plots)
+    print(console_summary(report))
     return 0
 
 

@@ -9,10 +9,11 @@ the model sampled with independent latents per party (the control).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from trainkit import progress_bar
 from vflgan_app.data.partition import PartyData
 from vflgan_app.data.sources import Dataset
 from vflgan_app.eval import quality as metrics
@@ -21,8 +22,21 @@ from vflgan_app.eval.dependence import (
     mean_cross_party_correlation_error,
     targets_from_spans,
 )
+from vflgan_app.eval.plots import PlotInputs
 
 logger = logging.getLogger(__name__)
+
+
+class EvaluationReport(dict):
+    """The evaluation's JSON-serialisable dict, carrying the arrays behind its plots.
+
+    ``plot_inputs`` (a :class:`~vflgan_app.eval.plots.PlotInputs`) is an attribute, not
+    a key: ``json.dumps`` and ``dict(...)`` see only the metrics, while
+    :func:`vflgan_app.publish.write_report` finds the real, synthetic and control
+    arrays it plots without another argument through every caller.
+    """
+
+    plot_inputs: PlotInputs | None = None
 
 
 class Evaluator:
@@ -126,34 +140,84 @@ class Evaluator:
         return out
 
     def evaluate(
-        self, model, n: int | None = None, seed: int = 0, dependence: bool = True
-    ) -> dict:
+        self,
+        model,
+        n: int | None = None,
+        seed: int = 0,
+        dependence: bool = True,
+        progress: bool | None = None,
+    ) -> EvaluationReport:
         """Sample ``model`` (``sample_parts(n, seed, independent)``) and score it.
+
+        Args:
+            model: anything with ``sample_parts(n, seed, independent)``.
+            n: rows to sample (default: as many as the real table).
+            seed: sampling seed.
+            dependence: also run the cross-party dependence report.
+            progress: show a progress bar over the evaluation's stages; None = the
+                model's ``config.progress`` (off for a model without a config).
 
         Returns:
             ``{"model": quality metrics, "control": the same for independent latents,
-            "real": real-vs-real reference values, "dependence": dependence_report}``.
+            "real": real-vs-real reference values, "dependence": dependence_report}``,
+            with the arrays the publication step plots in ``.plot_inputs``.
         """
+        if progress is None:
+            progress = bool(getattr(getattr(model, "config", None), "progress", False))
         n = n or len(self.real)
-        synth = np.concatenate(model.sample_parts(n, seed), axis=1)
-        control = np.concatenate(model.sample_parts(n, seed, independent=True), axis=1)
-        report = {
-            "n_samples": n,
-            "model": self.quality(synth),
-            "control": self.quality(control),
-        }
-        hold = self.real[self.holdout_idx]
-        report["real"] = {
-            "cross_party_corr_error_holdout_vs_all": mean_cross_party_correlation_error(
-                self.real, hold, self.party_slices
-            )
-        }
-        if dependence:
-            report["dependence"] = self.dependence(synth, control)
+        stages = ["sampling", "quality (model)", "quality (control)"]
+        stages += ["dependence"] if dependence else []
+        bar = progress_bar(total=len(stages), desc="evaluation", disable=not progress)
+
+        def stage(name: str) -> None:
+            bar.set_postfix_str(name)
+            logger.debug("evaluation: %s", name)
+
+        try:
+            stage("sampling")
+            synth = np.concatenate(model.sample_parts(n, seed), axis=1)
+            control = np.concatenate(model.sample_parts(n, seed, independent=True), axis=1)
+            bar.update()
+            stage("quality (model)")
+            report = EvaluationReport(n_samples=n, model=self.quality(synth))
+            bar.update()
+            stage("quality (control)")
+            report["control"] = self.quality(control)
+            bar.update()
+            hold = self.real[self.holdout_idx]
+            report["real"] = {
+                "cross_party_corr_error_holdout_vs_all": (
+                    mean_cross_party_correlation_error(self.real, hold, self.party_slices)
+                )
+            }
+            if dependence:
+                stage("dependence")
+                report["dependence"] = self.dependence(
+                    synth, control, on_stage=lambda s: stage(f"dependence: {s}")
+                )
+                bar.update()
+        finally:
+            bar.close()
+        report.plot_inputs = PlotInputs(
+            real=self.real,
+            synthetic=synth,
+            control=control,
+            schemas=tuple(p.schema for p in self.parties_data),
+            party_slices=tuple(self.party_slices),
+            is_image=bool(self.dataset.is_image),
+        )
         return report
 
-    def dependence(self, synth: np.ndarray, control: np.ndarray) -> dict:
-        """The cross-party dependence report (``vflgan_app.eval.dependence``)."""
+    def dependence(
+        self,
+        synth: np.ndarray,
+        control: np.ndarray,
+        on_stage: Callable[[str], None] | None = None,
+    ) -> dict:
+        """The cross-party dependence report (``vflgan_app.eval.dependence``).
+
+        ``on_stage`` is called with each metric family's name as it starts.
+        """
         labels_tr = labels_ho = targets = None
         if self.labels is not None:
             labels_tr, labels_ho = (
@@ -180,4 +244,5 @@ class Evaluator:
             labels_holdout=labels_ho,
             targets=targets,
             seed=self.seed,
+            on_stage=on_stage,
         )

@@ -43,7 +43,7 @@ The report is a JSON-serialisable dict::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,6 +126,7 @@ def dependence_report(
     seed: int = 0,
     max_rows: int = MAX_ROWS,
     margins: Mapping[str, float] | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Every cross-party dependence metric for real, model and independent control.
 
@@ -148,6 +149,9 @@ def dependence_report(
         margins: Fixed verdict margins per metric, replacing the default
             ``max(VERDICT_MARGINS[name], NOISE_SCALES[name] / sqrt(n))`` where n is the
             smallest evaluated table's row count.
+        on_stage: Called with each metric family's name (``"agreement"``,
+            ``"utility"``, ``"correlation"``, ``"shuffle"``, ``"mutual information"``)
+            as it starts, e.g. to move a progress bar.
 
     Returns:
         A JSON-serialisable dict: ``n_parties``, ``seed``, ``max_rows``, ``n_rows``,
@@ -167,7 +171,7 @@ def dependence_report(
     # 2. subsample each table
     tables = _subsample_tables(tables, max_rows, np.random.default_rng(seed))
     # 3. every metric family, fitted on real_train, on real / model / control
-    metrics, details = _compute_metrics(tables, targets, seed)
+    metrics, details = _compute_metrics(tables, targets, seed, on_stage or _no_stage)
     # 4. verdicts
     n_rows = min(len(x) for x in tables.scored.values())
     report_metrics, verdicts = judge_metrics(metrics, dict(margins or {}), n_rows)
@@ -183,26 +187,38 @@ def dependence_report(
     }
 
 
+def _no_stage(name: str) -> None:
+    """The default ``on_stage``: nothing."""
+
+
 def _compute_metrics(
-    tables: _Tables, targets: Sequence[Target] | None, seed: int
+    tables: _Tables,
+    targets: Sequence[Target] | None,
+    seed: int,
+    on_stage: Callable[[str], None] = _no_stage,
 ) -> tuple[Metrics, dict[str, Any]]:
     """Run each metric family in report order; return the metrics and the details."""
     metrics: Metrics = {}
     details: dict[str, Any] = {}
     # a. per-party classifier agreement
     if tables.labels_train is not None:
+        on_stage("agreement")
         agreement, details["agreement"] = _agreement_metrics(tables, seed)
         metrics.update(agreement)
     # b. cross-party predictive utility
     if targets:
+        on_stage("utility")
         utility, details["utility"] = _utility_metrics(tables, targets, seed)
         metrics.update(utility)
     # c. correlation errors against real_train
+    on_stage("correlation")
     correlation, details["correlation"] = _correlation_metrics(tables)
     metrics.update(correlation)
     # d. party-shuffle two-sample tests
+    on_stage("shuffle")
     metrics.update(_shuffle_metrics(tables, seed))
     # e. mutual information between cross-party column pairs
+    on_stage("mutual information")
     metrics.update(_mutual_information_metrics(tables, seed))
     return metrics, details
 
