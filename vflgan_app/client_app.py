@@ -41,6 +41,12 @@ def generate(msg: Message, context: Context) -> Message:
     return _reply(msg, context)
 
 
+@app.query("deliver")
+def deliver(msg: Message, context: Context) -> Message:
+    """After publication: store the synthetic data in this party's delivery folder."""
+    return _reply(msg, context)
+
+
 def _reply(msg: Message, context: Context) -> Message:
     return Message(serve(msg.content, context, msg.metadata.message_type), reply_to=msg)
 
@@ -52,6 +58,8 @@ def serve(content: RecordDict, context: Context, message_type: str) -> RecordDic
         ValueError: a call that ``message_type`` may not carry.
     """
     calls = codec.decode_calls(content, message_type)
+    if message_type == codec.QUERY_DELIVER:  # files for the party's owner, not the Party
+        return codec.encode_replies([node.receive_delivery(context, **c.args) for c in calls])
     party = node.live_party(context)
     replies = [getattr(party, c.method)(**c.args) for c in calls]
     node.keep_party(context, party, changed=message_type.startswith("train."))

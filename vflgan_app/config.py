@@ -456,6 +456,9 @@ class FlowerSettings:
             simulation / demo only; a real server holds no rows).
         cache_party: reuse the live party object between messages in one process
             (only ever when ``context.state`` still holds the state it stored).
+        deliver_to: who receives the published synthetic data after the run: ``"all"``
+            (every party, into its own ``delivery-dir``), ``"none"``, or party ids
+            such as ``"0,2"`` (docs/federation.md, "Delivery").
     """
 
     steps_per_round: int = 1
@@ -467,6 +470,7 @@ class FlowerSettings:
     run_name: str = "flower"
     evaluate: bool = True
     cache_party: bool = True
+    deliver_to: str = "all"
 
     def __post_init__(self) -> None:
         p = "flower."
@@ -478,6 +482,27 @@ class FlowerSettings:
         _need(self, isinstance(self.run_name, str) and RUN_NAME.fullmatch(self.run_name)
               is not None, "run_name", "a folder name of letters, digits, '.', '_' or "
               "'-' (at most 100, not starting with '.' or '-'; no path separators)", p)
+        _need(self, isinstance(self.deliver_to, str)
+              and re.fullmatch(r"all|none|\d+(,\d+)*", self.deliver_to.replace(" ", ""))
+              is not None, "deliver_to", '"all", "none" or party ids such as "0,2"', p)
+
+    def delivery_parties(self, party_ids: list[int]) -> list[int]:
+        """The parties :attr:`deliver_to` names, among ``party_ids``.
+
+        Raises:
+            ValueError: a named party id that is not in the run.
+        """
+        text = self.deliver_to.replace(" ", "")
+        if text == "none":
+            return []
+        if text == "all":
+            return sorted(party_ids)
+        wanted = sorted({int(x) for x in text.split(",")})
+        unknown = [w for w in wanted if w not in party_ids]
+        if unknown:
+            raise ValueError(f"config: flower.deliver-to={self.deliver_to!r} names parties "
+                             f"{unknown}; expected ids of this run's parties {sorted(party_ids)}")
+        return wanted
 
     @classmethod
     def from_run_config(cls, run_config: Mapping[str, Any]) -> FlowerSettings:

@@ -50,8 +50,10 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def stream_logs(level: int = logging.INFO) -> None:
-    """Send this app's log lines (progress, checkpoints, resume) to stderr, which
-    ``flwr run --stream`` shows; without a handler only warnings would reach it."""
+    """Send this app's log lines (progress, checkpoints, resume) to stderr.
+
+    ``flwr run --stream`` shows stderr; without a handler only warnings would reach it.
+    """
     log = logging.getLogger("vflgan_app")
     if not any(getattr(h, "_vflgan_stream", False) for h in log.handlers):
         handler = logging.StreamHandler()
@@ -127,7 +129,7 @@ def run_federated(cfg: VFLGANConfig, settings: FlowerSettings, transport) -> Pat
     run_dir = Path(cfg.output_dir).absolute() / settings.run_name
     ckpt = run_dir / "checkpoints"
     t0 = time.monotonic()
-    transport.party_ids()  # connect
+    recipients = settings.delivery_parties(transport.party_ids())  # connect; names checked
     fed = federation.connect(transport, cfg)
     coord = fed.coordinator
     if settings.resume and settings.overwrite:
@@ -158,7 +160,46 @@ def run_federated(cfg: VFLGANConfig, settings: FlowerSettings, transport) -> Pat
     publish_run(cfg, coord, run_dir, settings, timings,
                 dp=fed.accounting.metadata() if fed.accounting is not None else None,
                 stopped_early=stopped_early)
+    if recipients:
+        deliver(transport, run_dir, settings, recipients)
     return run_dir
+
+
+def deliver(transport, run_dir: Path, settings: FlowerSettings, parties: list[int]) -> dict:
+    """Send the published synthetic data file to ``parties``; note it in report.json.
+
+    Each party checks the bytes against their sha256 and stores them in its own
+    ``delivery-dir`` (:func:`vflgan_app.flower.node.receive_delivery`): the server names
+    neither the folder nor any path. The manifest beside the file holds the run name,
+    the report's DP metadata and the file's checksum.
+    """
+    import hashlib
+    import json
+
+    import numpy as np
+
+    from trainkit.checkpoint import atomic_write_json
+    from vflgan_app.core.protocol import Call
+
+    report = json.loads((run_dir / "report.json").read_text())
+    name = report["files"]["data"]
+    payload = (run_dir / name).read_bytes()
+    digest = hashlib.sha256(payload).hexdigest()
+    manifest = json.dumps({"run": settings.run_name, "dp": report.get("dp"),
+                           "created": report.get("created")})
+    args = {"name": name, "data": np.frombuffer(payload, np.uint8), "sha256": digest,
+            "manifest": manifest}
+    replies = transport.exchange({p: [Call("deliver", args)] for p in parties})
+    for p, r in replies.items():
+        if r[-1].get("sha256") != digest or r[-1].get("bytes") != len(payload):
+            raise RuntimeError(f"delivery: party {p} acknowledged {r[-1]}; expected "
+                               f"{len(payload)} bytes with sha256 {digest}")
+    delivered = {"file": name, "sha256": digest, "bytes": len(payload),
+                 "parties": sorted(replies)}
+    atomic_write_json(run_dir / "report.json", {**report, "delivered": delivered})
+    logger.warning("delivered %s (%d bytes) to parties %s", name, len(payload),
+                   sorted(replies))
+    return delivered
 
 
 def schemas_match(ds, schemas: list[TableSchema]) -> bool:

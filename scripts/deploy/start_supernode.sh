@@ -9,7 +9,8 @@
 #   127.0.0.1:8443: parties never dial the SuperLink's own port), NUM_PARTIES (2),
 #   PORT (9094 + PARTY_ID: this SuperNode's local API port; must differ per SuperNode
 #   on one host), CHECKPOINT_DIR
-#   (party-<id>-checkpoints: this party's own resumable checkpoints),
+#   (party-<id>-checkpoints: this party's own resumable checkpoints), DELIVERY_DIR
+#   (party-<id>-delivered: where the run's synthetic data arrives, flower.deliver-to),
 #   CATEGORICAL (comma-separated categorical columns), BOUNDS ("low:high" for bounded
 #   numeric columns, e.g. "0:16" for digit pixels), ID_COLUMN (record_id),
 #   TLS=1 to use certs/ca.crt (the CA certificate the operator hands out) and this
@@ -30,10 +31,11 @@ fi
 NUM_PARTIES="${NUM_PARTIES:-2}"
 PORT="${PORT:-$((9094 + PARTY))}"
 CKPT="${CHECKPOINT_DIR:-party-$PARTY-checkpoints}"
+DELIVERED="${DELIVERY_DIR:-party-$PARTY-delivered}"
 CERTS="${CERTS_DIR:-certs}"
 KEYS="${KEYS_DIR:-keys}"
 DATA_ABS="$(cd "$(dirname "$DATA")" && pwd)/$(basename "$DATA")"
-NODE_CONFIG="partition-id=$PARTY num-partitions=$NUM_PARTIES data-path=\"$DATA_ABS\" checkpoint-dir=\"$CKPT\" id-column=\"${ID_COLUMN:-record_id}\""
+NODE_CONFIG="partition-id=$PARTY num-partitions=$NUM_PARTIES data-path=\"$DATA_ABS\" checkpoint-dir=\"$CKPT\" delivery-dir=\"$DELIVERED\" id-column=\"${ID_COLUMN:-record_id}\""
 [ -n "${CATEGORICAL:-}" ] && NODE_CONFIG="$NODE_CONFIG categorical=\"$CATEGORICAL\""
 [ -n "${BOUNDS:-}" ] && NODE_CONFIG="$NODE_CONFIG bounds=\"$BOUNDS\""
 export FLWR_TELEMETRY_ENABLED=0 FLWR_DISABLE_UPDATE_CHECK=1

@@ -26,6 +26,9 @@ METHOD_GROUPS: dict[str, frozenset[str]] = {
     "checkpoint": frozenset({"start_checkpoints", "save_checkpoint", "check_checkpoint",
                              "load_checkpoint"}),
     "generate": frozenset({"sample"}),
+    # after publication, the synthetic data to its recipients (Flower only: served by
+    # vflgan_app.flower.node.receive_delivery, not by a Party)
+    "deliver": frozenset({"deliver"}),
 }
 PROTOCOL_METHODS = frozenset().union(*METHOD_GROUPS.values())
 

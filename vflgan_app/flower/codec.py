@@ -43,6 +43,7 @@ QUERY_HELLO = "query.hello"  # handshake: party id, schema, id-list hash
 TRAIN_STEP = "train.step"  # fused training calls (backward of t, forward of t+1 / chunks)
 TRAIN_CHECKPOINT = "train.checkpoint"  # save or load the party's own checkpoint
 QUERY_GENERATE = "query.generate"  # publication: each party samples its columns
+QUERY_DELIVER = "query.deliver"  # after publication: the synthetic data to a recipient
 
 # which Party methods each message type may run (the groups of core.protocol)
 ALLOWED_METHODS: dict[str, frozenset[str]] = {
@@ -50,6 +51,7 @@ ALLOWED_METHODS: dict[str, frozenset[str]] = {
     TRAIN_STEP: METHOD_GROUPS["step"],
     TRAIN_CHECKPOINT: METHOD_GROUPS["checkpoint"],
     QUERY_GENERATE: METHOD_GROUPS["generate"],
+    QUERY_DELIVER: METHOD_GROUPS["deliver"],
 }
 
 

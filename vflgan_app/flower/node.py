@@ -11,7 +11,10 @@ Node facts come from ``context.node_config`` (STYLE rule 7):
 * ``checkpoint-dir`` (optional): where this party keeps its own resumable checkpoints
   (:func:`checkpoint_dir`; the server never chooses a party's paths);
 * ``max-sample-rows`` (optional): the most rows one ``sample`` request may ask for
-  (default :data:`vflgan_app.core.party.MAX_SAMPLE_ROWS`).
+  (default :data:`vflgan_app.core.party.MAX_SAMPLE_ROWS`);
+* ``delivery-dir`` (optional): where this party receives the published synthetic data
+  (:func:`delivery_dir`), and ``max-delivery-mb`` (default 1024) the largest file it
+  accepts.
 
 Per-process caches: the run config is parsed once per run, data is loaded once per
 process, and the live Party is reused only if ``context.state`` still holds the
@@ -22,6 +25,7 @@ starts a fresh process and restores from state).
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 from flwr.app import ConfigRecord, Context
@@ -32,6 +36,8 @@ from vflgan_app.core.party import Party
 from vflgan_app.data.partition import PartyData, prepare_party
 from vflgan_app.dp.plan import DPPlan
 from vflgan_app.flower import codec
+
+logger = logging.getLogger(__name__)
 
 _CONFIG: dict[tuple, tuple[VFLGANConfig, FlowerSettings]] = {}
 _DATA: dict[tuple, PartyData] = {}
@@ -205,3 +211,66 @@ def _builtin(pid: int, cfg: VFLGANConfig) -> PartyData:
     cats = [c for c in ds.categorical if c in table.columns]
     bounded = {c: b for c, b in ds.bounded.items() if c in table.columns}
     return prepare_party(pid, table, ID_COLUMN, cats, bounded)
+
+
+# -- delivery of the published data ----------------------------------------------------
+DELIVERABLE = frozenset({"synthetic.csv", "synthetic.npz"})  # the only names written
+MAX_DELIVERY_MB = 1024
+
+
+def delivery_dir(context: Context, cfg: VFLGANConfig, settings: FlowerSettings) -> Path:
+    """Where this party keeps the synthetic data it receives, chosen by the party.
+
+    ``<delivery-dir>/<run-name>`` with ``delivery-dir`` from the node config; a party
+    with its own data: ``vflgan-delivery/<run-name>`` under the SuperNode's working
+    directory; a party of a built-in dataset (simulation / demo):
+    ``<output-dir>/<run-name>/delivered/party-<k>``.
+    """
+    nc = context.node_config
+    if "delivery-dir" in nc:
+        return Path(str(nc["delivery-dir"])) / settings.run_name
+    if "data-path" in nc:
+        return Path("vflgan-delivery") / settings.run_name
+    return Path(cfg.output_dir) / settings.run_name / "delivered" / \
+        f"party-{int(nc.get('partition-id', 0))}"
+
+
+def receive_delivery(context: Context, name: str, data, sha256: str, manifest: str) -> dict:
+    """Check and store one delivered file and its manifest (atomically; 0644 under umask).
+
+    Raises:
+        ValueError: a file name other than :data:`DELIVERABLE`, a file larger than
+            ``max-delivery-mb``, bytes that do not match ``sha256``, or a manifest that
+            is not a JSON object. Nothing is written then.
+    """
+    import hashlib
+
+    import numpy as np
+
+    from trainkit.checkpoint import atomic_write_bytes, atomic_write_json
+
+    if name not in DELIVERABLE:
+        raise ValueError(f"delivery: file name {name!r}; expected one of {sorted(DELIVERABLE)}")
+    limit = context.node_config.get("max-delivery-mb", MAX_DELIVERY_MB)
+    if isinstance(limit, bool) or not isinstance(limit, int | float) or limit <= 0:
+        raise ValueError(f"node config max-delivery-mb={limit!r}; expected a number > 0")
+    arr = data.numpy() if hasattr(data, "numpy") else np.asarray(data)
+    if arr.dtype != np.uint8 or arr.ndim != 1:
+        raise ValueError(f"delivery: {name} as {arr.dtype} of shape {arr.shape}; expected "
+                         "1-D uint8 bytes")
+    if arr.size > limit * 2**20:
+        raise ValueError(f"delivery: {name} has {arr.size} bytes; this party accepts at most "
+                         f"max-delivery-mb={limit}")
+    payload = arr.tobytes()
+    if hashlib.sha256(payload).hexdigest() != sha256:
+        raise ValueError(f"delivery: {name} does not match its sha256; nothing written")
+    meta = json.loads(manifest)
+    if not isinstance(meta, dict):
+        raise ValueError("delivery: the manifest is not a JSON object")
+    cfg, settings = run_configs(context)
+    folder = delivery_dir(context, cfg, settings)
+    path = atomic_write_bytes(folder / name, payload)
+    atomic_write_json(folder / "manifest.json", {**meta, "file": name, "sha256": sha256,
+                                                 "bytes": len(payload)})
+    logger.info("delivery: %s (%d bytes) stored in %s", name, len(payload), path.parent)
+    return {"bytes": len(payload), "sha256": sha256}

@@ -45,6 +45,7 @@ def write_party_csvs(tmp_path, n=40, split=SPLIT, seed=0):
 def node_configs(paths, **extra):
     return [{"partition-id": k, "num-partitions": len(paths), "data-path": str(p),
              "categorical": ",".join(CATS), "checkpoint-dir": str(p.parent / f"ckpt{k}"),
+             "delivery-dir": str(p.parent / f"delivered{k}"),
              **extra} for k, p in enumerate(paths)]
 
 
