@@ -3,9 +3,13 @@
 Runs the federated protocol with the in-process transport, so it works in a notebook::
 
     from vflgan_app import api
-    model = api.fit([bank_table, shop_table], api.VFLGANConfig(steps=2000),
+    model = api.fit({"bank": bank_table, "shop": shop_table}, api.VFLGANConfig(steps=2000),
                     id_column="customer_id", categorical=["segment"])
     synthetic = model.sample(1000)          # DataFrame with the original column names
+    # or one joined table and a party map (the index as the record id)
+    model = api.fit(joined, parties={"bank": ["age", "balance"], "shop": ["spend"]},
+                    id_column=None)
+    model.save("runs/m")                    # runs/m/bank/, runs/m/shop/, runs/m/server/
 """
 
 from __future__ import annotations
@@ -32,7 +36,16 @@ from vflgan_app.core.checkpoint import read_state, write_state
 from vflgan_app.core.coordinator import Coordinator
 from vflgan_app.core.party import Party
 from vflgan_app.core.protocol import InProcessTransport, PayloadObserver
-from vflgan_app.data.partition import PartyData, decode_parts, prepare_parties
+from vflgan_app.data.partition import (
+    PartyData,
+    decode_parts,
+    default_party_names,
+    index_as_column,
+    prepare_parties,
+    split_joined,
+    unused_name,
+    validate_party_names,
+)
 from vflgan_app.data.schema import TableSchema
 from vflgan_app.dp.accountant import DPAccounting
 from vflgan_app.errors import PrivacyBudgetExceeded
@@ -64,14 +77,25 @@ class VFLGANModel:
         parties: the parties (each holds its own modules and data).
         config: the run configuration.
         dp: the DP accounting installed on the coordinator (None without DP).
+        party_names: each party's name, party order (a dict's keys or a party map's;
+            ``"party-<k>"`` by default): the folders :meth:`save` writes.
+        column_order: the order :meth:`sample` returns the columns in (a joined
+            table's); None = party order.
     """
 
     def __init__(self, coordinator: Coordinator, parties: Sequence[Party],
-                 config: VFLGANConfig, dp: DPAccounting | None = None) -> None:
+                 config: VFLGANConfig, dp: DPAccounting | None = None,
+                 party_names: Sequence[str] | None = None) -> None:
         self.coordinator = coordinator
         self.parties = list(parties)
         self.config = config
         self.dp = dp
+        names = default_party_names(len(self.parties)) if party_names is None else party_names
+        self.party_names = validate_party_names(names, "party_names")
+        if len(self.party_names) != len(self.parties):
+            raise ValueError(f"party_names: got {len(self.party_names)} names for "
+                             f"{len(self.parties)} parties; expected one per party")
+        self.column_order: list[str] | None = None
         #: None for a trainable model; for one rebuilt by ``VFLGANModel.load(path)``,
         #: the saved folder (it samples but cannot train) and its saved DP metadata
         self.loaded_from: Path | None = None
@@ -175,26 +199,33 @@ class VFLGANModel:
         Raises:
             ValueError: no row count or both forms, or a bad count or seed.
         """
-        return decode_parts(self.schemas, self.sample_parts(
+        df = decode_parts(self.schemas, self.sample_parts(
             _rows(num_rows, n), seed, independent))
+        return df[self.column_order] if self.column_order is not None else df
 
     def save(self, path: str | Path) -> Path:
-        """Write each party's state to ``party-<k>/`` and the server's to ``server/``.
+        """Write each party's state to a folder named after it, the server's to ``server/``.
 
         The checkpoint format (safetensors + a JSON skeleton, nothing pickled). No
-        party's weights go into another party's folder: ``party-<k>/`` holds that
-        party's modules, optimizers and ``schema.json`` only. ``config.json`` holds the
-        run config, the architecture and (with DP) the DP metadata, so that
+        party's weights go into another party's folder: ``<party name>/`` (e.g.
+        ``bank/``, or ``party-<k>/`` for unnamed parties) holds that party's modules,
+        optimizers and ``schema.json`` only. ``config.json`` holds the run config, the
+        architecture, the party names (``party_folders``: name -> party index), the
+        column order of :meth:`sample` and (with DP) the DP metadata, so that
         :meth:`VFLGANModel.load` rebuilds the model from the folder alone.
         """
         path = Path(path)
-        for p in self.parties:
-            d = path / f"party-{p.party_id}"
+        for name, p in zip(self.party_names, self.parties, strict=True):
+            d = path / name
             write_state(d, p.state_dict())
             atomic_write_text(d / "schema.json", p.data.schema.to_json())
         write_state(path / "server", self.coordinator.state_dict())
         meta = self.config.to_dict()
         meta["architecture_resolved"] = dataclasses.asdict(self.coordinator.arch)
+        meta["party_folders"] = {name: int(p.party_id)
+                                 for name, p in zip(self.party_names, self.parties)}
+        if self.column_order is not None:
+            meta["column_order"] = list(self.column_order)
         dp_meta = self.dp_metadata()
         if dp_meta.get("mode", "none") != "none":
             meta["dp_metadata"] = dp_meta
@@ -210,20 +241,75 @@ class VFLGANModel:
         alone (its config, architecture, each party's ``schema.json`` and weights), no
         training data needed: the result samples and decodes like the saved model, but
         cannot train (:meth:`fit` raises). ``model.load(path)`` (on an instance built
-        on the same data and config) restores the saved states into it.
+        on the same data and config) restores the saved states into it, and takes the
+        saved party names. Each party's folder is found by the ``party_folders`` map
+        of ``config.json``; a folder saved before parties had names holds
+        ``party-0``, ``party-1``, ... and loads too.
 
         Raises:
-            FileNotFoundError: no ``config.json`` or no ``party-<k>`` folders.
-            ValueError: a state that does not fit the model.
+            FileNotFoundError: no ``config.json``, or a party folder it names (or,
+                in an older folder, ``party-<k>``) missing.
+            ValueError: a state that does not fit the model, a bad ``party_folders``.
         """
         if isinstance(cls_or_self, type):
             return _load_standalone(cls_or_self, Path(path))
         self = cls_or_self
         path = Path(path)
-        for p in self.parties:
-            p.load_state_dict(read_state(path / f"party-{p.party_id}"))
+        meta = _read_meta(path) if (path / "config.json").is_file() else {}
+        names = saved_party_folders(path, meta)
+        if len(names) != len(self.parties):
+            raise ValueError(f"{path}: {len(names)} saved parties {names}; expected "
+                             f"{len(self.parties)} (this model's parties)")
+        for name, p in zip(names, self.parties, strict=True):
+            p.load_state_dict(read_state(path / name))
         self.coordinator.load_state_dict(read_state(path / "server"))
+        self.party_names = names
+        if meta.get("column_order") is not None:
+            self.column_order = list(meta["column_order"])
         return self
+
+
+def _read_meta(path: Path) -> dict:
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no config.json; expected a folder written by "
+                                "VFLGANModel.save")
+    return dict(json.loads((path / "config.json").read_text()))
+
+
+def saved_party_folders(path: Path, meta: Mapping) -> list[str]:
+    """The party folders of a saved model, party order.
+
+    From ``meta["party_folders"]`` (``{name: party index}``, written by
+    :meth:`VFLGANModel.save`); without it (a folder saved before parties had names)
+    the ``party-<k>`` folders found in ``path``.
+
+    Raises:
+        FileNotFoundError: a folder that is not there, or fewer than two.
+        ValueError: a ``party_folders`` map that is no permutation of the parties, or
+            names a folder that is not a party name (never a path outside ``path``).
+    """
+    folders = meta.get("party_folders")
+    if folders is None:
+        ids = sorted(int(d.name.removeprefix("party-")) for d in path.glob("party-*")
+                     if d.is_dir() and d.name.removeprefix("party-").isdigit())
+        if len(ids) < 2 or ids != list(range(len(ids))):
+            raise FileNotFoundError(f"{path}: party folders {[f'party-{k}' for k in ids]}; "
+                                    "expected party-0, party-1, ... (at least two)")
+        return default_party_names(len(ids))
+    field = f"{path / 'config.json'}: party_folders"
+    if not isinstance(folders, Mapping):
+        raise ValueError(f"{field}: got {folders!r}; expected {{party name: index}}")
+    names = validate_party_names(list(folders), field)
+    index = [folders[n] for n in names]
+    if sorted(index) != list(range(len(names))) or len(names) < 2:
+        raise ValueError(f"{field}: got indices {index}; expected 0, 1, ... (one per "
+                         "party, at least two)")
+    names = sorted(names, key=lambda n: folders[n])
+    for name in names:
+        if not (path / name).is_dir():
+            raise FileNotFoundError(f"{path / name}: no such party folder; expected the "
+                                    f"folder of party {name!r} (named in config.json)")
+    return names
 
 
 def _load_standalone(cls: type[VFLGANModel], path: Path) -> VFLGANModel:
@@ -235,10 +321,10 @@ def _load_standalone(cls: type[VFLGANModel], path: Path) -> VFLGANModel:
     """
     from vflgan_app.architectures import Architecture as Arch
 
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: no config.json; expected a folder written by "
-                                "VFLGANModel.save")
-    meta = dict(json.loads((path / "config.json").read_text()))
+    meta = _read_meta(path)
+    names = saved_party_folders(path, meta)
+    meta.pop("party_folders", None)
+    column_order = meta.pop("column_order", None)
     saved_dp = meta.pop("dp_metadata", None)
     arch_fields = meta.pop("architecture_resolved", None)
     config = VFLGANConfig.from_dict(meta)
@@ -247,18 +333,13 @@ def _load_standalone(cls: type[VFLGANModel], path: Path) -> VFLGANModel:
                        for k, v in arch_fields.items()})
     else:  # a folder saved before the architecture was recorded
         arch = federation.architecture(config)
-    ids = sorted(int(d.name.removeprefix("party-")) for d in path.glob("party-*")
-                 if d.is_dir() and d.name.removeprefix("party-").isdigit())
-    if len(ids) < 2 or ids != list(range(len(ids))):
-        raise FileNotFoundError(f"{path}: party folders {[f'party-{k}' for k in ids]}; "
-                                "expected party-0, party-1, ... (at least two)")
     parties = []
-    for k in ids:
-        schema = load_schema(path / f"party-{k}" / "schema.json")
+    for k, name in enumerate(names):
+        schema = load_schema(path / name / "schema.json")
         data = PartyData(k, schema, np.empty(0, dtype=np.int64),
                          np.zeros((0, schema.width), dtype=np.float32))
         party = federation.build_party(data, config, arch, None, max_sample_rows=2**62)
-        party.load_state_dict(read_state(path / f"party-{k}"))
+        party.load_state_dict(read_state(path / name))
         parties.append(party)
     transport = InProcessTransport(parties)
     coordinator, _ = federation.build_coordinator(transport, config, arch, None,
@@ -266,9 +347,10 @@ def _load_standalone(cls: type[VFLGANModel], path: Path) -> VFLGANModel:
     server = read_state(path / "server")
     server["extra"] = {}  # DP mechanisms' state: nothing trains here
     coordinator.load_state_dict(server)
-    model = cls(coordinator, parties, config)
+    model = cls(coordinator, parties, config, party_names=names)
     model.loaded_from = path
     model._saved_dp = saved_dp
+    model.column_order = list(column_order) if column_order is not None else None
     return model
 
 
@@ -315,44 +397,70 @@ def build_federation(
     config: VFLGANConfig,
     arch: Architecture | None = None,
     observer: PayloadObserver | None = None,
+    party_names: Sequence[str] | None = None,
 ) -> VFLGANModel:
     """Create parties, an in-process transport and a coordinator, and shake hands.
 
     The assembly is :func:`vflgan_app.federation.in_process` (the one the Flower apps
     share): with ``config.dp.mode`` paper or strict, sigma is calibrated (unless given)
     for ``config.steps`` critic steps on the parties' N rows, each party gets its DP
-    critic rule, the coordinator its D_S rule and the accountant.
+    critic rule, the coordinator its D_S rule and the accountant. ``party_names``:
+    see :attr:`VFLGANModel.party_names` (checked before anything is built).
     """
+    if party_names is not None:
+        validate_party_names(party_names, "party_names")
     fed = federation.in_process(parties_data, config, arch=arch, observer=observer)
-    return VFLGANModel(fed.coordinator, fed.parties, config, dp=fed.accounting)
+    return VFLGANModel(fed.coordinator, fed.parties, config, dp=fed.accounting,
+                       party_names=party_names)
 
 
 def fit_parties(parties_data: Sequence[PartyData], config: VFLGANConfig,
-                observer: PayloadObserver | None = None) -> VFLGANModel:
+                observer: PayloadObserver | None = None,
+                party_names: Sequence[str] | None = None,
+                column_order: Sequence[str] | None = None) -> VFLGANModel:
     """Build the federation on prepared party data and train it."""
-    return build_federation(parties_data, config, observer=observer).fit()
+    model = build_federation(parties_data, config, observer=observer,
+                             party_names=party_names)
+    model.column_order = list(column_order) if column_order is not None else None
+    return model.fit()
 
 
 def fit(
-    tables_by_party: Sequence[pd.DataFrame] | Mapping[str, pd.DataFrame],
+    tables_by_party: Sequence[pd.DataFrame] | Mapping[str, pd.DataFrame] | pd.DataFrame,
     config: VFLGANConfig | None = None,
-    id_column: str = "record_id",
+    id_column: str | None = "record_id",
     categorical: Sequence[str] = (),
     bounded: Mapping[str, tuple[float, float]] | None = None,
     *,
+    parties: Mapping[str, Sequence[str]] | None = None,
     enforce_min_max_values: bool = True,
     enforce_rounding: bool = True,
     keep_dtypes: bool = True,
 ) -> VFLGANModel:
-    """Train VFLGAN on per-party tables and return the model.
+    """Train VFLGAN on per-party tables (or one joined table) and return the model.
 
     Args:
-        tables_by_party: one table per party (a list, or a dict whose insertion order is
-            the party order). Each holds the id column plus that party's columns.
+        tables_by_party: the data, in one of three forms:
+
+            * a dict ``{party name: table}``: its keys name the parties (safe folder
+              names, see :data:`~vflgan_app.data.partition.PARTY_NAME`), its order is
+              the party order;
+            * a list of tables: the parties are ``party-0``, ``party-1``, ...;
+            * one joined DataFrame with every party's columns, with ``parties``.
+
+            Each per-party table holds the id column plus that party's columns.
         config: run configuration (default: :class:`VFLGANConfig` defaults).
-        id_column: the record-id column every table has; rows are aligned by it.
+        id_column: the record-id column; rows are aligned by it (it is not
+            generated). None: each table's index is the record id (it must be unique;
+            a joined table read without an id column has its row numbers there), as
+            it is when ``id_column`` names the index rather than a column (a table
+            after ``set_index("customer_id")``).
         categorical: names of categorical columns (string columns are categorical anyway).
         bounded: ``{column: (low, high)}`` for columns to generate in a fixed range.
+        parties: with one joined DataFrame, the party map ``{party name: [its
+            columns]}``: every column but the id in exactly one party; the map's
+            order is the party order. :meth:`VFLGANModel.sample` then returns the
+            joined table's column order. Not given with per-party tables.
         enforce_min_max_values: decoded numeric values stay within the real column's
             min and max (SDV's default; without DP).
         enforce_rounding: decoded numeric values keep the real column's precision
@@ -364,18 +472,62 @@ def fit(
     to their private domain (declared or released with DP) and rounded only to a
     declared ``decimals`` (docs/privacy.md, "The decoding schema").
 
+    Date/time columns (tz-naive ``datetime64``) are numeric, in seconds since
+    1970-01-01, and decode to their own ``datetime64`` resolution (within the real
+    min/max, rounded to the coarsest step of the real values, e.g. whole days). Under
+    DP each needs its range in ``dp.public-domain``
+    (``{"t": {"low": "2020-01-01", "high": "2030-01-01"}}``); it is not released
+    with DP.
+
+    Everything is checked before anything trains or is written.
+
     Raises:
-        ValueError: misaligned ids, a column in two parties, NaNs, empty tables, a
-            name in ``categorical`` / ``bounded`` that is no column (with the close
-            matches), ...
+        TypeError: a table that is no DataFrame, a party name that is no string, a
+            party map that is no dict of lists.
+        ValueError: misaligned ids, a column in two parties (or in none, or unknown
+            in ``parties``: with the close matches), a bad party name, NaNs, empty
+            tables, a name in ``categorical`` / ``bounded`` that is no column (with
+            the close matches), ...
     """
     config = config or VFLGANConfig(dataset="custom")
-    tables = list(tables_by_party.values()) if isinstance(tables_by_party, Mapping) else list(tables_by_party)
+    column_order = None
+    if isinstance(tables_by_party, pd.DataFrame):
+        if parties is None:
+            raise ValueError("parties: got one joined DataFrame and no party map; "
+                             "expected parties={party name: [its columns], ...} (or one "
+                             "table per party)")
+        tables, id_column = split_joined(tables_by_party, parties, id_column)
+        names = list(parties)
+        assigned = {c for cols in parties.values() for c in cols}
+        column_order = [c for c in tables_by_party.columns if c in assigned]
+    else:
+        if parties is not None:
+            raise ValueError("parties: got a party map with per-party tables; expected "
+                             "it only with one joined DataFrame (a dict's keys name the "
+                             "parties)")
+        if isinstance(tables_by_party, Mapping):
+            names = validate_party_names(list(tables_by_party), "tables_by_party")
+            tables = list(tables_by_party.values())
+        else:
+            tables = list(tables_by_party)
+            names = default_party_names(len(tables))
+        for name, t in zip(names, tables, strict=True):
+            if not isinstance(t, pd.DataFrame):
+                raise TypeError(f"tables_by_party: party {name!r} got a "
+                                f"{type(t).__name__}; expected a pandas DataFrame")
+        if id_column is None:  # one id column name for every party's index
+            id_column = unused_name("index", [c for t in tables for c in t.columns])
+            tables = [index_as_column(t, f"party {name!r} table", name=id_column)[0]
+                      for name, t in zip(names, tables, strict=True)]
+        else:  # an id column, or an index of that name (after set_index)
+            tables = [index_as_column(t, f"party {name!r} table", name=id_column)[0]
+                      if id_column not in t.columns and t.index.name == id_column else t
+                      for name, t in zip(names, tables, strict=True)]
     parties_data = prepare_parties(tables, id_column, categorical, bounded,
                                    enforce_min_max_values=enforce_min_max_values,
                                    enforce_rounding=enforce_rounding,
                                    keep_dtypes=keep_dtypes)
-    return fit_parties(parties_data, config)
+    return fit_parties(parties_data, config, party_names=names, column_order=column_order)
 
 
 def fit_baseline(kind: str, parties_data: Sequence[PartyData], config: VFLGANConfig) -> BaselineModel:

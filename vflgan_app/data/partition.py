@@ -3,12 +3,15 @@
 Each party sorts its rows by id and the parties compare a hash of their id lists before
 training (VFLGAN's code assumes aligned rows; we check it). A column held by two
 parties, a NaN, an empty table or a misaligned id list is refused with an error that
-names the column or party.
+names the column or party. Parties have names (``"bank"``, or ``"party-<k>"`` by
+default), which are also the folders a saved model keeps them in.
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -54,10 +57,61 @@ def hash_ids(ids: np.ndarray) -> str:
     return h.hexdigest()
 
 
+#: A party name: also the folder its part of a saved model goes to, so a safe file name.
+PARTY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+#: Names a party cannot have: the other entries of a saved model's folder.
+RESERVED_PARTY_NAMES = ("server", "config.json")
+
+
+def default_party_names(k: int) -> list[str]:
+    """``["party-0", "party-1", ...]``: the names of parties given as a list."""
+    return [f"party-{i}" for i in range(k)]
+
+
+def validate_party_names(names: Sequence[object], field: str = "parties") -> list[str]:
+    """Check party names: safe folder names, distinct (ignoring case), not reserved.
+
+    Args:
+        names: the names, party 0 first.
+        field: what the names were given as (error messages start with it).
+
+    Returns:
+        ``names`` as a list.
+
+    Raises:
+        TypeError: a name that is not a string.
+        ValueError: a name that does not match :data:`PARTY_NAME`, a reserved name,
+            or two names that differ only in case (one folder on some file systems).
+    """
+    out: list[str] = []
+    seen: dict[str, str] = {}
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"{field}: party name {name!r} is a {type(name).__name__}; "
+                            "expected a string")
+        if not PARTY_NAME.fullmatch(name):
+            raise ValueError(
+                f"{field}: party name {name!r} is not a safe folder name; expected 1 to "
+                "64 letters, digits, '_', '.' or '-', starting with a letter or digit "
+                f"(the regex {PARTY_NAME.pattern})")
+        if name.lower() in RESERVED_PARTY_NAMES:
+            raise ValueError(f"{field}: party name {name!r} is reserved; expected a "
+                             f"name other than {list(RESERVED_PARTY_NAMES)}")
+        if name.lower() in seen:
+            raise ValueError(
+                f"{field}: party names {seen[name.lower()]!r} and {name!r} differ only "
+                "in case; expected distinct names (they would share a folder on "
+                "case-insensitive file systems)")
+        seen[name.lower()] = name
+        out.append(name)
+    return out
+
+
 def validate_party_map(
     columns: Sequence[str],
     party_columns: Sequence[Sequence[str]],
     id_column: str | None,
+    names: Sequence[str] | None = None,
 ) -> None:
     """Check that every data column belongs to exactly one party.
 
@@ -65,41 +119,146 @@ def validate_party_map(
         columns: the table's columns.
         party_columns: the columns each party holds, party 0 first.
         id_column: the record-id column (held by every party, not a data column).
+        names: the parties' names (the keys of a ``parties={name: [columns]}`` map);
+            None = parties by index. Only the messages use them.
 
     Raises:
-        ValueError: fewer than 2 parties, a party with no columns, unknown column names,
-            a column in two parties, or a column in none.
+        ValueError: fewer than 2 parties, a party with no columns, unknown column names
+            (with the close matches), a column listed twice, in two parties or in none.
     """
+    prefix = "" if names is None else "parties: "
+
+    def party(k: int) -> str:
+        return f"party {k}" if names is None else f"party {names[k]!r}"
+
     if len(party_columns) < 2:
         raise ValueError(
-            f"party map has {len(party_columns)} part(ies); expected at least 2 parties"
+            f"{prefix}party map has {len(party_columns)} part(ies); expected at least 2 "
+            "parties"
         )
     seen: dict[str, int] = {}
-    known = set(columns)
+    known = list(columns)
+    known_set = set(known)
     for k, cols in enumerate(party_columns):
+        where = f"party {k}" if names is None else f"parties[{names[k]!r}]"
         if len(cols) == 0:
-            raise ValueError(f"party {k} holds no columns; expected at least one")
+            raise ValueError(f"{party(k)} holds no columns; expected at least one"
+                             if names is None else
+                             f"{where}: got no columns; expected at least one column")
         for c in cols:
-            if c not in known:
-                raise ValueError(
-                    f"party {k}: unknown column {c!r}; expected one of {sorted(known)[:20]}"
-                )
+            if c not in known_set:
+                close = difflib.get_close_matches(
+                    str(c), [str(n) for n in known if n != id_column], n=3, cutoff=0.6)
+                hint = (f"did you mean {' or '.join(repr(n) for n in close)}?" if close
+                        else f"expected one of {[n for n in known if n != id_column][:20]}")
+                raise ValueError(f"{where}: unknown column {c!r}; {hint}")
             if c == id_column:
                 raise ValueError(
-                    f"party {k}: the id column {c!r} cannot be a data column"
+                    f"{where}: the id column {c!r} cannot be a data column"
                 )
+            if seen.get(c) == k:
+                raise ValueError(f"{where}: column {c!r} is listed twice; expected each "
+                                 "column once")
             if c in seen:
                 raise ValueError(
-                    f"column {c!r} is in party {seen[c]} and party {k}; expected each "
-                    "column in exactly one party"
+                    f"{prefix}column {c!r} is in {party(seen[c])} and {party(k)}; "
+                    "expected each column in exactly one party"
                 )
             seen[c] = k
     orphans = [c for c in columns if c not in seen and c != id_column]
     if orphans:
         raise ValueError(
-            f"columns {orphans[:10]} are in no party; expected every column in exactly "
-            "one party (drop them from the table or assign them)"
+            f"{prefix}columns {orphans[:10]} are in no party; expected every column "
+            "except the id in exactly one party (drop them from the table or assign them)"
         )
+
+
+def unused_name(name: str, taken: Sequence[object]) -> str:
+    """``name``, prefixed with ``_`` until it is not in ``taken``."""
+    taken_set = set(taken)
+    while name in taken_set:
+        name = "_" + name
+    return name
+
+
+def index_as_column(table: pd.DataFrame, what: str, name: str | None = None,
+                    avoid: Sequence[object] = ()) -> tuple[pd.DataFrame, str]:
+    """``table`` with its index moved into a first column (the record id), and its name.
+
+    Args:
+        table: the table.
+        what: the table in error messages.
+        name: the new column's name; None = the index's name (or ``"index"``),
+            prefixed with ``_`` until it is no column of ``table`` nor in ``avoid``.
+        avoid: names the new column must not have.
+
+    Raises:
+        ValueError: a MultiIndex, or an index with missing or repeated values.
+    """
+    index = table.index
+    if isinstance(index, pd.MultiIndex):
+        raise ValueError(f"{what}: the index is a MultiIndex ({index.nlevels} levels); "
+                         "expected a single-level index as the record id (or id_column= "
+                         "naming an id column)")
+    if index.hasnans:
+        raise ValueError(f"{what}: the index has {int(index.isna().sum())} missing "
+                         "value(s); expected a record id in every row")
+    if index.has_duplicates:
+        dup = index[index.duplicated()].tolist()[0]
+        raise ValueError(f"{what}: index value {dup!r} appears more than once; expected "
+                         "unique record ids (the index aligns the rows)")
+    if name is None:
+        name = unused_name(str(index.name) if index.name is not None else "index",
+                           [*table.columns, *avoid])
+    out = table.copy()
+    out.index = pd.RangeIndex(len(out))
+    out.insert(0, name, index.to_numpy())
+    return out, name
+
+
+def split_joined(
+    table: pd.DataFrame,
+    parties: Mapping[str, Sequence[str]],
+    id_column: str | None,
+) -> tuple[list[pd.DataFrame], str]:
+    """Cut one joined table into per-party tables by a named party map.
+
+    Args:
+        table: every party's columns, one row per record.
+        parties: ``{party name: [its columns]}``; every column but the id in exactly
+            one party; the map's order is the party order.
+        id_column: the record-id column; None, or a name that is the index's and no
+            column's: the index is the record id.
+
+    Returns:
+        The per-party tables (each with the id column first) and the id column's name.
+
+    Raises:
+        TypeError: ``parties`` is not a mapping, a party's columns are not a list.
+        ValueError: a bad party name, an id column that is neither a column nor the
+            index, or a bad party map (see :func:`validate_party_map`).
+    """
+    if not isinstance(parties, Mapping):
+        raise TypeError(f"parties: got a {type(parties).__name__}; expected a dict "
+                        "{party name: [column, ...]}")
+    names = validate_party_names(list(parties))
+    columns = []
+    for name, cols in parties.items():
+        if isinstance(cols, str) or not isinstance(cols, Sequence | pd.Index | np.ndarray):
+            raise TypeError(f"parties[{name!r}]: got {cols!r}; expected a list of column "
+                            "names")
+        columns.append(list(cols))
+    if id_column is None or (id_column not in table.columns
+                             and id_column == table.index.name):
+        table, id_column = index_as_column(table, "table",
+                                           avoid=[c for cols in columns for c in cols])
+    elif id_column not in table.columns:
+        raise ValueError(
+            f"id_column: got {id_column!r}, which is neither a column of the table nor "
+            f"the name of its index; expected one of {list(table.columns)[:20]}, or "
+            "id_column=None to align the rows by the index")
+    validate_party_map(list(table.columns), columns, id_column, names=names)
+    return [table[[id_column, *cols]].copy() for cols in columns], id_column
 
 
 def prepare_party(

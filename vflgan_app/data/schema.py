@@ -7,7 +7,9 @@ back to the original names and values:
   rounded on the way back),
 * ``categorical`` columns are one-hot (categories sorted; decoded by argmax),
 * ``bounded`` columns (image pixels) map ``[low, high]`` linearly onto ``[-1, 1]``
-  (the paper's ``Normalize(0.5, 0.5)`` for MNIST).
+  (the paper's ``Normalize(0.5, 0.5)`` for MNIST),
+* date/time columns (tz-naive ``datetime64``) are numeric columns in seconds since
+  1970-01-01, decoded back to the real column's ``datetime64`` resolution.
 
 :meth:`TableSchema.fit` learns all of this from the real table, exactly: it is the schema
 without DP. Under DP the schema must not depend on the table except through a DP
@@ -70,6 +72,15 @@ class ColumnSpec:
         dtype: the real column's dtype (``"float32"``, ``"int16"``, ``"bool"``,
             ``"category"``, ``"string"``, ...), restored on decode; ``""`` = the
             default (float64 / int64 / the value type; always so under DP).
+        datetime: the real column's date/time dtype (``"datetime64[us]"``, ...; a
+            numeric column): its numbers (``mean``, ``std``, ``low``, ``high``,
+            ``min_value``, ``max_value``) are seconds since 1970-01-01, and decoding
+            always returns this dtype (it is the column's type, not a dtype detail:
+            kept without ``keep_dtypes`` and under DP). ``""`` = not a date/time.
+        time_step: decoded date/times are rounded to a multiple of this many seconds
+            (86400: dates; 3600, 60, 1), the coarsest that holds every real value
+            (without DP, with ``enforce_rounding``); 0 = none (``integer`` and
+            ``decimals`` then apply to the seconds).
     """
 
     name: str
@@ -88,6 +99,8 @@ class ColumnSpec:
     max_value: float | None = None
     decimals: int | None = None
     dtype: str = ""
+    datetime: str = ""
+    time_step: int = 0
 
     @property
     def width(self) -> int:
@@ -136,13 +149,18 @@ class TableSchema:
             enforce_min_max_values: record each numeric column's min and max; decoded
                 values are clipped to them (as SDV does by default).
             enforce_rounding: record each numeric column's precision (decimal digits
-                of its real values); decoded values are rounded to it.
+                of its real values; for a date/time column the coarsest time step, e.g.
+                whole days); decoded values are rounded to it.
             keep_dtypes: record each column's dtype; decoding restores it.
 
+        A tz-naive ``datetime64`` column is numeric, in seconds since 1970-01-01
+        (z-scored like any number); decoding returns its ``datetime64`` dtype.
+
         Raises:
-            ValueError: empty table, unknown column names, NaNs, infinite values, non-numeric
-                values in a numeric column, numbers stored as text, or a date, time span or
-                complex column (each named, with what to do).
+            ValueError: empty table, unknown column names, NaNs (NaT), infinite values,
+                non-numeric values in a numeric column, numbers stored as text, a
+                date/time with a time zone or listed in ``categorical`` / ``bounded``,
+                or a time span or complex column (each named, with what to do).
         """
         bounded = dict(bounded or {})
         validate_table(df, "table")
@@ -153,6 +171,15 @@ class TableSchema:
         specs = []
         for name in df.columns:
             col = df[name]
+            if is_datetime(col):
+                if name in bounded:
+                    raise ValueError(
+                        f"bounded[{name!r}]: column {name!r} is a date/time ({col.dtype}); "
+                        "expected bounded columns to be numbers (a date/time column is "
+                        "encoded as seconds since 1970-01-01 without declaring bounds)")
+                specs.append(_datetime_spec(str(name), col, enforce_min_max_values,
+                                            enforce_rounding))
+                continue
             if name in bounded:
                 low, high = bounded[name]
                 if not (np.isfinite(low) and np.isfinite(high) and low < high):
@@ -247,7 +274,7 @@ class TableSchema:
                 onehot[np.arange(len(values)), [index[v] for v in values]] = 1.0
                 parts.append(onehot)
                 continue
-            values = _numeric_values(col, c.name)
+            values = _spec_values(col, c)
             if c.clip:
                 values = np.clip(values, c.low, c.high)
             if c.kind == "bounded":
@@ -293,6 +320,9 @@ class TableSchema:
                     values = np.clip(values, c.low, c.high)
                 elif c.min_value is not None and c.max_value is not None:
                     values = np.clip(values, c.min_value, c.max_value)
+                if c.datetime:
+                    out[c.name] = seconds_to_datetime(values, c)
+                    continue
                 if c.integer:
                     values = np.round(values).astype(np.int64)
                 elif c.decimals is not None:
@@ -314,7 +344,7 @@ class TableSchema:
                 keys = category_keys(df[c.name], c.value_type)
                 n = int((~np.isin(keys, c.categories)).sum())
             else:
-                v = _numeric_values(df[c.name], c.name)
+                v = _spec_values(df[c.name], c)
                 n = int(((v < c.low) | (v > c.high)).sum())
             if n:
                 out[c.name] = n
@@ -349,7 +379,7 @@ class TableSchema:
 _DOMAIN_FIELDS = {"clip": False, "fallback": "", "domain": ""}
 #: Every optional field (fixed domain, faithful decoding) and its default.
 _OPTIONAL_FIELDS = {**_DOMAIN_FIELDS, "min_value": None, "max_value": None,
-                    "decimals": None, "dtype": ""}
+                    "decimals": None, "dtype": "", "datetime": "", "time_step": 0}
 
 #: The most decimal digits recorded as a column's precision (more = full precision).
 MAX_DECIMALS = 10
@@ -450,7 +480,19 @@ HIGH_CARDINALITY = 1000
 def _check_column_type(name: str, col: pd.Series, declared: bool) -> None:
     """Refuse columns that would otherwise be mangled silently (each error names them)."""
     kind = col.dtype.kind
-    if kind in "mMc" or isinstance(col.dtype, pd.PeriodDtype):
+    if isinstance(col.dtype, pd.DatetimeTZDtype):
+        raise ValueError(
+            f"column {name!r}: dtype {col.dtype} (a date/time with a time zone); expected "
+            "tz-naive date/times (convert with .dt.tz_convert(None) for UTC, or "
+            ".dt.tz_localize(None) for local wall time)")
+    if kind == "M":
+        if declared:
+            raise ValueError(
+                f"categorical: column {name!r} is a date/time ({col.dtype}); expected "
+                "it not listed (date/times are encoded as numbers; to treat it as "
+                "categories, convert it to strings first)")
+        return
+    if kind in "mc" or isinstance(col.dtype, pd.PeriodDtype):
         what = {"m": "a time span", "M": "a date/time", "c": "a complex number"}.get(
             kind, "a period")
         raise ValueError(
@@ -500,6 +542,79 @@ def _numeric_spec(name: str, col: pd.Series, min_max: bool = True,
         extra["decimals"] = _decimals(values, col.dtype)
     return ColumnSpec(name, "numeric", mean=float(values.mean()),
                       std=std if std > 0 else 1.0, integer=integer, **extra)
+
+
+def is_datetime(col: pd.Series) -> bool:
+    """Whether ``col`` holds tz-naive date/times (``datetime64``)."""
+    return col.dtype.kind == "M" and not isinstance(col.dtype, pd.DatetimeTZDtype)
+
+
+#: Ticks per second of the ``datetime64`` units a column may have.
+_TICKS_PER_SECOND = {"s": 1, "ms": 10**3, "us": 10**6, "ns": 10**9}
+#: Rounding steps of a date/time column, coarsest first: day, hour, minute, second.
+TIME_STEPS = (86400, 3600, 60, 1)
+#: 1970-01-01, the origin of a date/time column's seconds (and of declared bounds).
+EPOCH = pd.Timestamp(0)
+
+
+def _time_unit(dtype: Any, name: str) -> tuple[str, int]:
+    unit = np.datetime_data(np.dtype(dtype))[0]
+    if unit not in _TICKS_PER_SECOND:
+        raise ValueError(f"column {name!r}: dtype {dtype} (unit {unit!r}); expected a "
+                         f"date/time in one of the units {list(_TICKS_PER_SECOND)}")
+    return unit, _TICKS_PER_SECOND[unit]
+
+
+def datetime_seconds(col: pd.Series, name: str) -> np.ndarray:
+    """Seconds since 1970-01-01 of a tz-naive date/time column (float64).
+
+    Whole seconds and the fraction are split before the float conversion, so whole
+    seconds are exact (sub-microsecond parts of nanosecond times are not kept).
+
+    Raises:
+        ValueError: ``col`` is not a tz-naive ``datetime64`` column.
+    """
+    if not is_datetime(col):
+        raise ValueError(f"column {name!r}: dtype {col.dtype}; expected a tz-naive "
+                         "date/time (datetime64) column, as in the fitted table")
+    ticks = col.to_numpy()
+    _, per = _time_unit(ticks.dtype, name)
+    whole, rest = np.divmod(ticks.view(np.int64), per)
+    return whole.astype(np.float64) + rest / per
+
+
+def seconds_to_datetime(values: np.ndarray, c: ColumnSpec) -> np.ndarray:
+    """Decoded seconds since 1970-01-01 as ``c.datetime`` (rounded to its step)."""
+    step = c.time_step or (1 if c.integer else 0)
+    if step:
+        values = np.round(values / step) * step
+    _, per = _time_unit(c.datetime, c.name)
+    limit = np.iinfo(np.int64).max // per - 1  # an unclipped sample must not wrap around
+    values = np.clip(values, -limit, limit)
+    whole = np.floor(values)
+    # the fraction is rounded apart: near 1.7e9 s a float64 keeps only ~0.2 us
+    digits = 0 if step else (c.decimals if c.decimals is not None else 9)
+    quantum = 10 ** max(int(math.log10(per)) - digits, 0)  # ticks per kept digit
+    parts = np.round((values - whole) * (per // quantum)).astype(np.int64) * quantum
+    ticks = whole.astype(np.int64) * per + parts
+    return ticks.view(np.dtype(c.datetime))
+
+
+def _datetime_spec(name: str, col: pd.Series, min_max: bool = True,
+                   rounding: bool = True) -> ColumnSpec:
+    """A date/time column as a numeric one in seconds (its step: the coarsest unit)."""
+    seconds = datetime_seconds(col, name)
+    spec = _numeric_spec(name, pd.Series(seconds), min_max, rounding)
+    step = 0
+    if rounding and spec.integer:
+        step = next(s for s in TIME_STEPS if np.all(np.mod(seconds, s) == 0))
+    return replace(spec, integer=False, decimals=None if step else spec.decimals,
+                   datetime=str(col.dtype), time_step=step)
+
+
+def _spec_values(col: pd.Series, c: ColumnSpec) -> np.ndarray:
+    """The numbers a numeric or bounded column encodes (a date/time's seconds)."""
+    return datetime_seconds(col, c.name) if c.datetime else _numeric_values(col, c.name)
 
 
 def _numeric_values(col: pd.Series, name: str) -> np.ndarray:
@@ -591,7 +706,9 @@ def load_public_domain(value: str | None) -> dict[str, dict]:
             or ``{"low": a, "high": b, "integer": bool, "decimals": d}`` (numeric or
             bounded; ``integer`` optional, default false; true: decoded values are
             rounded to integers; ``decimals`` optional: decoded values are rounded to
-            ``d`` decimal digits, numeric only).
+            ``d`` decimal digits, numeric only). For a date/time column ``low`` and
+            ``high`` are tz-naive date/times as text (``"2020-01-01"``, ISO 8601) or
+            seconds since 1970-01-01, and ``integer`` / ``decimals`` round the seconds.
 
     Returns:
         ``{column: entry}`` with every entry complete (``other``/``integer`` filled in).
@@ -689,11 +806,16 @@ def _check_bounds(key: str, entry: dict) -> dict:
         if field not in entry:
             raise ValueError(f"{key}: no \"{field}\"; expected both \"low\" and "
                              "\"high\" for a numeric column")
-        if not _is_number(entry[field]):
+        if isinstance(entry[field], str):
+            bound_seconds(entry[field], f"{key}.{field}")  # a date/time column's bound
+        elif not _is_number(entry[field]):
             raise ValueError(f"{key}.{field}: got {entry[field]!r}, expected a finite "
-                             "number")
+                             "number (or a date/time as text, for a date/time column)")
     low, high = entry["low"], entry["high"]
-    if not low < high:
+    if isinstance(low, str) != isinstance(high, str):
+        raise ValueError(f"{key}: got low {low!r} and high {high!r}; expected both "
+                         "numbers or both date/times as text")
+    if not bound_seconds(low, f"{key}.low") < bound_seconds(high, f"{key}.high"):
         raise ValueError(f"{key}.low: got {low}, expected < high ({high})")
     integer = entry.get("integer", False)
     if not isinstance(integer, bool):
@@ -703,10 +825,30 @@ def _check_bounds(key: str, entry: dict) -> dict:
                                  or not 0 <= decimals <= MAX_DECIMALS):
         raise ValueError(f"{key}.decimals: got {decimals!r}, expected an integer in "
                          f"[0, {MAX_DECIMALS}] (decimal digits decoded values keep)")
-    out = {"low": float(low), "high": float(high), "integer": integer}
+    out = {"low": low if isinstance(low, str) else float(low),
+           "high": high if isinstance(high, str) else float(high), "integer": integer}
     if decimals is not None:
         out["decimals"] = decimals
     return out
+
+
+def bound_seconds(value: Any, key: str = DOMAIN_SETTING) -> float:
+    """A declared bound as a number: date/time text as seconds since 1970-01-01.
+
+    Raises:
+        ValueError: text that is no tz-naive date/time (the message names ``key``).
+    """
+    if not isinstance(value, str):
+        return float(value)
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        stamp = None
+    if stamp is None or stamp is pd.NaT or stamp.tzinfo is not None:
+        raise ValueError(f"{key}: got {value!r}, expected a finite number or a tz-naive "
+                         "date/time as text (e.g. \"2020-01-01\" or "
+                         "\"2020-01-01T12:00:00\")")
+    return (stamp - EPOCH) / pd.Timedelta(seconds=1)
 
 
 def declared_value_type(categories: Sequence[Any]) -> str:
@@ -724,15 +866,19 @@ def public_column_spec(name: str, entry: Mapping[str, Any], base: ColumnSpec) ->
     Args:
         name: the column.
         entry: its checked declaration (:func:`load_public_domain`).
-        base: its exact spec (only its kind is read: declared categories make a
-            numeric column categorical; bounds on a categorical column, or categories
-            on a bounded one, are refused).
+        base: its exact spec (only its kind and date/time dtype are read: declared
+            categories make a numeric column categorical; bounds on a categorical
+            column, categories on a bounded or date/time one, and bounds given as
+            date/times on any other column are refused).
 
     Raises:
         ValueError: the declaration does not fit the column's kind.
     """
     key = f"{DOMAIN_SETTING}.{name}"
     if "categories" in entry:
+        if base.datetime:
+            raise ValueError(f"{key}: got \"categories\" for a date/time column; "
+                             "expected \"low\" and \"high\" (e.g. \"2020-01-01\")")
         if base.kind == "bounded":
             raise ValueError(f"{key}: got \"categories\" for a bounded column; expected "
                              "\"low\" and \"high\"")
@@ -746,10 +892,15 @@ def public_column_spec(name: str, entry: Mapping[str, Any], base: ColumnSpec) ->
     if base.kind == "categorical":
         raise ValueError(f"{key}: got \"low\"/\"high\" for a categorical column; "
                          "expected \"categories\": [...]")
-    low, high = float(entry["low"]), float(entry["high"])
+    if isinstance(entry["low"], str) and not base.datetime:
+        raise ValueError(f"{key}.low: got {entry['low']!r} (a date/time) for a column "
+                         "that is not a date/time; expected a number")
+    low, high = bound_seconds(entry["low"], key), bound_seconds(entry["high"], key)
     if base.kind == "bounded":
         return ColumnSpec(name, "bounded", low=low, high=high, clip=True, domain="public")
     integer = bool(entry.get("integer", False))
+    # a date/time keeps its dtype: the column's type, like a categorical's value type
     return ColumnSpec(name, "numeric", mean=(low + high) / 2, std=(high - low) / 2,
                       integer=integer, low=low, high=high, clip=True, domain="public",
-                      decimals=None if integer else entry.get("decimals"))
+                      decimals=None if integer else entry.get("decimals"),
+                      datetime=base.datetime)

@@ -188,8 +188,9 @@ def private_schema(schema: TableSchema, table: pd.DataFrame | None, *,
 
     Raises:
         ValueError: a column with no declared domain when the plan has no schema
-            budget; a declaration that does not fit its column; a column none of whose
-            values passes the threshold (the message gives only public numbers).
+            budget, or a date/time column with none; a declaration that does not fit
+            its column; a column none of whose values passes the threshold (the
+            message gives only public numbers).
     """
     specs: dict[str, ColumnSpec] = {}
     todo = []
@@ -199,6 +200,13 @@ def private_schema(schema: TableSchema, table: pd.DataFrame | None, *,
         elif c.kind == "bounded":  # declared with its bounds (image pixels)
             specs[c.name] = ColumnSpec(c.name, "bounded", low=c.low, high=c.high,
                                        clip=True, domain="public")
+        elif c.datetime:  # power-of-two buckets of seconds since 1970: no usable range
+            raise ValueError(
+                f"party {party_id}: column {c.name!r} is a date/time ({c.datetime}) with "
+                f"no public domain; under DP its range is neither read from the table "
+                f"nor released with DP; expected it in {DOMAIN_SETTING} (e.g. "
+                f'{{"{c.name}": {{"low": "2020-01-01", "high": "2030-01-01"}}}}: '
+                "date/times as text, or seconds since 1970-01-01)")
         else:
             todo.append(c)
     if todo and plan.schema_noise_multiplier is None:

@@ -19,11 +19,12 @@ def table(**extra):
         (np.r_[np.ones(19), np.inf], r"column 'bad': 1 infinite value\(s\) at rows \[19\]"),
         (np.r_[-np.inf, np.ones(19)], r"infinite value\(s\) at rows \[0\]"),
         ([str(v) for v in range(20)], "column 'bad': numbers stored as text"),
-        (pd.date_range("2020-01-01", periods=20), r"dtype datetime64\[\w+\] \(a date/time\)"),
+        (pd.date_range("2020-01-01", periods=20, tz="UTC"),
+         r"dtype datetime64\[\w+, UTC\] \(a date/time with a time zone\)"),
         (pd.to_timedelta(np.arange(20), unit="D"), r"\(a time span\)"),
         (np.arange(20) + 1j, r"\(a complex number\)"),
     ],
-    ids=["inf", "minus-inf", "numeric-strings", "datetime", "timedelta", "complex"],
+    ids=["inf", "minus-inf", "numeric-strings", "datetime-tz", "timedelta", "complex"],
 )
 def test_columns_that_would_be_mangled_are_refused_by_name(column, match):
     with pytest.raises(ValueError, match=match):
