@@ -46,6 +46,8 @@ class Loopback:
         self.num_parties, self.dataset, self.max_rows, self.tls = num_parties, dataset, \
             max_rows, tls
         self.procs: list[subprocess.Popen] = []
+        self.party_procs: dict[int, subprocess.Popen] = {}  # party -> its node's process
+        self._party_args: dict[int, tuple[list[str], dict]] = {}
         self.home = self.dir / "flwr-home"
         self.env = flwr_env(self.home)
         self.env["FLWR_BIN"] = str(Path(sys.executable).parent)
@@ -68,8 +70,8 @@ class Loopback:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def _spawn(self, args: list[str], env: dict, log: str) -> subprocess.Popen:
-        f = open(self.dir / log, "w")  # noqa: SIM115 (closed with the process)
+    def _spawn(self, args: list[str], env: dict, log: str, mode: str = "w") -> subprocess.Popen:
+        f = open(self.dir / log, mode)  # noqa: SIM115 (closed with the process)
         p = subprocess.Popen(args, env=env, cwd=ROOT, stdout=f, stderr=subprocess.STDOUT,
                              start_new_session=True)
         self.procs.append(p)
@@ -118,10 +120,12 @@ class Loopback:
             nenv = dict(env, SUPERLINK=f"127.0.0.1:{self.public_port}", PORT=str(free_port()),
                         NUM_PARTIES=str(self.num_parties), BOUNDS=bounds, CATEGORICAL=cats,
                         CHECKPOINT_DIR=str(self.dir / f"party{k}-checkpoints"),
+                        DELIVERY_DIR=str(self.dir / f"party{k}-delivered"),
                         LAUNCHER="1" if self.launcher else "0",
                         FLWR_HOME=str(self.dir / f"supernode{k}-home"))
-            self._spawn(["bash", str(ROOT / "scripts/deploy/start_supernode.sh"), str(k),
-                         str(data / f"party{k}.csv")], nenv, f"supernode{k}.log")
+            self._party_args[k] = (["bash", str(ROOT / "scripts/deploy/start_supernode.sh"),
+                                    str(k), str(data / f"party{k}.csv")], nenv)
+            self.party_procs[k] = self._spawn(*self._party_args[k], f"supernode{k}.log")
 
     def wait_health(self, timeout: float = 120.0) -> None:
         """Wait until the SuperLink answers ``/health`` on the parties' address.
@@ -179,10 +183,51 @@ class Loopback:
         return [int(pid) for pid, pgid, stat in (ln.split() for ln in out.splitlines())
                 if int(pgid) in groups and not stat.startswith("Z")]
 
+    # -- one party's node (fault tests) ------------------------------------------------
+    def party_pids(self, k: int) -> dict[str, int]:
+        """PIDs of party ``k``'s node: ``supernode`` and, with the launcher, ``executor``."""
+        group = self.party_procs[k].pid
+        out = subprocess.run(["ps", "-ewwo", "pid=,pgid=,stat=,args="], capture_output=True,
+                             text=True).stdout
+        pids = {}
+        for line in out.splitlines():
+            pid, pgid, stat, args = line.split(None, 3)
+            if int(pgid) != group or stat.startswith("Z"):
+                continue
+            if "vflgan_app.flower.executor executor" in args:
+                pids["executor"] = int(pid)
+            elif "vflgan_app.flower.executor supernode" in args or "flower-supernode" in args:
+                pids["supernode"] = int(pid)
+        return pids
+
+    def kill_party(self, k: int) -> None:
+        """SIGKILL every process of party ``k``'s node (a crashed machine)."""
+        try:
+            os.killpg(self.party_procs[k].pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.party_procs[k].wait()
+
+    def restart_party(self, k: int) -> None:
+        """Start party ``k``'s node again (same data, keys and checkpoint folder)."""
+        if self.party_procs[k].poll() is None:
+            raise RuntimeError(f"party {k}'s node is still running; kill_party({k}) first")
+        self.party_procs[k] = self._spawn(*self._party_args[k], f"supernode{k}.log", "a")
+
     # -- runs -----------------------------------------------------------------------------
-    def run(self, run_config: str, timeout: float = 600.0) -> dict:
-        """``flwr run . <connection>``; return run id, final status, wall time, log."""
+    def run(self, run_config: str, timeout: float = 600.0, during=None) -> dict:
+        """``flwr run . <connection>``; return run id, final status, wall time, log.
+
+        ``during``: a function run in a thread while the run goes on (a fault to inject);
+        what it returns is ``result["during"]``.
+        """
+        import threading
+
         flwr = str(Path(sys.executable).parent / "flwr")
+        box: dict = {}
+        if during is not None:
+            thread = threading.Thread(target=lambda: box.update(during=during()), daemon=True)
+            thread.start()
         t0 = time.monotonic()
         try:
             p = subprocess.run([flwr, "run", str(ROOT), self.connection, "--stream",
@@ -197,7 +242,10 @@ class Loopback:
         m = re.search(r"Successfully started run (\d+)", log)
         run_id = m.group(1) if m else None
         status = self.status(run_id) if run_id else None
-        return {"run_id": run_id, "status": status, "wall_s": wall, "log": log}
+        if during is not None:
+            thread.join(timeout=60)
+        return {"run_id": run_id, "status": status, "wall_s": wall, "log": log,
+                "during": box.get("during")}
 
     def status(self, run_id: str, wait: float = 60.0) -> str | None:
         """Final status of ``run_id`` from ``flwr ls``."""
