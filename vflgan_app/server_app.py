@@ -247,6 +247,7 @@ def publish_run(cfg: VFLGANConfig, coord, run_dir: Path, settings: FlowerSetting
         logger.warning("the parties' columns are not those of the built-in %r; "
                        "publishing them as custom tables", cfg.dataset)
         ds = None
+        cfg = dataclasses.replace(cfg, dataset="custom")  # what the report and summary say
     extra = {
         "model": "vflgan", "runtime": "flower", "dataset": cfg.dataset,
         "dp": dp or {"mode": "none"}, "stopped_early": stopped_early,

@@ -244,6 +244,8 @@ def test_party_csvs_with_the_default_dataset_publish_as_custom(tmp_path):
     files = sorted(p.name for p in run_dir.iterdir())
     assert any(f.endswith(".csv") for f in files), files
     assert "samples.png" not in files
+    assert report["dataset"] == "custom"
+    assert (run_dir / "summary.md").read_text().splitlines()[0] == "# vflgan on custom"
 
 
 def test_schemas_match_the_builtin_dataset_only_with_its_columns():
