@@ -187,14 +187,14 @@ def _train(args: argparse.Namespace) -> int:
     timer = StageTimer(logger)
     with timer("data"):
         if args.party_csv:
-            from vflgan_app.run import prepare_party_csvs
+            from vflgan_app.run import party_csv_dataset
 
             if cfg.dataset != "custom":  # own tables; a named dataset lends its preset
                 preset = args.dataset if args.dataset in ARCHITECTURES else None
                 cfg = dataclasses.replace(cfg, dataset="custom",
                                           architecture=cfg.architecture or preset)
             cats = [c for c in args.categorical.split(",") if c]
-            prepared = (None, prepare_party_csvs(args.party_csv, args.id_column, cats))
+            prepared = party_csv_dataset(args.party_csv, args.id_column, cats)
         else:
             prepared = prepare_dataset(cfg)
     preflight(cfg, prepared[1])

@@ -145,6 +145,17 @@ def prepare_party_csvs(specs: Sequence[str], id_column: str,
                        categorical: Sequence[str] = ()) -> list[PartyData]:
     """Each party's own CSV (``NAME=PATH``, any dialect pandas sniffs), prepared and aligned.
 
+    Raises: as :func:`party_csv_dataset`.
+    """
+    return party_csv_dataset(specs, id_column, categorical)[1]
+
+
+def party_csv_dataset(specs: Sequence[str], id_column: str,
+                      categorical: Sequence[str] = ()) -> tuple[Dataset, list[PartyData]]:
+    """The parties' own CSVs as a ``custom`` :class:`Dataset`, and the prepared parties.
+
+    The dataset is for the evaluation: the CLI's user holds every table.
+
     Raises:
         ValueError: a spec without ``=``, a repeated name, fewer than two parties, a
             missing id column (named), or the checks of :func:`prepare_parties`.
@@ -174,7 +185,15 @@ def prepare_party_csvs(specs: Sequence[str], id_column: str,
     unknown = sorted(set(categorical) - set(held))
     if unknown:
         raise ValueError(f"--categorical: {unknown} are in no party's CSV")
-    return prepare_parties(tables, id_column, cats)
+    parties = prepare_parties(tables, id_column, cats)
+    joined = tables[0]
+    for t in tables[1:]:
+        joined = joined.merge(t, on=id_column, how="inner")  # ids are aligned (checked)
+    joined = joined.rename(columns={id_column: ID_COLUMN}).sort_values(ID_COLUMN)
+    ds = Dataset(name="custom", table=joined.reset_index(drop=True),
+                 party_columns=[[c for c in t.columns if c != id_column] for t in tables],
+                 categorical=cats)
+    return ds, parties
 
 
 def preflight(cfg: VFLGANConfig, parties: Sequence[PartyData],

@@ -35,6 +35,11 @@ def test_train_on_two_party_csvs(tmp_path, capsys):
     report = json.loads((run / "report.json").read_text())
     assert report["dataset"] == "custom" and report["config"]["dataset"] == "custom"
     assert report["party_columns"] == [["a", "color", "count"], ["b", "c", "kind"]]
+    # the user holds both tables, so the run is scored against them, control beside it
+    metrics = report["metrics"]
+    assert {"model", "control", "real"} <= set(metrics) and metrics["dependence"]["verdicts"]
+    assert "independent-latent control" in (run / "summary.md").read_text()
+    assert (run / "plot_correlations.png").exists()
 
 
 @pytest.mark.parametrize(
