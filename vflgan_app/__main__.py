@@ -204,7 +204,9 @@ def _train(args: argparse.Namespace) -> int:
     report = run_experiment(cfg, args.model, run_dir, evaluate=not args.no_eval,
                             timer=timer, prepared=prepared,
                             checkpoint_every=args.checkpoint_every, resume=args.resume,
-                            overwrite=args.overwrite)
+                            overwrite=args.overwrite,
+                            party_names=[s.partition("=")[0] for s in args.party_csv or []]
+                            or None)
     print(f"wrote {run_dir} ({time.perf_counter() - t0:.1f} s)")
     from vflgan_app.publish import console_summary
 

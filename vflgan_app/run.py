@@ -39,7 +39,8 @@ def prepare_real_parties(ds: Dataset) -> list[PartyData]:
 
 
 def train_model(cfg: VFLGANConfig, kind: str, parties: list[PartyData],
-                arch: Architecture | None = None, checkpoints: dict | None = None):
+                arch: Architecture | None = None, checkpoints: dict | None = None,
+                party_names: Sequence[str] | None = None):
     """Train ``kind`` (vflgan, vertigan, centralized) on prepared parties.
 
     With DP, a run that reaches ``dp.target-epsilon`` before ``steps`` stops before the
@@ -49,12 +50,13 @@ def train_model(cfg: VFLGANConfig, kind: str, parties: list[PartyData],
     config's architecture (vflgan only; e.g. a bias-free no-DP control).
     ``checkpoints`` are the checkpoint arguments of :meth:`VFLGANModel.fit`
     (``checkpoint_dir``, ``checkpoint_every``, ``resume``, ``overwrite``; vflgan only).
+    ``party_names`` name the saved model's party folders (vflgan; default party-<k>).
 
     Raises:
         ValueError: checkpoints asked of a baseline.
     """
     if kind == "vflgan":
-        model = build_federation(parties, cfg, arch=arch)
+        model = build_federation(parties, cfg, arch=arch, party_names=party_names)
         model.stopped_early = None
         try:
             model.fit(**(checkpoints or {}))
@@ -180,6 +182,9 @@ def party_csv_dataset(specs: Sequence[str], id_column: str,
         tables.append(table)
     if len(tables) < 2:
         raise ValueError(f"--party-csv: got {len(tables)} party, expected at least 2")
+    from vflgan_app.data.partition import validate_party_names
+
+    validate_party_names(names, "--party-csv NAME")  # they name the saved model's folders
     held = [c for t in tables for c in t.columns if c != id_column]
     cats = [c for c in categorical if c in held]
     unknown = sorted(set(categorical) - set(held))
@@ -231,7 +236,7 @@ def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool =
                    timer: StageTimer | None = None, arch: Architecture | None = None,
                    prepared: tuple[Dataset, list[PartyData]] | None = None, *,
                    checkpoint_every: int = 0, resume: bool = False,
-                   overwrite: bool = False) -> dict:
+                   overwrite: bool = False, party_names: Sequence[str] | None = None) -> dict:
     """Train, publish and evaluate; return the report written to ``report.json``.
 
     ``prepared`` is the output of :func:`prepare_dataset` when the caller already has it
@@ -256,7 +261,8 @@ def run_experiment(cfg: VFLGANConfig, kind: str, run_dir: Path, evaluate: bool =
     if ds is not None:
         log_header(cfg, kind, ds, parties)
     with timer("training"):
-        model = train_model(cfg, kind, parties, arch=arch, checkpoints=checkpoints)
+        model = train_model(cfg, kind, parties, arch=arch, checkpoints=checkpoints,
+                            party_names=party_names if kind == "vflgan" else None)
     if kind == "vflgan":
         model.save(run_dir / "model")
     if ds is None:  # the user's own tables (``--party-csv``): their columns are theirs

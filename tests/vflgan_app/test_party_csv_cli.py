@@ -40,6 +40,9 @@ def test_train_on_two_party_csvs(tmp_path, capsys):
     assert {"model", "control", "real"} <= set(metrics) and metrics["dependence"]["verdicts"]
     assert "independent-latent control" in (run / "summary.md").read_text()
     assert (run / "plot_correlations.png").exists()
+    # the saved model's party folders carry the --party-csv names
+    assert {p.name for p in (run / "model").iterdir() if p.is_dir()} == {"bank", "shop",
+                                                                         "server"}
 
 
 @pytest.mark.parametrize(
@@ -48,9 +51,10 @@ def test_train_on_two_party_csvs(tmp_path, capsys):
         (lambda s: s[:1], "got 1 party, expected at least 2"),
         (lambda s: [s[0], "shop"], "got 'shop', expected NAME=PATH"),
         (lambda s: [s[0], s[0]], "party name 'bank' given twice"),
+        (lambda s: [s[0], "../up=" + s[1].partition("=")[2]], "--party-csv NAME"),
         (lambda s: [s[0], "shop=missing.csv"], "missing.csv does not exist"),
     ],
-    ids=["one-party", "no-path", "twice", "missing-file"],
+    ids=["one-party", "no-path", "twice", "bad-name", "missing-file"],
 )
 def test_bad_party_csv_arguments_are_named_before_writing(tmp_path, capsys, edit, match):
     args = ["train", "--id-column", "cid", "--output-dir", str(tmp_path / "runs"),
