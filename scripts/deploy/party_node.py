@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+BUSY_POLL_CAP = float(os.environ.get("VFLGAN_BUSY_POLL_CAP", "0.02"))
 
 
 def child_env() -> dict:
@@ -46,7 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--launcher-help", action="help", help="this help")
     p.add_argument("--executor-restarts", type=int, default=3)
     p.add_argument("--busy-poll", type=float, default=0.02,
-                   help="seconds between the executor's task polls while a run is active")
+                   help="seconds between the executor's task polls right after a task")
+    p.add_argument("--busy-poll-cap", type=float, default=BUSY_POLL_CAP,
+                   help="the longest wait between polls while a run is active, for the "
+                        "SuperNode and the executor (default: %(default)s)")
     # read (and passed on) to find the Runtime API the executor dials
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", default="9094")
@@ -62,11 +66,13 @@ def main(argv: list[str] | None = None) -> int:
     host = "127.0.0.1" if ours.host in ("0.0.0.0", "::", "") else ours.host
     runtime = f"{host}:{ours.port}"
     env = child_env()
+    env["VFLGAN_BUSY_POLL_CAP"] = str(ours.busy_poll_cap)
     module = [sys.executable, "-m", "vflgan_app.flower.executor"]
     node = subprocess.Popen([*module, "supernode", *rest, "--host", ours.host,
                              "--port", ours.port], env=env)
     executor_cmd = [*module, "executor", "--runtime-api-address", runtime,
-                    "--busy-poll", str(ours.busy_poll)]
+                    "--busy-poll", str(ours.busy_poll), "--busy-poll-cap",
+                    str(ours.busy_poll_cap)]
     executor = subprocess.Popen(executor_cmd, env=env)
     stopping = False
 

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -71,7 +72,10 @@ class PollSchedule:
     """How long to wait after an empty poll: short while active, backing off when idle.
 
     Args:
-        busy: seconds between polls within ``active_window`` of the last work.
+        busy: seconds between polls right after work (a message, a task).
+        busy_cap: within ``active_window``, the wait grows by ``growth`` per empty poll
+            from ``busy`` up to this (default ``busy``: constant). Fewer polls leave the
+            2-core machine's SuperLink and SuperNodes more CPU for the real requests.
         idle: the longest wait (flwr's own 3 s once a run is long over).
         active_window: seconds after the last work during which polls stay at ``busy``.
         growth: factor by which the wait grows per empty poll after the window.
@@ -83,6 +87,7 @@ class PollSchedule:
     active_window: float = 15.0
     growth: float = 2.0
     clock: object = time.monotonic
+    busy_cap: float | None = None
     _last_work: float = field(default=float("-inf"), init=False)
     _wait: float = field(default=0.0, init=False)
 
@@ -90,6 +95,11 @@ class PollSchedule:
         if not 0 < self.busy <= self.idle:
             raise ValueError(f"poll busy={self.busy}, idle={self.idle}; expected "
                              "0 < busy <= idle")
+        if self.busy_cap is None:
+            self.busy_cap = self.busy
+        if not self.busy <= self.busy_cap <= self.idle:
+            raise ValueError(f"poll busy={self.busy}, busy_cap={self.busy_cap}, idle="
+                             f"{self.idle}; expected busy <= busy_cap <= idle")
         if self.growth < 1 or self.active_window < 0:
             raise ValueError(f"poll growth={self.growth}, active_window="
                              f"{self.active_window}; expected growth >= 1, window >= 0")
@@ -107,8 +117,9 @@ class PollSchedule:
     def next_wait(self) -> float:
         """Seconds to wait after an empty poll."""
         if self.active():
-            return self.busy
-        self._wait = min(self.idle, self._wait * self.growth)
+            wait, self._wait = self._wait, min(self.busy_cap, self._wait * self.growth)
+            return wait
+        self._wait = min(self.idle, max(self._wait, self.busy_cap) * self.growth)
         return self._wait
 
 
@@ -388,17 +399,20 @@ def main(argv: list[str] | None = None) -> None:
     logging.getLogger("vflgan_app").setLevel(logging.INFO)
     check_flwr_version()
     if argv[:1] == ["supernode"]:
-        run_supernode(argv[1:], PollSchedule())
+        cap = os.environ.get("VFLGAN_BUSY_POLL_CAP")  # party_node.py --busy-poll-cap
+        run_supernode(argv[1:], PollSchedule(busy_cap=float(cap) if cap else None))
         return
     p = argparse.ArgumentParser(prog="python -m vflgan_app.flower.executor executor")
     p.add_argument("command", choices=["executor"])
     p.add_argument("--runtime-api-address", default="127.0.0.1:9094")
     p.add_argument("--app", default=DEFAULT_APP, help="module:attribute of the ClientApp")
     p.add_argument("--busy-poll", type=float, default=0.02)
+    p.add_argument("--busy-poll-cap", type=float, default=None)
     p.add_argument("--idle-poll", type=float, default=3.0)
     a = p.parse_args(argv)
     ex = ClientAppExecutor(a.runtime_api_address, load=partial(load_app, a.app),
-                           schedule=PollSchedule(busy=a.busy_poll, idle=a.idle_poll))
+                           schedule=PollSchedule(busy=a.busy_poll, idle=a.idle_poll,
+                                                 busy_cap=a.busy_poll_cap))
     patch_task_pulls()
     logger.info("executor serving ClientApp tasks of %s", a.runtime_api_address)
     ex.serve()

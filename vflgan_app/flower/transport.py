@@ -10,6 +10,7 @@ with an error, or sends a reply that cannot be decoded stops the round with
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from vflgan_app.core.protocol import Call, PayloadObserver, Transport
@@ -18,6 +19,7 @@ from vflgan_app.flower import codec
 
 logger = logging.getLogger(__name__)
 
+POLL_CAP_S = float(os.environ.get("VFLGAN_SERVER_POLL_CAP", "0.01"))  # see poll_cap
 SILENT_GRACE_S = 2.0  # how long the handshake waits for extra nodes once all parties answered
 OBJECT_BACKOFF_S = 0.01  # first retry of a reply object that is not stored yet (flwr: 1 s)
 
@@ -60,7 +62,8 @@ class FlowerTransport(Transport):
         num_parties: how many parties must connect before training.
         round_timeout: seconds one round trip may take before the run stops.
         connect_timeout: seconds to wait for all SuperNodes to connect.
-        poll_interval: seconds between two pulls.
+        poll_interval: seconds before the second pull of a round trip.
+        poll_cap: the wait grows by 1.5x per empty pull up to this many seconds.
         observer: optional ``f(direction, node_id, message_type, content)`` called with
             every ``RecordDict`` pushed or pulled (the wire audit).
         message_factory: ``f(content, message_type, dst_node_id, group_id)`` building
@@ -69,6 +72,7 @@ class FlowerTransport(Transport):
 
     def __init__(self, grid, num_parties: int, round_timeout: float = 120.0,
                  connect_timeout: float = 120.0, poll_interval: float = 0.01,
+                 poll_cap: float = POLL_CAP_S,
                  observer: PayloadObserver | None = None, message_factory=None) -> None:
         self.grid = grid
         self.message_factory = message_factory or _flower_message
@@ -76,6 +80,7 @@ class FlowerTransport(Transport):
         self.round_timeout = round_timeout
         self.connect_timeout = connect_timeout
         self.poll_interval = poll_interval
+        self.poll_cap = max(poll_interval, poll_cap)
         self.observer = observer
         self.round_trips = 0
         self.round_s: list[float] = []  # wall seconds of each round trip
@@ -161,7 +166,7 @@ class FlowerTransport(Transport):
         pending = set(node_of_msg)
         got: dict[int, list[dict]] = {}
         deadline = time.monotonic() + self.round_timeout
-        grace_end = None
+        grace_end, wait = None, self.poll_interval
         while pending:
             for reply in self.grid.pull_messages(list(pending)):
                 mid = reply.metadata.reply_to_message_id
@@ -192,6 +197,7 @@ class FlowerTransport(Transport):
                     late = sorted(label(node_of_msg[m]) for m in pending)
                     raise PartyTimeout(f"{', '.join(late)} did not answer within "
                                        f"{self.round_timeout:g} s (round {group})")
-                time.sleep(self.poll_interval)
+                time.sleep(wait)
+                wait = min(self.poll_cap, wait * 1.5)
         self.round_s.append(time.monotonic() - t0)
         return got

@@ -456,3 +456,28 @@ def test_server_app_streams_progress(tmp_path, caplog):
     run_federated(cfg, FlowerSettings(evaluate=False, run_name="p"), transport)
     steps = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
     assert steps[-1].startswith("step 4/4 (100%)  d_loss") and len(steps) == 4
+
+
+def test_reply_polls_back_off_up_to_poll_cap(tmp_path, monkeypatch):
+    """poll_cap > poll_interval: the waits between empty pulls grow 1.5x up to the cap."""
+    from vflgan_app.flower import transport as transport_mod
+
+    paths = write_party_csvs(tmp_path)
+    grid = FakeGrid(node_configs(paths), RUN_CONFIG)
+    transport = FlowerTransport(grid, 2, round_timeout=30.0, poll_interval=0.01,
+                                poll_cap=0.05, message_factory=grid.create_message)
+    transport.connect()
+    waits = []
+    grid.fault = lambda node, mtype, content: None  # nobody answers
+    t = [0.0]
+    monkeypatch.setattr(transport_mod.time, "monotonic", lambda: t[0])
+
+    def sleep(s):
+        waits.append(s)
+        t[0] += s
+
+    monkeypatch.setattr(transport_mod.time, "sleep", sleep)
+    with pytest.raises(PartyTimeout):
+        transport._round({1000: [Call("hello")]}, label=lambda n: f"node {n}")
+    assert waits[:5] == pytest.approx([0.01, 0.015, 0.0225, 0.03375, 0.05])
+    assert max(waits) == pytest.approx(0.05) and len(waits) < 30.0 / 0.05 + 10

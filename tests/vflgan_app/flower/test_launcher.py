@@ -51,6 +51,20 @@ def test_poll_schedule_short_while_active_then_backs_off_to_idle():
     assert s.next_wait() == 0.02
 
 
+def test_poll_schedule_grows_to_busy_cap_while_active():
+    clock = FakeClock()
+    s = ex.PollSchedule(busy=0.01, busy_cap=0.05, idle=3.0, active_window=10.0,
+                        growth=2.0, clock=clock)
+    s.work()
+    assert [s.next_wait() for _ in range(5)] == pytest.approx([0.01, 0.02, 0.04, 0.05, 0.05])
+    s.work()  # work resets to busy at once
+    assert s.next_wait() == 0.01
+    clock.t += 10.1  # after the window: doubling from the cap up to idle
+    assert [s.next_wait() for _ in range(2)] == pytest.approx([0.1, 0.2])
+    with pytest.raises(ValueError, match="busy_cap"):
+        ex.PollSchedule(busy=0.05, busy_cap=0.01)
+
+
 def test_poll_schedule_rejects_bad_settings():
     with pytest.raises(ValueError, match="busy"):
         ex.PollSchedule(busy=5.0, idle=3.0)
