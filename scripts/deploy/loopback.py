@@ -35,6 +35,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from flwr_local import ROOT, flwr_env, free_port  # noqa: E402
 
 
+def group_pids(groups: set[int]) -> list[int]:
+    """PIDs, not zombies, of the processes in the process groups ``groups``."""
+    out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True,
+                         text=True).stdout
+    return [int(pid) for pid, pgid, stat in (ln.split() for ln in out.splitlines())
+            if int(pgid) in groups and not stat.startswith("Z")]
+
+
 class Loopback:
     """Context manager owning the SuperLink and SuperNode processes."""
 
@@ -177,11 +185,7 @@ class Loopback:
 
     def alive_pids(self) -> list[int]:
         """PIDs of this object's processes (and their groups) still running."""
-        out = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True,
-                             text=True).stdout
-        groups = {p.pid for p in self.procs}
-        return [int(pid) for pid, pgid, stat in (ln.split() for ln in out.splitlines())
-                if int(pgid) in groups and not stat.startswith("Z")]
+        return group_pids({p.pid for p in self.procs})
 
     # -- one party's node (fault tests) ------------------------------------------------
     def party_pids(self, k: int) -> dict[str, int]:

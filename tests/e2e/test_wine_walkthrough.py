@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,6 +25,9 @@ from tests.e2e.test_deployment import NEEDS_NGINX
 from vflgan_app.data.sources import read_csv_any
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "deploy"))
+from loopback import group_pids  # noqa: E402
+
 DOC = ROOT / "docs" / "federation.md"
 BLOCK = re.compile(r"<!-- wine:(?P<name>[\w-]+) -->\n```bash\n(?P<body>.*?)```", re.S)
 PORTS = (8000, 8443, 9094, 9095)  # SuperLink, proxy, the two SuperNodes' local APIs
@@ -128,11 +132,7 @@ def test_wine_walkthrough_runs_as_written(tmp_path):
         # the groups' other members (nginx, SuperLink, executors) too, until none is left
         ids = {p.pid for p in groups}
         for _ in range(100):
-            ps = subprocess.run(["ps", "-eo", "pid=,pgid=,stat="], capture_output=True,
-                                text=True).stdout.split("\n")
-            left = [ln for ln in ps if ln.split() and int(ln.split()[1]) in ids
-                    and not ln.split()[2].startswith("Z")]
-            if not left:
+            if not group_pids(ids):
                 break
             for g in ids:
                 try:
