@@ -44,6 +44,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         "lambda_p": "private critic head weight",
         "n_critic": "critic iterations per generator iteration",
         "shuffle_negatives": "weight of shuffled-real negatives at the server (0 = off)",
+        "generator_trunk": "generator blocks shared by all parties as one trunk at the "
+                           "server (0 = none, the paper)",
         "objective": "critic objective: paper (per-module penalties, the published one) "
                      "or joint (one penalty through the whole split critic)",
         "sampler": "batch sampler: shuffle (epochs) or wor (fixed-size, without replacement) "

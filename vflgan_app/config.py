@@ -295,6 +295,11 @@ class VFLGANConfig:
             ``"joint"`` (one penalty on the whole split critic's input gradient plus each
             private head's end-to-end penalty, exact over the wire with one more round
             trip per critic step; :mod:`vflgan_app.core.joint`).
+        generator_trunk: generator blocks shared by every party as one trunk held by the
+            server (0 = none, the paper; at most the preset's number of generator
+            blocks): the server computes the trunk's features of each step's z, each
+            party's generator is the rest of the network; one more round trip per
+            generator step, exact mode only (:class:`vflgan_app.core.model.GeneratorTrunk`).
         shuffle_negatives: beta >= 0, weight of an extra critic term at the server: real
             IFs re-paired across parties scored against the joint real IFs (0 = off, the
             paper;
@@ -328,6 +333,7 @@ class VFLGANConfig:
     n_critic: int = 5
     objective: str = "paper"
     shuffle_negatives: float = 0.0
+    generator_trunk: int = 0
     sampler: str | None = None
     seed: int = 0
     num_parties: int = 2
@@ -368,6 +374,8 @@ class VFLGANConfig:
         need(not (self.shuffle_negatives and self.dp.mode == "strict"), "shuffle_negatives",
              "0 with dp.mode=strict (the per-sample decomposition does not cover the "
              "re-paired rows)")
+        need(_is_int(self.generator_trunk) and self.generator_trunk >= 0, "generator_trunk",
+             "an integer >= 0 (0 = no shared trunk)")
         need(self.sampler is None or self.sampler in SAMPLERS, "sampler",
              f"one of {list(SAMPLERS)}")
         need(not self.dp.enabled or self.sampler in (None, "wor"), "sampler",
@@ -390,10 +398,15 @@ class VFLGANConfig:
         Under DP every linear layer is bias-free (the paper's DP models).
         """
         name = self.architecture or (self.dataset if self.dataset in ARCHITECTURES else "adult")
-        return get_architecture(
+        arch = get_architecture(
             name, batch_size=self.batch_size, lr=self.lr, latent_dim=self.latent_dim,
             lambda_gp=self.lambda_gp, bias=False if self.dp.enabled else None,
         )
+        if self.generator_trunk > len(arch.gen_hidden):
+            raise ValueError(f"generator-trunk: got {self.generator_trunk}, expected 0.."
+                             f"{len(arch.gen_hidden)} (architecture {name!r} has "
+                             f"{len(arch.gen_hidden)} generator blocks)")
+        return arch
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable) of every field."""

@@ -207,6 +207,7 @@ def build_party(data: PartyData, config: VFLGANConfig, arch: Architecture,
     settings = PartySettings(seed=config.seed, lambda_gp=arch.lambda_gp,
                              lambda_p=config.lambda_p, lr=arch.lr,
                              batch_size=arch.batch_size, sampler=config.sampler,
+                             trunk=config.generator_trunk,
                              **({} if max_sample_rows is None
                                 else {"max_sample_rows": max_sample_rows}))
     return Party(data, arch, settings, device=config.device,
@@ -227,6 +228,7 @@ def build_coordinator(transport: Transport, config: VFLGANConfig, arch: Architec
         expected_parties=expected_parties,
         critic_rule=server_rule(plan, config.objective),
         shuffle_negatives=config.shuffle_negatives,
+        generator_trunk=config.generator_trunk,
     )
     coordinator.handshake()
     return coordinator, install_dp(coordinator, plan)

@@ -33,10 +33,15 @@ from vflgan_app.core.losses import (
     wasserstein_critic_loss,
     wasserstein_generator_loss,
 )
-from vflgan_app.core.model import build_top_critic
+from vflgan_app.core.model import build_top_critic, build_trunk
 from vflgan_app.core.party import ADAM_BETAS
 from vflgan_app.core.protocol import CRITIC_FEATURES, Call, Transport
-from vflgan_app.core.sampling import batch_indices, party_shuffle
+from vflgan_app.core.sampling import (
+    batch_indices,
+    party_shuffle,
+    publication_latent,
+    shared_latent,
+)
 from vflgan_app.errors import HandshakeError, ReplyError
 
 #: Largest |value| accepted in a party's intermediate features. Honest IFs are outputs
@@ -154,6 +159,11 @@ class Coordinator:
             its own).
         shuffle_negatives: weight of the shuffled-real negatives term (0 = off; see
             :func:`shuffled_negatives_loss`).
+        generator_trunk: generator blocks the server holds as a shared trunk (0 = none,
+            the paper; :class:`~vflgan_app.core.model.GeneratorTrunk`). The server then
+            computes the trunk's output for each step's z, sends it with the requests
+            that generate, and steps the trunk with the sum of the parties' gradients
+            with respect to it: one more round trip per generator step.
     """
 
     def __init__(
@@ -168,8 +178,12 @@ class Coordinator:
         expected_parties: int | None = None,
         critic_rule: ServerCriticGradients | None = None,
         shuffle_negatives: float = 0.0,
+        generator_trunk: int = 0,
     ) -> None:
         self.shuffle_negatives = float(shuffle_negatives)
+        self.generator_trunk = int(generator_trunk)
+        self.trunk: torch.nn.Module | None = None
+        self.opt_T: torch.optim.Optimizer | None = None
         self.transport = transport
         self.critic_rule = critic_rule or ServerCriticGradients()
         self.arch = arch
@@ -237,11 +251,20 @@ class Coordinator:
                 raise HandshakeError(
                     f"party {pid} has IF width {h['if_dim']}; expected {self.arch.if_dim}"
                 )
+            if int(h.get("trunk", 0)) != self.generator_trunk:
+                raise HandshakeError(
+                    f"party {pid} expects a generator trunk of {h.get('trunk', 0)} blocks; "
+                    f"this server holds {self.generator_trunk} (generator_trunk differs)"
+                )
         self._check_schemas(by_id)
         self.hellos = by_id
         self.D_S = build_top_critic(self.arch, [by_id[p]["if_dim"] for p in sorted(by_id)],
                                     self.seed).to(self.device)
         self.opt_S = torch.optim.Adam(self.D_S.parameters(), lr=self.arch.lr, betas=ADAM_BETAS)
+        if self.generator_trunk:
+            self.trunk = build_trunk(self.arch, self.generator_trunk, self.seed).to(self.device)
+            self.opt_T = torch.optim.Adam(self.trunk.parameters(), lr=self.arch.lr,
+                                          betas=ADAM_BETAS)
 
     def _check_schemas(self, by_id: dict[int, dict]) -> None:
         """Refuse a column held by two parties, or a party whose schema is not expected."""
@@ -286,7 +309,11 @@ class Coordinator:
         # 1. the batch: row indices only
         idx = batch_indices(self.seed, t, self.n_rows, B, self.sampler)
         # 2. parties: IFs of real, fake and interpolated rows (+ last step's gradients)
-        feats = self._round_trip(lambda pid: Call("critic_forward", {"step": t, "idx": idx}))
+        args = {"step": t, "idx": idx}
+        if self.trunk is not None:
+            with torch.no_grad():  # the critic step does not train the generator
+                args["t"] = self.trunk(self._latent(t, B)).cpu()
+        feats = self._round_trip(lambda pid: Call("critic_forward", args))
         self._check_features(feats, CRITIC_FEATURES, B, t)
         # 3. server: D_S loss and GP term, step D_S, dL_D/dIF per party
         grads, server_loss = self.server_critic_step(feats)
@@ -299,17 +326,22 @@ class Coordinator:
             # 5. generator step, after the critic update
             for pid, call in backward.items():
                 self._pending.setdefault(pid, []).append(call)
-            gen = self._round_trip(
-                lambda pid: Call("generator_forward", {"step": t, "batch_size": B})
-            )
+            gen_args: dict[str, Any] = {"step": t, "batch_size": B}
+            if self.trunk is not None:
+                t_out = self.trunk(self._latent(t, B))  # (B, width), in the graph
+                gen_args["t"] = t_out.detach().cpu()
+            gen = self._round_trip(lambda pid: Call("generator_forward", gen_args))
             self._check_features(gen, ("h_gen",), B, t)
             ggrads, gserver = self.server_generator_grads(gen)
             check_server_loss("generator", t, gserver)
             self.history.g_loss[t] = gserver + sum(f["loss"] for f in gen.values())
-            for pid in ggrads:
-                self._pending.setdefault(pid, []).append(
-                    Call("generator_backward", {"step": t, "grads": ggrads[pid]})
-                )
+            backward = {pid: Call("generator_backward", {"step": t, "grads": ggrads[pid]})
+                        for pid in ggrads}
+            if self.trunk is None:
+                for pid, call in backward.items():
+                    self._pending.setdefault(pid, []).append(call)
+            else:  # the next step's fakes need the stepped trunk: no fusing here
+                self._step_trunk(t, t_out, self._round_trip(lambda pid: backward[pid]))
         else:
             for pid, call in backward.items():
                 self._pending.setdefault(pid, []).append(call)
@@ -338,6 +370,30 @@ class Coordinator:
         grads = torch.autograd.grad(loss, leaves)
         return {p: {"h_gen": g.detach()} for p, g in zip(pids, grads, strict=True)}, float(loss.detach())
 
+    def _latent(self, step: int, B: int) -> torch.Tensor:
+        """The shared z of ``(seed, step)``, as every party derives it, on the server's device."""
+        return shared_latent(self.seed, step, B, self.arch.latent_dim).to(self.device)
+
+    def _step_trunk(self, step: int, t_out: torch.Tensor, replies: dict[int, dict]) -> None:
+        """Backpropagate the sum of the parties' dL_G/dt through the trunk and step it."""
+        want = tuple(t_out.shape)
+        total = torch.zeros_like(t_out)
+        for pid, reply in replies.items():
+            if reply_step(reply) != step or "t" not in reply:
+                raise ReplyError(f"party {pid}: generator reply has no trunk gradient t for "
+                                 f"step {step}; expected {{'step': {step}, 't': ...}}")
+            g = torch.as_tensor(reply["t"]).to(self.device)
+            if not g.is_floating_point() or tuple(g.shape) != want:
+                raise ReplyError(f"party {pid}: trunk gradient t has dtype {g.dtype} and "
+                                 f"shape {tuple(g.shape)}; expected float {want}")
+            if not torch.isfinite(g).all() or float(g.abs().max()) > IF_LIMIT:
+                raise ReplyError(f"party {pid}: trunk gradient t holds NaN, inf or values "
+                                 f"beyond {IF_LIMIT:g}")
+            total = total + g.to(t_out.dtype)
+        self.opt_T.zero_grad(set_to_none=True)
+        t_out.backward(total)
+        self.opt_T.step()
+
     # -- loop ---------------------------------------------------------------------------
     def fit(self, steps: int, progress: bool = False, log_every: int = 100,
             steps_per_round: int = 1) -> History:
@@ -363,13 +419,48 @@ class Coordinator:
             Per-party encoded arrays in party order (concatenate for the joint table).
         """
         self.flush()
+        if self.trunk is not None:
+            return self._sample_with_trunk(n, seed, independent)
         replies = self.transport.exchange(
             {p: [Call("sample", {"n": n, "seed": seed, "independent": independent})]
              for p in self.party_ids}
         )
+        return self._check_samples({p: replies[p][-1] for p in self.party_ids}, n)
+
+    #: rows per publication message with a shared trunk (its output travels with them)
+    TRUNK_SAMPLE_ROWS = 4096
+
+    @torch.no_grad()
+    def _sample_with_trunk(self, n: int, seed: int, independent: bool) -> list[np.ndarray]:
+        """Publication with a shared trunk: the trunk's output travels in slices of rows."""
+        n = int(n)
+        latents = {p: publication_latent(seed, n, self.arch.latent_dim,
+                                         p if independent else None)
+                   for p in self.party_ids}
+        was_training = self.trunk.training
+        self.trunk.eval()
+        parts: dict[int, list[np.ndarray]] = {p: [] for p in self.party_ids}
+        try:
+            for start in range(0, n, self.TRUNK_SAMPLE_ROWS):
+                stop = min(n, start + self.TRUNK_SAMPLE_ROWS)
+                calls = {p: [Call("sample", {
+                    "n": stop - start, "seed": seed, "independent": independent,
+                    "t": self.trunk(latents[p][start:stop].to(self.device)).cpu(),
+                    "offset": start})] for p in self.party_ids}
+                replies = self.transport.exchange(calls)
+                got = self._check_samples({p: replies[p][-1] for p in self.party_ids},
+                                          stop - start)
+                for p, x in zip(self.party_ids, got, strict=True):
+                    parts[p].append(x)
+        finally:
+            self.trunk.train(was_training)
+        return [np.concatenate(parts[p]) for p in self.party_ids]
+
+    def _check_samples(self, replies: dict[int, dict], n: int) -> list[np.ndarray]:
+        """Every party's sample: float ``(n, width)`` and finite, in party order."""
         out = []
         for p in self.party_ids:
-            x = np.asarray(replies[p][-1].get("x") if isinstance(replies[p][-1], dict) else None)
+            x = np.asarray(replies[p].get("x") if isinstance(replies[p], dict) else None)
             want = (n, int(self.hellos[p]["width"]))
             if x.dtype.kind != "f" or x.shape != want:
                 raise ReplyError(f"party {p}: sample has dtype {x.dtype} and shape {x.shape}; "
@@ -430,6 +521,8 @@ class Coordinator:
             "d_loss": list(self.history.d_loss),
             "g_loss": dict(self.history.g_loss),
             "extra": {name: obj.state_dict() for name, obj in self.extra_state.items()},
+            **({"trunk": self.trunk.state_dict(), "opt_T": self.opt_T.state_dict()}
+               if self.trunk is not None else {}),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -438,6 +531,13 @@ class Coordinator:
         self.D_S.load_state_dict(state["D_S"])
         self.opt_S.load_state_dict(state["opt_S"])
         self.history = History(list(state["d_loss"]), dict(state["g_loss"]))
+        if ("trunk" in state) != (self.trunk is not None):
+            raise ValueError(f"server state: {'a' if 'trunk' in state else 'no'} generator "
+                             f"trunk saved, this run has generator_trunk = "
+                             f"{self.generator_trunk}; expected the same setting")
+        if self.trunk is not None:
+            self.trunk.load_state_dict(state["trunk"])
+            self.opt_T.load_state_dict(state["opt_T"])
         extra = state.get("extra", {})
         for name, obj in self.extra_state.items():
             if name not in extra:

@@ -76,15 +76,20 @@ def hard_gumbel_softmax(
     return hard - soft.detach() + soft
 
 
-def generator_blocks(arch: Architecture) -> list[nn.Module]:
-    """The generator's hidden blocks, output width ``arch.gen_hidden[-1]``.
+def generator_blocks(arch: Architecture, start: int = 0,
+                     stop: int | None = None) -> list[nn.Module]:
+    """The generator's hidden blocks ``start .. stop - 1`` (default: all of them).
 
     Linear, then BatchNorm1d(n, eps 0.8) after the first block (the PyTorch-GAN
-    template's quirk), then LeakyReLU(0.2).
+    template's quirk), then LeakyReLU(0.2). Block ``i`` reads ``latent_dim`` features
+    when ``i == 0``, else ``gen_hidden[i - 1]``, so the blocks of a shared trunk
+    (``0 .. d - 1``) and a party's head (``d ..``) compose to the whole generator.
     """
+    stop = len(arch.gen_hidden) if stop is None else stop
     layers: list[nn.Module] = []
-    width = arch.latent_dim
-    for i, h in enumerate(arch.gen_hidden):
+    width = block_input_width(arch, start)
+    for i in range(start, stop):
+        h = arch.gen_hidden[i]
         layers.append(nn.Linear(width, h, bias=arch.bias))
         if i > 0:
             layers.append(nn.BatchNorm1d(h, arch.bn_eps))
@@ -93,15 +98,25 @@ def generator_blocks(arch: Architecture) -> list[nn.Module]:
     return layers
 
 
+def block_input_width(arch: Architecture, block: int) -> int:
+    """Features generator block ``block`` reads (the trunk's output width for a head)."""
+    return arch.latent_dim if block == 0 else arch.gen_hidden[block - 1]
+
+
 class Generator(nn.Module):
-    """G_k: z -> Linear/LeakyReLU blocks (BN eps 0.8 after the first) -> output head."""
+    """G_k: z -> Linear/LeakyReLU blocks (BN eps 0.8 after the first) -> output head.
+
+    With a shared trunk of ``trunk`` blocks (held by the server,
+    :class:`GeneratorTrunk`), G_k is the rest: it reads the trunk's output instead of z.
+    """
 
     def __init__(
-        self, arch: Architecture, spans: Sequence[OutputSpan], out_dim: int
+        self, arch: Architecture, spans: Sequence[OutputSpan], out_dim: int,
+        trunk: int = 0,
     ) -> None:
         super().__init__()
         self.body = nn.Sequential(
-            *generator_blocks(arch),
+            *generator_blocks(arch, start=trunk),
             nn.Linear(arch.gen_hidden[-1], out_dim, bias=arch.bias),
         )
         self.head = OutputHead(spans, arch.tau)
@@ -109,8 +124,30 @@ class Generator(nn.Module):
     def forward(
         self, z: torch.Tensor, generator: torch.Generator | None = None
     ) -> torch.Tensor:
-        """Map z ``(B, d)`` to this party's encoded columns ``(B, out_dim)``."""
+        """Map z ``(B, d)`` (or the trunk's output) to this party's encoded columns."""
         return self.head(self.body(z), generator)
+
+
+class GeneratorTrunk(nn.Module):
+    """The generator's first ``depth`` blocks, shared by every party (held by the server).
+
+    Beyond the paper (config ``generator_trunk``): as VertiGAN's backbone, one trunk
+    maps z to features every party's own generator head reads, so the parties' columns
+    start from one representation instead of K separate networks.
+    """
+
+    def __init__(self, arch: Architecture, depth: int) -> None:
+        super().__init__()
+        if not 1 <= depth <= len(arch.gen_hidden):
+            raise ValueError(f"generator_trunk: got {depth}, expected 1..{len(arch.gen_hidden)} "
+                             f"(the generator has {len(arch.gen_hidden)} blocks)")
+        self.depth = depth
+        self.width = arch.gen_hidden[depth - 1]
+        self.net = nn.Sequential(*generator_blocks(arch, stop=depth))
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``(B, latent_dim)`` -> ``(B, width)``."""
+        return self.net(z)
 
 
 def mlp(widths: Sequence[int], bias: bool, last_activation: bool) -> nn.Sequential:
@@ -189,11 +226,15 @@ def build_party_modules(
     width: int,
     seed: int,
     party_id: int,
+    trunk: int = 0,
 ) -> tuple[Generator, BottomCritic, PrivateCritic]:
-    """Build (G_k, D_Ck, D_pk) for party ``party_id`` with seeded initialisation."""
+    """Build (G_k, D_Ck, D_pk) for party ``party_id`` with seeded initialisation.
+
+    ``trunk`` > 0: G_k is the head after a shared trunk of that many blocks.
+    """
     with seeded_init(seed, "init", "party", party_id):
         return (
-            Generator(arch, spans, width),
+            Generator(arch, spans, width, trunk),
             BottomCritic(arch, width),
             PrivateCritic(arch),
         )
@@ -205,3 +246,9 @@ def build_top_critic(
     """Build D_S for the given IF widths with seeded initialisation."""
     with seeded_init(seed, "init", "server"):
         return TopCritic(arch, int(sum(if_dims)))
+
+
+def build_trunk(arch: Architecture, depth: int, seed: int) -> GeneratorTrunk:
+    """Build the shared generator trunk with seeded initialisation."""
+    with seeded_init(seed, "init", "trunk"):
+        return GeneratorTrunk(arch, depth)

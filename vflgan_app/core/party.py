@@ -22,9 +22,14 @@ from vflgan_app.core.losses import (
     interpolate,
     wasserstein_critic_loss,
 )
-from vflgan_app.core.model import build_party_modules
+from vflgan_app.core.model import block_input_width, build_party_modules
 from vflgan_app.core.protocol import CRITIC_FEATURES
-from vflgan_app.core.sampling import gp_alpha, gumbel_generator, shared_latent
+from vflgan_app.core.sampling import (
+    gp_alpha,
+    gumbel_generator,
+    publication_latent,
+    shared_latent,
+)
 from vflgan_app.data.partition import PartyData
 from vflgan_app.errors import ProtocolError
 
@@ -34,6 +39,9 @@ ADAM_BETAS = (0.5, 0.999)
 #: The most rows one ``sample`` request may ask for, unless the party sets its own cap
 #: (``PartySettings.max_sample_rows``; node config ``max-sample-rows`` in Flower).
 MAX_SAMPLE_ROWS = 200_000
+#: Largest |value| accepted in a shared trunk's output (LeakyReLU/BatchNorm features;
+#: far beyond means a diverged or hostile server).
+TRUNK_LIMIT = 1e6
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,9 @@ class PartySettings:
             None (bare test parties) checks only range, length and repeats.
         sampler: the run's batch sampler (:func:`vflgan_app.core.sampling.batch_indices`).
         max_sample_rows: the most rows one ``sample`` request may ask for.
+        trunk: generator blocks held by the server as a shared trunk (0 = none, the
+            paper): G_k is then the rest of the generator, and every request that
+            generates carries the trunk's output ``t`` instead of the party deriving z.
     """
 
     seed: int
@@ -59,6 +70,7 @@ class PartySettings:
     batch_size: int | None = None
     sampler: str | None = None
     max_sample_rows: int = MAX_SAMPLE_ROWS
+    trunk: int = 0
 
 
 class CriticGradients:
@@ -135,7 +147,8 @@ class Party:
         self.x = torch.as_tensor(data.x, dtype=torch.get_default_dtype(), device=self.device)
         width = data.schema.width
         self.G, self.D_C, self.D_p = build_party_modules(
-            arch, data.schema.output_spans(), width, settings.seed, self.party_id
+            arch, data.schema.output_spans(), width, settings.seed, self.party_id,
+            trunk=settings.trunk,
         )
         for m in (self.G, self.D_C, self.D_p):
             m.to(self.device)
@@ -148,9 +161,9 @@ class Party:
         self._gen: tuple[int, torch.Tensor, torch.Tensor] | None = None
         # the arguments of the forwards in flight, so that a party restored in a fresh
         # process (Flower deployment) can recompute their autograd graphs: replay_forwards
-        self._critic_args: tuple[int, torch.Tensor] | None = None
+        self._critic_args: tuple[int, torch.Tensor, torch.Tensor | None] | None = None
         self._penalty_u: torch.Tensor | None = None  # the joint objective's u, if sent
-        self._gen_args: tuple[int, int] | None = None
+        self._gen_args: tuple[int, int, torch.Tensor | None] | None = None
         # the last critic / generator step whose gradients this party applied: a request
         # for a step at or before it (a replayed or duplicated message) is refused
         self.done = {"critic": -1, "gen": -1}
@@ -167,40 +180,50 @@ class Party:
             "schema": self.data.schema.to_json(),
             "width": int(self.data.schema.width),
             "if_dim": int(self.arch.if_dim),
+            "trunk": int(self.settings.trunk),
         }
 
     # -- critic step ----------------------------------------------------------------
-    def critic_inputs(self, step: int, idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def critic_inputs(self, step: int, idx: torch.Tensor,
+                      t: torch.Tensor | None = None) -> tuple[torch.Tensor, ...]:
         """Real, fake and interpolated rows of step ``step`` (Algorithm lines 1-3).
 
-        The fakes come from the shared z of ``(seed, step)`` without a graph (the critic
-        step does not train G; BatchNorm statistics still update); the interpolates are
-        a fresh leaf for the gradient penalty.
+        The fakes come from the shared z of ``(seed, step)`` (or, with a shared trunk,
+        from the trunk's output ``t`` the server sent) without a graph (the critic step
+        does not train G; BatchNorm statistics still update); the interpolates are a
+        fresh leaf for the gradient penalty.
         """
         s = self.settings
         idx = self._check_batch(step, idx)
         B = int(idx.shape[0])
-        z = shared_latent(s.seed, step, B, self.arch.latent_dim).to(self.x)
+        z = self._generator_input(step, B, t)
         with torch.no_grad():
             x_fake = self.G(z, gumbel_generator(s.seed, self.party_id, step, "critic"))
         x_real = self.x[idx.to(self.device)]
         x_hat = interpolate(x_real, x_fake, gp_alpha(s.seed, step, B).to(self.x))
         return x_real, x_fake, x_hat
 
-    def critic_forward(self, step: int, idx: torch.Tensor) -> dict:
+    def critic_forward(self, step: int, idx: torch.Tensor,
+                       t: torch.Tensor | None = None) -> dict:
         """Algorithm lines 1-4 at this party: IFs of real, fake and interpolated rows.
 
         Also builds the party's own part of L_D (private-head Wasserstein terms and its
         two GP terms), kept for :meth:`critic_backward`.
 
+        Args:
+            step: the step.
+            idx: the step's row indices (checked against the run's batch).
+            t: the shared trunk's output for the step's z (trunk mode only).
+
         Returns:
             ``{"h_real", "h_fake", "h_hat"}`` IFs ``(B, if_dim)`` and ``"loss"`` (float).
         """
         step = self._check_step(step, "critic")
-        x_real, x_fake, x_hat = self.critic_inputs(step, idx)
+        x_real, x_fake, x_hat = self.critic_inputs(step, idx, t)
         reply, pending = self.critic_rule.forward(self, x_real, x_fake, x_hat)
         self._critic = (step, pending)
-        self._critic_args = (step, torch.as_tensor(idx, dtype=torch.long).clone())
+        self._critic_args = (step, torch.as_tensor(idx, dtype=torch.long).clone(),
+                             None if t is None else torch.as_tensor(t).detach().clone())
         return {"step": step, **reply}
 
     def critic_backward(self, step: int, grads: dict) -> dict:
@@ -245,12 +268,15 @@ class Party:
         return {"step": int(step), **reply}
 
     # -- generator step ------------------------------------------------------------
-    def generator_forward(self, step: int, batch_size: int) -> dict:
+    def generator_forward(self, step: int, batch_size: int,
+                          t: torch.Tensor | None = None) -> dict:
         """Algorithm line 6 at this party: IFs of fresh fakes from the same z.
 
         Args:
             step: the step (its z is reused, as in the paper's code).
             batch_size: B.
+            t: the shared trunk's output for the step's z (trunk mode only); the
+                backward returns the loss's gradient with respect to it.
 
         Returns:
             ``{"h_gen"}`` IFs ``(B, if_dim)`` and ``"loss"`` (this party's part of L_G).
@@ -258,28 +284,39 @@ class Party:
         s = self.settings
         step = self._check_step(step, "gen")
         batch_size = self._check_batch_size(batch_size)
-        z = shared_latent(s.seed, step, batch_size, self.arch.latent_dim).to(self.x)
+        z = self._generator_input(step, batch_size, t)
+        if s.trunk:
+            z = z.detach().requires_grad_(True)
         x_fake = self.G(z, gumbel_generator(s.seed, self.party_id, step, "gen"))
         h_gen = self.D_C(x_fake)
         local = -s.lambda_p * self.D_p(h_gen).mean()
-        self._gen = (step, local, h_gen)
-        self._gen_args = (int(step), int(batch_size))
+        self._gen = (step, local, h_gen, z if s.trunk else None)
+        self._gen_args = (int(step), int(batch_size),
+                          None if t is None else torch.as_tensor(t).detach().clone())
         return {"step": int(step), "h_gen": h_gen.detach(), "loss": float(local.detach())}
 
     def generator_backward(self, step: int, grads: dict) -> dict:
-        """Backpropagate dL_G/dIF from the server and step G_k."""
+        """Backpropagate dL_G/dIF from the server and step G_k.
+
+        Returns:
+            ``{}``; with a shared trunk ``{"step", "t"}``: the gradient of this party's
+            path of L_G with respect to the trunk's output ``(B, width)``, for the
+            server to step the trunk.
+        """
         if self._gen is None or self._gen[0] != step:
             raise ProtocolError(
                 f"party {self.party_id}: generator gradients for step {step} but the "
                 f"pending forward is {self._gen[0] if self._gen else None}"
             )
-        _, local, h_gen = self._gen
+        _, local, h_gen, t_leaf = self._gen
         upstream = self._check_grad(grads, "h_gen", int(h_gen.shape[0]), step)
         self.opt_G.zero_grad(set_to_none=True)
         torch.autograd.backward([local, h_gen], [torch.ones_like(local), upstream.to(h_gen)])
         self.opt_G.step()
         self._gen = self._gen_args = None
         self.done["gen"] = int(step)
+        if t_leaf is not None:
+            return {"step": int(step), "t": t_leaf.grad.detach()}
         return {}
 
     # -- chunked mode (steps-per-round = K; coordinator.train_chunk) ---------------------
@@ -300,7 +337,10 @@ class Party:
                 "loss": 0.0}
 
     def generator_features(self, step: int, batch_size: int) -> dict:
-        """Generator-step IFs and loss of ``step`` without changing state (chunked mode)."""
+        """Generator-step IFs and loss of ``step`` without changing state (chunked mode).
+
+        Chunked mode has no shared trunk (the coordinator refuses the combination).
+        """
         with self._frozen_buffers(), torch.no_grad():
             out = self.generator_forward(step, batch_size)
         self._gen = self._gen_args = None
@@ -325,10 +365,14 @@ class Party:
         if self._critic_args is not None:
             out["critic"] = {"step": self._critic_args[0],
                              "idx": self._critic_args[1].tolist()}
+            if self._critic_args[2] is not None:
+                out["critic"]["t"] = self._critic_args[2].tolist()
             if self._penalty_u is not None:
                 out["critic"]["u"] = self._penalty_u.tolist()
         if self._gen_args is not None:
             out["gen"] = {"step": self._gen_args[0], "batch_size": self._gen_args[1]}
+            if self._gen_args[2] is not None:
+                out["gen"]["t"] = self._gen_args[2].tolist()
         return out
 
     def replay_forwards(self, pending: dict) -> None:
@@ -343,12 +387,14 @@ class Party:
         with self._frozen_buffers():
             if "critic" in pending:
                 c = pending["critic"]
-                self.critic_forward(int(c["step"]), torch.as_tensor(c["idx"], dtype=torch.long))
+                self.critic_forward(int(c["step"]), torch.as_tensor(c["idx"], dtype=torch.long),
+                                    _stored(c.get("t"), self.x))
                 if "u" in c:
                     self.critic_penalty(int(c["step"]), torch.as_tensor(c["u"]).to(self.x))
             if "gen" in pending:
                 g = pending["gen"]
-                self.generator_forward(int(g["step"]), int(g["batch_size"]))
+                self.generator_forward(int(g["step"]), int(g["batch_size"]),
+                                       _stored(g.get("t"), self.x))
 
     @contextmanager
     def _frozen_buffers(self):
@@ -410,7 +456,8 @@ class Party:
 
     # -- publication ----------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, seed: int, independent: bool = False) -> dict:
+    def sample(self, n: int, seed: int, independent: bool = False,
+               t: torch.Tensor | None = None, offset: int = 0) -> dict:
         """Generate ``n`` rows of this party's encoded columns (G in eval mode).
 
         Args:
@@ -418,6 +465,10 @@ class Party:
             seed: publication seed; every party derives the same z from it.
             independent: draw z from a party-specific stream instead (the
                 independent-latent control: cross-party dependence destroyed).
+            t: with a shared trunk, the trunk's output for rows ``offset ..
+                offset + n - 1`` of the publication's z (the server sends a
+                publication in slices); the party derives no z then.
+            offset: the first row of this slice (keys the slice's Gumbel noise).
 
         Returns:
             ``{"x": ndarray (n, width)}``. Published to the data recipient, not the
@@ -425,12 +476,20 @@ class Party:
         """
         n = _whole("n", n, self.party_id, 1, self.settings.max_sample_rows)
         seed = _whole("seed", seed, self.party_id, 0, None)
+        offset = _whole("offset", offset, self.party_id, 0, None)
         if not isinstance(independent, bool | np.bool_):
             raise ProtocolError(f"party {self.party_id}: sample independent={independent!r}; "
                                 "expected true or false")
-        keys = ("sample", self.party_id) if independent else ("sample",)
-        z = torch.randn(n, self.arch.latent_dim, generator=make_generator(seed, *keys))
-        gumbel = make_generator(seed, "sample-gumbel", self.party_id)
+        if self.settings.trunk:
+            z = self._trunk_output("sample", t, n)
+            gumbel = make_generator(seed, "sample-gumbel", self.party_id, offset)
+        else:
+            if t is not None or offset:
+                raise ProtocolError(f"party {self.party_id}: sample got a trunk output or "
+                                    "an offset, but this run has no shared trunk")
+            z = publication_latent(seed, n, self.arch.latent_dim,
+                                   self.party_id if independent else None)
+            gumbel = make_generator(seed, "sample-gumbel", self.party_id)
         was_training = self.G.training
         self.G.eval()
         out = []
@@ -475,6 +534,32 @@ class Party:
                 "request is refused"
             )
         return step
+
+    def _generator_input(self, step: int, B: int, t: object) -> torch.Tensor:
+        """G_k's input at ``step``: the shared z of ``(seed, step)``, or the trunk's ``t``."""
+        if self.settings.trunk:
+            return self._trunk_output(f"step {step}", t, B)
+        if t is not None:
+            raise ProtocolError(f"party {self.party_id}: step {step} request carries a trunk "
+                                "output t, but this run has no shared trunk")
+        return shared_latent(self.settings.seed, step, B, self.arch.latent_dim).to(self.x)
+
+    def _trunk_output(self, where: str, t: object, B: int) -> torch.Tensor:
+        """The server's trunk output: present, float, ``(B, width)``, finite and bounded."""
+        pid = self.party_id
+        if t is None:
+            raise ProtocolError(f"party {pid}: {where} request has no trunk output t; "
+                                f"expected one (this run's generator trunk has "
+                                f"{self.settings.trunk} blocks)")
+        t = torch.as_tensor(np.asarray(t) if not isinstance(t, torch.Tensor) else t)
+        want = (B, block_input_width(self.arch, self.settings.trunk))
+        if not t.is_floating_point() or tuple(t.shape) != want:
+            raise ProtocolError(f"party {pid}: {where} trunk output t has dtype {t.dtype} "
+                                f"and shape {tuple(t.shape)}; expected float {want}")
+        if not torch.isfinite(t).all() or (t.numel() and float(t.abs().max()) > TRUNK_LIMIT):
+            raise ProtocolError(f"party {pid}: {where} trunk output t holds NaN, inf or "
+                                f"values beyond {TRUNK_LIMIT:g}; refused")
+        return t.to(self.x)
 
     def _check_batch_size(self, batch_size: object) -> int:
         B = _whole("batch_size", batch_size, self.party_id, 1, int(self.x.shape[0]))
@@ -529,6 +614,11 @@ class Party:
             raise ProtocolError(f"party {pid}: step {step} gradient {name} contains NaN or "
                                 "inf; refused (nothing applied)")
         return g.to(self.x)
+
+
+def _stored(values: list | None, like: torch.Tensor) -> torch.Tensor | None:
+    """A tensor kept by :meth:`Party.pending_forwards` (JSON lists), or None."""
+    return None if values is None else torch.as_tensor(values, dtype=like.dtype)
 
 
 def _whole(name: str, value: object, pid: int, low: int, high: int | None) -> int:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import torch
 
 from vflgan_app.architectures import Architecture
-from vflgan_app.core.model import build_party_modules, build_top_critic
+from vflgan_app.core.model import build_party_modules, build_top_critic, build_trunk
 from vflgan_app.core.party import ADAM_BETAS
 from vflgan_app.core.sampling import (
     batch_indices,
@@ -47,6 +47,9 @@ class ReferenceVFLGAN:
             interpolated row, plus each private head's end-to-end penalty), written
             with one autograd graph, independently of :mod:`vflgan_app.core.joint`.
         shuffle_negatives: weight of the shuffled-real negatives term (0 = off).
+        generator_trunk: the generator's first blocks shared by every party (0 = none):
+            each party's fakes are ``G_k(trunk(z))``, one trunk trained by the summed
+            generator loss.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class ReferenceVFLGAN:
         sampler: str = "shuffle",
         objective: str = "paper",
         shuffle_negatives: float = 0.0,
+        generator_trunk: int = 0,
     ) -> None:
         self.shuffle_negatives = shuffle_negatives
         if objective not in ("paper", "joint"):
@@ -72,13 +76,19 @@ class ReferenceVFLGAN:
         self.lambda_p, self.sampler = lambda_p, sampler
         self.G, self.D_C, self.D_p = [], [], []
         for k, (x, sp) in enumerate(zip(self.parts, spans, strict=True)):
-            g, dc, dp = build_party_modules(arch, sp, x.shape[1], seed, k)
+            g, dc, dp = build_party_modules(arch, sp, x.shape[1], seed, k,
+                                            trunk=generator_trunk)
             self.G.append(g)
             self.D_C.append(dc)
             self.D_p.append(dp)
         self.D_S = build_top_critic(arch, [arch.if_dim] * len(self.parts), seed)
+        # z -> z (no trunk) or the shared trunk's features
+        self.trunk = build_trunk(arch, generator_trunk, seed) if generator_trunk \
+            else torch.nn.Identity()
         adam = dict(lr=arch.lr, betas=ADAM_BETAS)
         self.opt_G = [torch.optim.Adam(m.parameters(), **adam) for m in self.G]
+        if generator_trunk:
+            self.opt_G.append(torch.optim.Adam(self.trunk.parameters(), **adam))
         self.opt_D = [
             torch.optim.Adam(m.parameters(), **adam)
             for m in [*self.D_C, *self.D_p, self.D_S]
@@ -100,8 +110,9 @@ class ReferenceVFLGAN:
         # ---- train the critic
         for opt in self.opt_D:
             opt.zero_grad()
+        tz = self.trunk(z)
         fake = [
-            self.G[k](z, gumbel_generator(self.seed, k, t, "critic")) for k in range(K)
+            self.G[k](tz, gumbel_generator(self.seed, k, t, "critic")) for k in range(K)
         ]
         lat_real = [self.D_C[k](real[k]) for k in range(K)]
         real_private = [self.D_p[k](lat_real[k]) for k in range(K)]
@@ -143,8 +154,9 @@ class ReferenceVFLGAN:
         if t % self.n_critic == 0:
             for opt in self.opt_G:
                 opt.zero_grad()
+            tz = self.trunk(z)
             fake = [
-                self.G[k](z, gumbel_generator(self.seed, k, t, "gen")) for k in range(K)
+                self.G[k](tz, gumbel_generator(self.seed, k, t, "gen")) for k in range(K)
             ]
             lat_fake = [self.D_C[k](fake[k]) for k in range(K)]
             loss = -self.D_S(torch.cat(lat_fake, dim=1)).mean()

@@ -53,6 +53,17 @@ def shared_latent(
     )
 
 
+def publication_latent(seed: int, n: int, latent_dim: int,
+                       party_id: int | None = None) -> torch.Tensor:
+    """The latent z ``(n, d)`` of a publication: shared, or one party's own stream.
+
+    ``party_id`` given: that party's independent stream (the independent-latent
+    control, cross-party dependence destroyed).
+    """
+    keys = ("sample",) if party_id is None else ("sample", party_id)
+    return torch.randn(n, latent_dim, generator=make_generator(seed, *keys))
+
+
 def gp_alpha(seed: int, step: int, batch_size: int) -> torch.Tensor:
     """Per-sample interpolation weights ``(B, 1)``, the same at every party."""
     return torch.rand(batch_size, 1, generator=make_generator(seed, "alpha", step))

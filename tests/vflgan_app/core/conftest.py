@@ -81,6 +81,8 @@ def make_federation(
     edit_data: Callable[[list[PartyData]], list[PartyData]] | None = None,
     expected_parties: int | None = None,
     handshake: bool = True,
+    trunk: int = 0,
+    server_trunk: int | None = None,
 ) -> Federation:
     """Build parties on a ``make_table(n_rows)`` split, a recording transport, a coordinator.
 
@@ -95,17 +97,20 @@ def make_federation(
             (misaligned ids, duplicated columns, a missing party ...).
         expected_parties: passed to the coordinator.
         handshake: run ``coordinator.handshake()`` (turn off to test its refusals).
+        trunk: generator blocks in a shared trunk (the parties' setting).
+        server_trunk: the coordinator's trunk setting, if it differs from ``trunk``.
     """
     tables = split_vertical(make_table(n_rows), PARTY_SPLITS[n_parties], ID_COLUMN)
     data = prepare_parties(tables, ID_COLUMN, categorical=CATEGORICAL)
     if edit_data is not None:
         data = edit_data(data)
     settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr,
-                             batch_size=arch.batch_size, sampler=sampler)
+                             batch_size=arch.batch_size, sampler=sampler, trunk=trunk)
     parties = [Party(d, arch, settings) for d in data]
     transport = RecordingTransport(InProcessTransport(parties))
     coord = Coordinator(transport, arch, seed=seed, n_critic=n_critic, sampler=sampler,
-                        expected_parties=expected_parties)
+                        expected_parties=expected_parties,
+                        generator_trunk=trunk if server_trunk is None else server_trunk)
     if handshake:
         coord.handshake()
     return Federation(parties, transport, coord, data)

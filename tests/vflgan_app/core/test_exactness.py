@@ -21,7 +21,8 @@ PARTY_SPLITS = {
 }
 
 
-def build_both(k, arch, seed=3, n_critic=5, objective="paper", shuffle_negatives=0.0):
+def build_both(k, arch, seed=3, n_critic=5, objective="paper", shuffle_negatives=0.0,
+               trunk=0):
     joint = objective == "joint"
     table = make_table(64)
     parties_data = prepare_parties(
@@ -29,13 +30,13 @@ def build_both(k, arch, seed=3, n_critic=5, objective="paper", shuffle_negatives
         "record_id",
         categorical=["color", "kind"],
     )
-    settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr)
+    settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr, trunk=trunk)
     parties = [Party(d, arch, settings,
                      critic_rule=JointCriticGradients() if joint else CriticGradients())
                for d in parties_data]
     coord = Coordinator(InProcessTransport(parties), arch, seed=seed, n_critic=n_critic,
                         critic_rule=JointServerCritic() if joint else ServerCriticGradients(),
-                        shuffle_negatives=shuffle_negatives)
+                        shuffle_negatives=shuffle_negatives, generator_trunk=trunk)
     coord.handshake()
     ref = ReferenceVFLGAN(
         [d.x for d in parties_data],
@@ -45,21 +46,24 @@ def build_both(k, arch, seed=3, n_critic=5, objective="paper", shuffle_negatives
         n_critic,
         objective=objective,
         shuffle_negatives=shuffle_negatives,
+        generator_trunk=trunk,
     )
     return coord, parties, ref
 
 
-@pytest.mark.parametrize(("objective", "shuffle"),
-                         [("paper", 0.0), ("joint", 0.0), ("paper", 0.5), ("joint", 0.5)])
+@pytest.mark.parametrize(("objective", "shuffle", "trunk"),
+                         [("paper", 0.0, 0), ("joint", 0.0, 0), ("paper", 0.5, 0),
+                          ("joint", 0.5, 0), ("paper", 0.0, 1), ("joint", 0.5, 2),
+                          ("joint", 0.0, 1)])
 @pytest.mark.parametrize("k", [2, 3])
-def test_federated_equals_reference(k, objective, shuffle):
+def test_federated_equals_reference(k, objective, shuffle, trunk):
     # float64 so that the only difference left is summation order (float32 differs by
     # ~1e-7 per step, which Adam amplifies slowly); the computation is the same.
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
         coord, parties, ref = build_both(k, TINY, objective=objective,
-                                         shuffle_negatives=shuffle)
+                                         shuffle_negatives=shuffle, trunk=trunk)
         for _ in range(25):
             d_fed = coord.train_step()
             d_ref, g_ref = ref.train_step()
@@ -87,6 +91,10 @@ def test_federated_equals_reference(k, objective, shuffle):
                     )
         for a, b in zip(coord.D_S.parameters(), ref.D_S.parameters()):
             assert torch.allclose(a, b, atol=1e-6, rtol=0)
+        if trunk:  # the shared trunk, its BatchNorm statistics included
+            for (name, a), b in zip(coord.trunk.state_dict().items(),
+                                    ref.trunk.state_dict().values()):
+                assert torch.allclose(a.double(), b.double(), atol=1e-6, rtol=0), name
         # the losses moved: this was not a no-op run
         assert len(set(round(x, 6) for x in coord.history.d_loss)) > 20
     finally:

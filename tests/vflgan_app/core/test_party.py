@@ -231,7 +231,7 @@ def test_no_reply_carries_the_partys_rows():
     widths = {p.x.shape[1] for p in fed.parties}
     # values of the encoded rows other than one-hot 0/1 (standardised numbers)
     secrets = {float(v) for p in fed.parties for v in p.x.flatten().tolist()} - {0.0, 1.0}
-    allowed = {"party_id", "n_rows", "id_hash", "schema", "width", "if_dim", "step",
+    allowed = {"party_id", "n_rows", "id_hash", "schema", "width", "if_dim", "trunk", "step",
                "loss", *FEATURES, "h_gen"}
     # Execute: walk every reply
     n_arrays = 0

@@ -49,6 +49,7 @@ from tests.vflgan_app.flower.test_flower import (
 from vflgan_app.config import VFLGANConfig
 from vflgan_app.core import loop
 from vflgan_app.core.party import Party
+from vflgan_app.core.sampling import batch_indices
 from vflgan_app.flower import codec
 
 ID_COLUMN = "record_id"
@@ -137,9 +138,12 @@ def dp_overrides(mode: str) -> dict:
     (1, {"objective": "paper"}),
     (4, {"objective": "paper"}),
     (1, {"objective": "joint"}),
+    (1, {"objective": "joint", "generator-trunk": 1}),
     (1, dp_overrides("paper")),
     (1, dp_overrides("strict")),
-], ids=["paper", "paper-chunked", "joint", "dp-paper", "dp-strict"])
+    (1, {**dp_overrides("strict"), "generator-trunk": 1}),
+], ids=["paper", "paper-chunked", "joint", "joint-trunk", "dp-paper", "dp-strict",
+        "dp-strict-trunk"])
 def test_in_process_traffic_carries_no_rows_columns_or_weights(tmp_path, steps_per_round,
                                                                overrides):
     # Prepare (DP steps cost more: fewer of them)
@@ -153,10 +157,17 @@ def test_in_process_traffic_carries_no_rows_columns_or_weights(tmp_path, steps_p
     synthetic = model.coordinator.sample(64, 0)
     # Assert
     joint = overrides.get("objective") == "joint"
-    arch = model.coordinator.arch
+    coord = model.coordinator
+    arch = coord.arch
+    trunk_width = coord.trunk.width if coord.trunk is not None else None
     assert find_leaks(log, table_secrets(paths, model.parties) + weights.secrets) == []
     assert find_off_protocol(log, if_dim=arch.if_dim,
-                             batch_size=arch.batch_size if joint else None) == []
+                             batch_size=arch.batch_size if joint else None,
+                             trunk_width=trunk_width) == []
+    if trunk_width is not None:  # the structural rule is not vacuous: t is not IF-shaped
+        assert trunk_width != arch.if_dim
+        assert find_off_protocol(log, if_dim=arch.if_dim, batch_size=arch.batch_size) != []
+        assert sum(1 for _, _, pl in log if "t" in pl) > steps  # the audit saw the t's
     methods = {m for _, m, _ in log}
     assert {"hello", "save_checkpoint", "sample"} <= methods
     assert ("critic_penalty" in methods) == joint
@@ -217,6 +228,8 @@ LEAKS = {
     "d: one encoded row at an offset in h_fake (float16)": "party 0 encoded",
     "e: a raw column laid along a row of a (joint penalty reply)": "party 0 raw numeric column 0",
     "f: one row of D_C's weights in h_hat": "party 0 D_C.net.2.weight",
+    "g: encoded rows in the trunk gradient t": "party 0 encoded",
+    "h: a raw column along the trunk gradient t": "party 0 raw numeric column 0",
 }
 
 
@@ -228,9 +241,10 @@ def plant(monkeypatch, leak: str, raw: dict[int, np.ndarray]) -> None:
     search can find it.
     """
     forward, penalty = Party.critic_forward, Party.critic_penalty
+    backward = Party.generator_backward
 
-    def leaky_forward(self, step, idx):
-        out = forward(self, step, idx)
+    def leaky_forward(self, step, idx, t=None):
+        out = forward(self, step, idx, t)
         if self.party_id != 0:
             return out
         rows = torch.as_tensor(np.asarray(idx), dtype=torch.long)
@@ -267,15 +281,31 @@ def plant(monkeypatch, leak: str, raw: dict[int, np.ndarray]) -> None:
             out["a"] = a
         return out
 
+    def leaky_backward(self, step, grads):
+        out = backward(self, step, grads)
+        if self.party_id == 0 and leak[:2] in ("g:", "h:"):
+            rows = batch_indices(self.settings.seed, step, len(self.x),
+                                 self.settings.batch_size, self.settings.sampler).numpy()
+            t = out["t"].clone()  # (B, trunk width)
+            if leak.startswith("g:"):
+                x = self.x[rows]
+                t[:, : x.shape[1]] = x
+            else:
+                t[: len(rows), 1] = torch.as_tensor(raw[0][rows, 0], dtype=t.dtype)
+            out["t"] = t
+        return out
+
     monkeypatch.setattr(Party, "critic_forward", leaky_forward)
     monkeypatch.setattr(Party, "critic_penalty", leaky_penalty)
+    monkeypatch.setattr(Party, "generator_backward", leaky_backward)
 
 
 def planted_leak_run(tmp_path, monkeypatch, leak: str):
-    """Three joint-objective steps with party 0 patched by :func:`plant`."""
+    """Three joint-objective steps with a shared trunk, party 0 patched by :func:`plant`."""
     paths = write_party_csvs(tmp_path)
     plant(monkeypatch, leak, {k: raw_numeric(p) for k, p in enumerate(paths)})
-    model, paths, log, weights = in_process_run(tmp_path, {"steps": 3, "objective": "joint"})
+    model, paths, log, weights = in_process_run(tmp_path, {"steps": 3, "objective": "joint",
+                                                           "generator-trunk": 1})
     model.coordinator.fit(3)
     return model, paths, log, weights
 
@@ -289,7 +319,8 @@ def test_planted_leak_is_found(tmp_path, monkeypatch, leak):
     assert any(LEAKS[leak] in f for f in found), found
     assert all("party 1" not in f for f in found), found
     arch = model.coordinator.arch
-    assert find_off_protocol(log, if_dim=arch.if_dim, batch_size=arch.batch_size) == []
+    assert find_off_protocol(log, if_dim=arch.if_dim, batch_size=arch.batch_size,
+                             trunk_width=model.coordinator.trunk.width) == []
 
 
 def test_planted_leak_is_found_on_the_flower_wire(tmp_path, monkeypatch):

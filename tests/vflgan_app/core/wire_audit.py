@@ -442,14 +442,18 @@ def find_leaks(messages: Iterable[Message], secrets: Iterable[Secret]) -> list[s
 # -- structure: keys, shapes, dtypes ------------------------------------------------------
 ALLOWED_KEYS = {
     # handshake
-    "party_id", "n_rows", "id_hash", "schema", "width", "if_dim",
+    "party_id", "n_rows", "id_hash", "schema", "width", "if_dim", "trunk",
     # training: row indices, step numbers, IFs, gradients w.r.t. IFs, scalar losses
     "step", "idx", "batch_size", "loss", "h_real", "h_fake", "h_hat", "h_gen", "grads",
     # the joint objective's mid-step exchange: dD_S/dIF (u), per-row squared norms (s),
     # J J^T u (a), per-row penalty weights (w)
     "u", "s", "a", "w",
-    # publication request (n rows from a seed); its reply "x" is synthetic rows
-    "n", "seed", "independent",
+    # a shared generator trunk: its output for the step's z (server -> party) and the
+    # generator loss's gradient with respect to it (party -> server)
+    "t",
+    # publication request (n rows from a seed, a slice at an offset with a trunk); its
+    # reply "x" is synthetic rows
+    "n", "seed", "independent", "offset",
     # checkpoint calls: the run id and the config fingerprint's digest (letters only),
     # how many checkpoints to keep, whether a fresh run may overwrite
     "run_id", "fingerprint", "keep", "overwrite",
@@ -460,11 +464,14 @@ PUBLICATION = {"sample", "query.generate"}  # kinds whose replies carry syntheti
 
 
 def find_off_protocol(messages: Iterable[Message], *, if_dim: int,
-                      batch_size: int | None = None) -> list[str]:
+                      batch_size: int | None = None,
+                      trunk_width: int | None = None) -> list[str]:
     """Keys, shapes and dtypes that the protocol does not send.
 
     Float arrays must be IF-shaped (``(B, if_dim)``, or a codec stack ``(n, B, if_dim)``)
-    or, with ``batch_size`` (the joint objective), per-row scalars ``(B,)`` / ``(n, B)``;
+    or, with ``batch_size`` (the joint objective), per-row scalars ``(B,)`` / ``(n, B)``,
+    or, with ``trunk_width`` (a shared generator trunk), trunk outputs and their
+    gradients ``t`` of shape ``(rows, trunk_width)``;
     integer arrays must be row indices (``idx`` ``(B,)``, or a stack ``(n, B)``); the
     schema must be a list of column specs. Publication replies (``"x"``) are exempt from
     the shape rule (their content is still searched by :func:`find_leaks`).
@@ -500,6 +507,9 @@ def find_off_protocol(messages: Iterable[Message], *, if_dim: int,
                     batch_size is not None and len(shape) in (1, 2) and shape[-1] == batch_size)
                 if stacked and kind in PUBLICATION:
                     ok = True  # the codec's stack of the synthetic rows
+                if leaf == "t":
+                    ok = trunk_width is not None and len(shape) == 2 \
+                        and shape[-1] == trunk_width
             else:
                 ok = (leaf == "idx" and len(shape) == 1) or (stacked and len(shape) == 2)
             if not ok:

@@ -358,12 +358,14 @@ def test_flower_settings_from_run_config():
 
 
 @pytest.mark.parametrize("cache", [False, True])
-def test_joint_objective_over_flower_equals_in_process(tmp_path, cache):
-    # Prepare: the joint objective; cache=False restores each party per message (the
-    # mid-step exchange's u travels in the stored state and is replayed)
+@pytest.mark.parametrize(("objective", "trunk"), [("joint", 0), ("paper", 2), ("joint", 3)])
+def test_joint_objective_over_flower_equals_in_process(tmp_path, cache, objective, trunk):
+    # Prepare: the joint objective and/or a shared generator trunk; cache=False restores
+    # each party per message (the mid-step exchange's u and the trunk's output t travel
+    # in the stored state and are replayed)
     from vflgan_app import federation
 
-    rc = RUN_CONFIG | {"objective": "joint"}
+    rc = RUN_CONFIG | {"objective": objective, "generator-trunk": trunk}
     paths = write_party_csvs(tmp_path)
     cfg = VFLGANConfig.from_run_config(rc | {"steps": 7})
     grid = FakeGrid(node_configs(paths), rc, cache=cache)
@@ -378,8 +380,14 @@ def test_joint_objective_over_flower_equals_in_process(tmp_path, cache):
     assert coord.history.g_loss == ref.coordinator.history.g_loss
     for x, y in zip(coord.sample(16, 1), ref.coordinator.sample(16, 1), strict=True):
         np.testing.assert_array_equal(x, y)
-    # 2 round trips per critic step, +1 on generator steps (3 of 7 with n-critic 3)
-    assert coord.transport.round_trips == 2 + 2 * 7 + 3 + 1 + 1  # hello x2, steps, G, flush, sample
+    # per critic step 1 round trip (2 with the joint penalty); per generator step (3 of
+    # 7 with n-critic 3) 1 more, 2 with a trunk (its gradient comes back before the
+    # next step's fakes); then hello x2, the flush (nothing is left to flush after a
+    # trunk's generator step: step 6) and the sample
+    per_step = 2 if objective == "joint" else 1
+    per_gen = 2 if trunk else 1
+    flush = 0 if trunk else 1
+    assert coord.transport.round_trips == 2 + per_step * 7 + per_gen * 3 + flush + 1
 
 
 @pytest.mark.filterwarnings("ignore:dp.noise-seed")
