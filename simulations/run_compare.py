@@ -34,7 +34,14 @@ def main() -> None:
     ap.add_argument("--models", default="vflgan,vertigan,centralized",
                     help="comma list of vflgan (paper objective), vflgan-joint (the joint "
                          "objective), vflgan-shuffle / vflgan-joint-shuffle (with "
-                         "shuffled-real negatives), vertigan, centralized")
+                         "shuffled-real negatives), any of those with -trunk (a shared "
+                         "generator trunk, e.g. vflgan-joint-trunk-shuffle), vertigan, "
+                         "centralized")
+    ap.add_argument("--trunk", type=int, default=3,
+                    help="generator blocks in the shared trunk of the -trunk variants")
+    ap.add_argument("--curve-every", type=int, default=0,
+                    help="VFLGAN variants: evaluate every this many steps (agreement-vs-"
+                         "step curve in the JSON); 0 = only at the end")
     ap.add_argument("--shuffle-weight", type=float, default=0.5,
                     help="shuffle_negatives weight of the -shuffle variants")
     ap.add_argument("--label", default="", help="suffix of the output file names")
@@ -42,17 +49,16 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-eval", type=int, default=None, help="synthetic rows scored")
     ap.add_argument("--out", default="simulations/results")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="config override for every model, e.g. --set batch_size=256 "
+                         "(JSON values; repeatable)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    cfg = VFLGANConfig(
-        dataset=args.dataset,
-        data_root=args.data_root,
-        steps=args.steps,
-        seed=args.seed,
-        progress=False,
-        threads=args.threads,
-    )
+    cfg = VFLGANConfig.from_dict({
+        "dataset": args.dataset, "data_root": args.data_root, "steps": args.steps,
+        "seed": args.seed, "progress": False, "threads": args.threads,
+        **dict(parse_override(s) for s in args.set)})
     timer = StageTimer(log)
     ds, parties = prepare_dataset(cfg)
     with timer("evaluator (feature extractor training)"):
@@ -63,22 +69,32 @@ def main() -> None:
         "rows": len(parties[0].ids),
         "steps": args.steps,
         "seed": args.seed,
+        "overrides": dict(parse_override(s) for s in args.set),
         "commit": git_commit(),
         "models": {},
     }
     out = Path(args.out)
     for kind in args.models.split(","):
         t0 = time.perf_counter()
-        if kind.startswith("vflgan"):  # vflgan[-joint][-shuffle]
+        curve = []
+        if kind.startswith("vflgan"):  # vflgan[-joint][-trunk][-shuffle]
             variant = dataclasses.replace(
                 cfg, objective="joint" if "-joint" in kind else "paper",
-                shuffle_negatives=args.shuffle_weight if "-shuffle" in kind else 0.0)
-            model = train_model(variant, "vflgan", parties)
+                shuffle_negatives=args.shuffle_weight if "-shuffle" in kind else 0.0,
+                generator_trunk=args.trunk if "-trunk" in kind else 0)
+            if args.curve_every:
+                model, curve, eval_s = train_with_curve(variant, parties, ev, n, args,
+                                                        results, kind, out, ds.name)
+                t0 += eval_s  # train_seconds: training only
+            else:
+                model = train_model(variant, "vflgan", parties)
         else:
             model = train_model(cfg, kind, parties)
         train_s = time.perf_counter() - t0
         with timer(f"evaluate {kind}"):
             rep = ev.evaluate(model, n=n, seed=args.seed)
+        if curve:
+            rep["curve"] = curve
         rep["train_seconds"] = train_s
         rep["ms_per_step"] = 1000 * train_s / max(args.steps, 1)
         results["models"][kind] = rep
@@ -105,11 +121,55 @@ def main() -> None:
     print(format_table(results))
 
 
+def parse_override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> ``(key, value)``, the value read as JSON when it parses."""
+    import json
+
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--set: got {text!r}; expected KEY=VALUE, e.g. batch_size=256")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def curve_point(step: int, rep: dict) -> dict:
+    """One point of an agreement-vs-step curve, from an evaluation report."""
+    met = rep["dependence"]["metrics"]
+    return {"step": step, "fd": rep["model"]["fd"], "fd_control": rep["control"]["fd"],
+            "agreement": met["agreement"]["model"],
+            "agreement_control": met["agreement"]["control"],
+            "agreement_real": met["agreement"]["real"]}
+
+
+def train_with_curve(cfg: VFLGANConfig, parties, ev: Evaluator, n: int,
+                     args: argparse.Namespace, results: dict, kind: str, out: Path,
+                     name: str):
+    """Train in stretches of ``--curve-every`` steps, evaluating after each (partial
+    results written as the curve grows); returns the model, the curve and the seconds
+    spent evaluating."""
+    from vflgan_app.api import build_federation
+
+    model = build_federation(parties, cfg)
+    curve, eval_s = [], 0.0
+    for step in [*range(args.curve_every, args.steps, args.curve_every), args.steps]:
+        model.fit(step)
+        t0 = time.perf_counter()
+        curve.append(curve_point(step, ev.evaluate(model, n=n, seed=args.seed)))
+        eval_s += time.perf_counter() - t0
+        log.info("%s step %d: agreement %.3f (control %.3f), FD %.4g", kind, step,
+                 curve[-1]["agreement"], curve[-1]["agreement_control"], curve[-1]["fd"])
+        results["models"][kind] = {"curve": curve, "partial": True}
+        write_results(results, out, name, args)
+    return model, curve, eval_s
+
+
 def write_results(
     results: dict, out: Path, name: str, args: argparse.Namespace
 ) -> None:
     m = results["models"]
-    if "vflgan" in m and "vertigan" in m:
+    if "model" in m.get("vflgan", {}) and "model" in m.get("vertigan", {}):
         results["fd_ratio_vertigan_over_vflgan"] = (
             m["vertigan"]["model"]["fd"] / m["vflgan"]["model"]["fd"]
         )
@@ -131,6 +191,10 @@ def format_table(results: dict) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for kind, r in results["models"].items():
+        if r.get("partial"):
+            lines.append(f"| {kind} | (in progress: evaluated at step "
+                         f"{r['curve'][-1]['step']}) | | | | | |")
+            continue
         m, c = r["model"], r["control"]
         extra = m.get("inception_score", m.get("tstr_accuracy", float("nan")))
         lines.append(

@@ -8,7 +8,9 @@ process's peak RSS. Appends a CSV row to simulations/benchmarks/results.csv.
     python simulations/benchmarks/bench_step.py --threads 2 --blocks 7 --steps 50
 
 ``--objective joint --baseline paper`` times the joint objective's federated step against
-the paper objective's federated step instead (goal: ratio <= 1.3).
+the paper objective's federated step instead (goal: ratio <= 1.3). ``--trunk N`` gives the
+timed side (and, against ``reference``, the reference) a shared generator trunk of N
+blocks. The federated side's round trips per step are printed too.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from vflgan_app.core.reference import ReferenceVFLGAN
 from vflgan_app.data.partition import prepare_parties
 
 
-def build(arch_name: str, rows: int, seed: int, objective: str = "paper"):
+def build(arch_name: str, rows: int, seed: int, objective: str = "paper", trunk: int = 0):
     arch = get_architecture(arch_name)
     h = 28 if arch_name == "mnist" else 8
     rng = np.random.default_rng(seed)
@@ -48,13 +50,14 @@ def build(arch_name: str, rows: int, seed: int, objective: str = "paper"):
     parties_data = prepare_parties(
         tables, "record_id", bounded={c: (0, 255) for c in cols}
     )
-    settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr)
+    settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr, trunk=trunk)
     joint = objective == "joint"
     parties = [Party(d, arch, settings,
                      critic_rule=JointCriticGradients() if joint else None)
                for d in parties_data]
     coord = Coordinator(InProcessTransport(parties), arch, seed=seed,
-                        critic_rule=JointServerCritic() if joint else None)
+                        critic_rule=JointServerCritic() if joint else None,
+                        generator_trunk=trunk)
     coord.handshake()
     ref = ReferenceVFLGAN(
         [d.x for d in parties_data],
@@ -62,6 +65,7 @@ def build(arch_name: str, rows: int, seed: int, objective: str = "paper"):
         arch,
         seed,
         objective=objective,
+        generator_trunk=trunk,
     )
     return coord, ref
 
@@ -91,9 +95,11 @@ def main() -> None:
     ap.add_argument("--baseline", choices=["reference", "paper"], default="reference",
                     help="single-process reference of the same objective, or the paper "
                          "objective's federated step")
+    ap.add_argument("--trunk", type=int, default=0,
+                    help="shared generator trunk blocks of the timed side (0 = none)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    coord, ref = build(args.arch, args.rows, args.seed, args.objective)
+    coord, ref = build(args.arch, args.rows, args.seed, args.objective, args.trunk)
     fed_step = coord.train_step
     ref_step = ref.train_step
     if args.baseline == "paper":
@@ -111,10 +117,13 @@ def main() -> None:
         fed_ms.append(1000 * got["fed"])
         ref_ms.append(1000 * got["ref"])
     coord.flush()
+    trips_per_step = (coord.transport.round_trips - 1) / coord.step  # less the handshake
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     row = {
         "scenario": f"vflgan-step-{args.arch}"
-        + ("" if args.objective == "paper" else f"-{args.objective}-vs-{args.baseline}"),
+        + ("" if args.objective == "paper" and args.baseline == "reference"
+           else f"-{args.objective}-vs-{args.baseline}")
+        + (f"-trunk{args.trunk}" if args.trunk else ""),
         "device": platform.processor() or platform.machine(),
         "threads": args.threads,
         "batch": coord.arch.batch_size,
@@ -126,6 +135,7 @@ def main() -> None:
         "ratio_min": round(min(ratios), 3),
         "ratio_max": round(max(ratios), 3),
         "peak_rss_mb": round(peak_mb, 1),
+        "round_trips_per_step": round(trips_per_step, 3),
         "commit": git_commit(),
     }
     for k, v in row.items():
@@ -136,14 +146,23 @@ def main() -> None:
         f"reference {row['ref_ms_median']} ms/step, federated {row['fed_ms_median']} ms/step; "
         f"peak RSS {row['peak_rss_mb']} MB"
     )
-    path = Path(args.csv)
-    new = not path.exists()
+    append_row(Path(args.csv), row)
+
+
+def append_row(path: Path, row: dict) -> None:
+    """Append ``row`` to the CSV, widening its header when the row brings a new column."""
+    rows, fields = [], list(row)
+    if path.exists():
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            rows = list(reader)
+            fields = [*(reader.fieldnames or []), *(k for k in row
+                                                    if k not in (reader.fieldnames or []))]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(row))
-        if new:
-            w.writeheader()
-        w.writerow(row)
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows([*rows, row])
 
 
 if __name__ == "__main__":

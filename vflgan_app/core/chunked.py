@@ -35,9 +35,6 @@ def train_chunk(coord, k: int) -> list[float]:
     """
     if coord.D_S is None:
         raise RuntimeError("call handshake() before training")
-    if getattr(coord.critic_rule, "exact_mode_only", False):
-        raise ValueError("flower.steps-per-round: got a chunk of K > 1 steps; expected 1 "
-                         "with objective='joint' (its mid-step exchange needs exact mode)")
     if coord.trunk is not None:
         raise ValueError("flower.steps-per-round: got a chunk of K > 1 steps; expected 1 "
                          f"with generator_trunk={coord.generator_trunk} (the trunk steps "

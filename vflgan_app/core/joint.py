@@ -29,6 +29,17 @@ Message sequence of one critic step (2 round trips; the third rides with the nex
    with the next step's forward). Party k backpropagates its local terms, the three IF
    gradients and ``sum_i w_i s_ki`` (the second-order term through its own Jacobian).
 
+Chunked mode (``flower.steps-per-round = K``) has no room for step 2's exchange: there
+each party sends, with the IFs of every step of the chunk, each interpolated row's
+Jacobian Gram matrix ``G_ki = J_ki J_ki^T`` (``(B, if_dim, if_dim)``, at the chunk's
+weights; :meth:`JointCriticGradients.chunk_features`), from which the server forms
+``s_ki = u_ki^T G_ki u_ki`` and ``a_ki = G_ki u_ki`` itself, and sends ``u_k`` back with
+the step's gradients; the party rebuilds its penalty term from ``u_k`` at its current
+weights when it applies them (:meth:`~vflgan_app.core.party.Party.critic_apply`). With
+K = 1 that is the exact critic update; for K > 1 the party-side Jacobians are up to K
+steps stale, as the IFs are. It moves ``if_dim^2`` numbers per row instead of
+``if_dim + 1``, so it suits small IF widths (digits: 64).
+
 Every term is the exact gradient of the loss above: ``tests/vflgan_app/core/
 test_exactness.py`` checks it against :class:`~vflgan_app.core.reference.ReferenceVFLGAN`
 (``objective="joint"``), which computes the loss with one autograd graph. It relies on
@@ -71,6 +82,20 @@ class JointCriticGradients(CriticGradients):
         return reply, {"local": local, "feats": [h_real, h_fake, h_hat], "x_hat": x_hat,
                        "s": None}
 
+    def chunk_features(self, party, x_hat: torch.Tensor) -> dict:
+        """Chunked mode: each row's Jacobian Gram matrix ``G_i = J_i J_i^T`` of D_Ck at x^.
+
+        Returns:
+            ``{"G": (B, if_dim, if_dim)}``, computed without touching any state.
+        """
+        x = x_hat.detach()
+
+        def row(xi: torch.Tensor) -> torch.Tensor:
+            return party.D_C(xi[None])[0]
+
+        J = torch.func.vmap(torch.func.jacrev(row))(x)  # (B, if_dim, width)
+        return {"G": (J @ J.transpose(1, 2)).detach()}
+
     def penalty(self, party, pending: dict, u: torch.Tensor) -> dict:
         """``s_k = ||J_k^T u_k||^2`` per row (kept in the graph) and ``a_k = J_k J_k^T u_k``.
 
@@ -98,10 +123,11 @@ class JointCriticGradients(CriticGradients):
 
 
 class JointServerCritic(ServerCriticGradients):
-    """The server's part of the joint objective (see the module doc); one extra round trip."""
+    """The server's part of the joint objective (see the module doc); one extra round trip.
 
-    #: chunked mode cannot carry the mid-step exchange
-    exact_mode_only = True
+    In chunked mode (the parties' features carry Gram matrices ``"G"``) the extra round
+    trip is replaced by the Gram matrices, and ``u`` travels with the gradients.
+    """
 
     def step(self, coord, feats: dict[int, dict]) -> tuple[dict[int, dict], float]:
         """Steps D_S; returns the per-party gradients (with ``w``) and the server's L_D part."""
@@ -115,9 +141,13 @@ class JointServerCritic(ServerCriticGradients):
         widths = [leaf.shape[1] for leaf in leaves["h_hat"]]
         u_parts = dict(zip(pids, torch.split(u, widths, dim=1), strict=True))
         step = int(next(iter(feats.values()))["step"])
-        replies = coord._round_trip(lambda p: Call(
-            "critic_penalty", {"step": step, "u": u_parts[p].detach()}))
-        s, a = self._check(coord, replies, h_hat.shape[0], step)
+        chunked = any("G" in feats[p] for p in pids)
+        if chunked:
+            s, a = self._from_gram(coord, feats, u_parts, h_hat.shape[0], step)
+        else:
+            replies = coord._round_trip(lambda p: Call(
+                "critic_penalty", {"step": step, "u": u_parts[p].detach()}))
+            s, a = self._check(coord, replies, h_hat.shape[0], step)
         # the penalty on the row norms, and its weights w = d(lambda_gp P)/ds
         s_leaves = [s[p].requires_grad_(True) for p in pids]
         norm = torch.stack(s_leaves).sum(dim=0).sqrt()  # (B,)
@@ -129,9 +159,30 @@ class JointServerCritic(ServerCriticGradients):
         torch.autograd.backward([wass, u], [torch.ones_like(wass), v])  # wass: + negatives
         coord.opt_S.step()
         grads = {p: {**{name: leaves[name][i].grad.detach() for name in CRITIC_FEATURES},
-                     "w": w[i].detach()}
+                     "w": w[i].detach(), **({"u": u_parts[p].detach()} if chunked else {})}
                  for i, p in enumerate(pids)}
         return grads, float((wass + penalty).detach())
+
+    @classmethod
+    def _from_gram(cls, coord, feats: dict[int, dict], u_parts: dict, B: int, step: int):
+        """``s_k = u_k^T G_k u_k`` and ``a_k = G_k u_k`` per row, from the parties' Gram
+        matrices (chunked mode), checked as the exact mode's replies are."""
+        replies = {}
+        for p in coord.party_ids:
+            d = coord.hellos[p]["if_dim"]
+            if "G" not in feats[p]:
+                raise ReplyError(f"party {p}: chunked features of step {step} have no Gram "
+                                 "matrices 'G'; expected them with objective='joint'")
+            G = torch.as_tensor(feats[p]["G"]).to(coord.device)
+            if tuple(G.shape) != (B, d, d) or not G.is_floating_point():
+                raise ReplyError(f"party {p}: G has shape {tuple(G.shape)} and dtype "
+                                 f"{G.dtype}; expected float {(B, d, d)}")
+            if not torch.isfinite(G).all():
+                raise ReplyError(f"party {p}: G contains NaN or inf values")
+            u = u_parts[p].detach().to(G.dtype)
+            a = torch.einsum("bij,bj->bi", G, u)
+            replies[p] = {"step": step, "s": (u * a).sum(dim=1), "a": a}
+        return cls._check(coord, replies, B, step)
 
     @staticmethod
     def _check(coord, replies: dict[int, dict], B: int, step: int):

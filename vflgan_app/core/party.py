@@ -102,6 +102,10 @@ class CriticGradients:
                  "h_hat": h_hat.detach(), "loss": float(local.detach())}
         return reply, (local, [h_real, h_fake, h_hat])
 
+    def chunk_features(self, party: Party, x_hat: torch.Tensor) -> dict:
+        """What chunked mode sends besides the IFs, for rules that need more (none here)."""
+        return {}
+
     def penalty(self, party: Party, pending: object, u: torch.Tensor) -> dict:
         """A mid-step exchange for rules that need one (the joint objective's)."""
         raise ProtocolError(f"party {party.party_id}: critic_penalty is not part of the "
@@ -327,14 +331,17 @@ class Party:
         the weights at the chunk's start; BatchNorm running statistics are left
         untouched (they move once, in :meth:`critic_apply`). The party's own loss terms
         need the GP graph, so they are reported by :meth:`critic_apply` instead
-        (``"loss"`` here is 0).
+        (``"loss"`` here is 0). A rule may add more (the joint objective: each row's
+        Jacobian Gram matrix ``"G"``, :meth:`CriticGradients.chunk_features`).
         """
         step = self._check_step(step, "critic")
-        with self._frozen_buffers(), torch.no_grad():
-            x_real, x_fake, x_hat = self.critic_inputs(step, idx)
-            h_real, h_fake, h_hat = self.D_C(x_real), self.D_C(x_fake), self.D_C(x_hat)
+        with self._frozen_buffers():
+            with torch.no_grad():
+                x_real, x_fake, x_hat = self.critic_inputs(step, idx)
+                h_real, h_fake, h_hat = self.D_C(x_real), self.D_C(x_fake), self.D_C(x_hat)
+            extra = self.critic_rule.chunk_features(self, x_hat)
         return {"step": int(step), "h_real": h_real, "h_fake": h_fake, "h_hat": h_hat,
-                "loss": 0.0}
+                "loss": 0.0, **extra}
 
     def generator_features(self, step: int, batch_size: int) -> dict:
         """Generator-step IFs and loss of ``step`` without changing state (chunked mode).
@@ -347,8 +354,15 @@ class Party:
         return out
 
     def critic_apply(self, step: int, idx: torch.Tensor, grads: dict) -> dict:
-        """Re-forward step ``step`` with the current weights, apply the server's gradients."""
+        """Re-forward step ``step`` with the current weights, apply the server's gradients.
+
+        The joint objective's gradients carry the step's ``u`` (the server formed its
+        penalty from the chunk's Gram matrices): the party's penalty term is rebuilt
+        from it at the current weights, as :meth:`critic_penalty` does in exact mode.
+        """
         out = self.critic_forward(step, idx)
+        if isinstance(grads, dict) and "u" in grads:
+            self.critic_penalty(step, grads["u"])
         self.critic_backward(step, grads)
         return {"step": int(step), "loss": out["loss"]}
 

@@ -203,6 +203,10 @@ class PaperPartyDP(CriticGradients):
         """The base rule's mid-step exchange (joint objective)."""
         return self.base.penalty(party, pending, u)
 
+    def chunk_features(self, party, x_hat):
+        """The base rule's chunked-mode extras (joint objective: Gram matrices)."""
+        return self.base.chunk_features(party, x_hat)
+
     def backward(self, party, step, pending, upstream, grads=None) -> None:
         """Exact gradients of the base rule, then :meth:`privatize` them."""
         self.base.backward(party, step, pending, upstream, grads)

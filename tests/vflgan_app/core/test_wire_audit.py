@@ -139,10 +139,12 @@ def dp_overrides(mode: str) -> dict:
     (4, {"objective": "paper"}),
     (1, {"objective": "joint"}),
     (1, {"objective": "joint", "generator-trunk": 1}),
+    (4, {"objective": "joint"}),
     (1, dp_overrides("paper")),
     (1, dp_overrides("strict")),
     (1, {**dp_overrides("strict"), "generator-trunk": 1}),
-], ids=["paper", "paper-chunked", "joint", "joint-trunk", "dp-paper", "dp-strict",
+], ids=["paper", "paper-chunked", "joint", "joint-trunk", "joint-chunked", "dp-paper",
+        "dp-strict",
         "dp-strict-trunk"])
 def test_in_process_traffic_carries_no_rows_columns_or_weights(tmp_path, steps_per_round,
                                                                overrides):
@@ -170,7 +172,7 @@ def test_in_process_traffic_carries_no_rows_columns_or_weights(tmp_path, steps_p
         assert sum(1 for _, _, pl in log if "t" in pl) > steps  # the audit saw the t's
     methods = {m for _, m, _ in log}
     assert {"hello", "save_checkpoint", "sample"} <= methods
-    assert ("critic_penalty" in methods) == joint
+    assert ("critic_penalty" in methods) == (joint and steps_per_round == 1)
     assert ("critic_features" in methods) == (steps_per_round > 1)
     n_arrays = sum(isinstance(v, torch.Tensor) for _, _, pl in log for v in _leaves(pl))
     assert n_arrays > 50  # the audit saw the traffic

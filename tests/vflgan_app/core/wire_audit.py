@@ -448,6 +448,8 @@ ALLOWED_KEYS = {
     # the joint objective's mid-step exchange: dD_S/dIF (u), per-row squared norms (s),
     # J J^T u (a), per-row penalty weights (w)
     "u", "s", "a", "w",
+    # ... and in chunked mode, each interpolated row's Jacobian Gram matrix J J^T (G)
+    "G",
     # a shared generator trunk: its output for the step's z (server -> party) and the
     # generator loss's gradient with respect to it (party -> server)
     "t",
@@ -503,7 +505,9 @@ def find_off_protocol(messages: Iterable[Message], *, if_dim: int,
                     out.append(f"{label}: schema entries without name/kind")
                 continue
             if is_float:
+                gram = leaf == "G" or stacked
                 ok = (len(shape) in (2, 3) and shape[-1] == if_dim) or (
+                    gram and len(shape) in (3, 4) and shape[-2:] == (if_dim, if_dim)) or (
                     batch_size is not None and len(shape) in (1, 2) and shape[-1] == batch_size)
                 if stacked and kind in PUBLICATION:
                     ok = True  # the codec's stack of the synthetic rows

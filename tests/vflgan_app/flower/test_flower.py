@@ -16,7 +16,7 @@ import torch
 from flwr.app import Context, RecordDict
 
 from tests.vflgan_app.conftest import TINY_DOMAIN, make_table
-from vflgan_app import client_app
+from vflgan_app import client_app, federation
 from vflgan_app.api import build_federation
 from vflgan_app.config import VFLGANConfig
 from vflgan_app.core.coordinator import Coordinator
@@ -104,10 +104,8 @@ def flower_coordinator(grid, cfg, timeout=5.0):
                                 connect_timeout=2.0, poll_interval=0.001,
                                 message_factory=grid.create_message)
     transport.connect()
-    coord = Coordinator(transport, cfg.resolve_architecture(), seed=cfg.seed,
-                        n_critic=cfg.n_critic, sampler=cfg.sampler, expected_parties=2)
-    coord.handshake()
-    return coord
+    # the server side the ServerApp builds (objective, trunk, DP rules of the config)
+    return federation.connect(transport, cfg).coordinator
 
 
 def in_process(paths, cfg):
@@ -157,10 +155,13 @@ def test_flower_transport_equals_in_process(tmp_path, cache):
     assert coord.transport.round_trips == 2 + 10 + 4 + 1 + 1  # hello x2, steps, G, flush, sample
 
 
-def test_chunked_mode_over_flower_equals_in_process(tmp_path):
+@pytest.mark.parametrize("objective", ["paper", "joint"])
+def test_chunked_mode_over_flower_equals_in_process(tmp_path, objective):
+    # the joint objective's chunks carry each row's Jacobian Gram matrix (core/joint.py)
+    rc = RUN_CONFIG | {"objective": objective}
     paths = write_party_csvs(tmp_path)
-    cfg = VFLGANConfig.from_run_config(RUN_CONFIG | {"steps": 12})
-    coord = flower_coordinator(FakeGrid(node_configs(paths), RUN_CONFIG, cache=False), cfg)
+    cfg = VFLGANConfig.from_run_config(rc | {"steps": 12})
+    coord = flower_coordinator(FakeGrid(node_configs(paths), rc, cache=False), cfg)
     ref = in_process(paths, cfg)
     coord.fit(12, steps_per_round=4)
     ref.coordinator.fit(12, steps_per_round=4)
@@ -363,16 +364,10 @@ def test_joint_objective_over_flower_equals_in_process(tmp_path, cache, objectiv
     # Prepare: the joint objective and/or a shared generator trunk; cache=False restores
     # each party per message (the mid-step exchange's u and the trunk's output t travel
     # in the stored state and are replayed)
-    from vflgan_app import federation
-
     rc = RUN_CONFIG | {"objective": objective, "generator-trunk": trunk}
     paths = write_party_csvs(tmp_path)
     cfg = VFLGANConfig.from_run_config(rc | {"steps": 7})
-    grid = FakeGrid(node_configs(paths), rc, cache=cache)
-    transport = FlowerTransport(grid, 2, round_timeout=5.0, connect_timeout=2.0,
-                                poll_interval=0.001, message_factory=grid.create_message)
-    transport.connect()
-    coord = federation.connect(transport, cfg).coordinator
+    coord = flower_coordinator(FakeGrid(node_configs(paths), rc, cache=cache), cfg)
     ref = in_process(paths, cfg)
     # Execute / Assert: the same losses, step by step, and the same samples
     for _ in range(7):
