@@ -9,6 +9,8 @@ independent-latent control. K = 1 here is the exact algorithm
 (Coordinator.train_step); K > 1 is Coordinator.train_chunk.
 
     python simulations/run_chunked.py --steps 2000 --ks 1,4,16,64 --out simulations/results/chunked.json
+    python simulations/run_chunked.py --steps 5000 --set objective=joint --set shuffle_negatives=0.5 \
+        --out simulations/results/chunked-joint-shuffle.json
 """
 
 import argparse
@@ -23,6 +25,11 @@ from vflgan_app.config import VFLGANConfig
 from vflgan_app.eval.evaluator import Evaluator
 from vflgan_app.run import prepare_dataset
 
+try:  # run as a script: simulations/ is on sys.path
+    from run_compare import parse_override
+except ImportError:  # imported as simulations.run_chunked
+    from simulations.run_compare import parse_override
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
@@ -31,14 +38,17 @@ def main() -> None:
     p.add_argument("--ks", default="1,4,16,64")
     p.add_argument("--seeds", default="0")
     p.add_argument("--out", default="simulations/results/chunked.json")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override, e.g. --set objective=joint (JSON values)")
     a = p.parse_args()
+    overrides = dict(parse_override(s) for s in a.set)
     torch.set_num_threads(1)
     rows = []
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     for seed in [int(s) for s in a.seeds.split(",")]:
-        cfg = VFLGANConfig(dataset=a.dataset, steps=a.steps, seed=seed, threads=1,
-                           progress=False)
+        cfg = VFLGANConfig.from_dict({"dataset": a.dataset, "steps": a.steps, "seed": seed,
+                                      "threads": 1, "progress": False, **overrides})
         ds, parties = prepare_dataset(cfg)
         ev = Evaluator(ds, parties, seed=seed)
         for k in [int(x) for x in a.ks.split(",")]:
@@ -49,6 +59,7 @@ def main() -> None:
             m = ev.evaluate(model, seed=seed, dependence=True)
             dep = m["dependence"]["metrics"]
             row = {"dataset": a.dataset, "seed": seed, "steps": a.steps, "k": k,
+                   "overrides": overrides,
                    "round_trips": model.coordinator.transport.round_trips,
                    "train_s": round(wall, 2),
                    "fd": m["model"]["fd"], "fd_control": m["control"]["fd"],

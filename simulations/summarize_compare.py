@@ -4,7 +4,12 @@
 
 Columns: FD (model and its independent-latent control), per-party classifier agreement
 (model / control / real), party-shuffle AUC, and how many of the dependence report's
-informative metrics the model beats its control on, per seed.
+informative metrics the model beats its control on, per seed. Runs made with
+``run_compare.py --curve-every`` also give an agreement-vs-step table (mean over seeds)
+and, with ``--plot``, a PNG of the curves with each model's control.
+
+    python simulations/summarize_compare.py simulations/results/compare-digits-20000-seed*-trunk.json \
+        --plot simulations/results/curves-digits-trunk.png
 """
 
 from __future__ import annotations
@@ -25,19 +30,23 @@ def _ms(values: list[float]) -> str:
 def summarize(paths: list[Path]) -> str:
     rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     meta = set()
+    headline = "agreement"  # images; tables have no agreement: cross-party TSTR utility
     for path in paths:
         r = json.loads(path.read_text())
         meta.add((r["dataset"], r["steps"]))
         for kind, m in r["models"].items():
+            if "model" not in m:  # still training (a partial curve)
+                continue
             row = rows[kind]
             row["seed"].append(r["seed"])
             row["fd"].append(m["model"]["fd"])
             row["fd_control"].append(m["control"]["fd"])
             dep = m["dependence"]
             met = dep["metrics"]
-            row["agreement"].append(met["agreement"]["model"])
-            row["agreement_control"].append(met["agreement"]["control"])
-            row["agreement_real"].append(met["agreement"]["real"])
+            headline = "agreement" if "agreement" in met else "utility_tstr"
+            row["agreement"].append(met[headline]["model"])
+            row["agreement_control"].append(met[headline]["control"])
+            row["agreement_real"].append(met[headline]["real"])
             row["shuffle_auc"].append(met["shuffle_auc"]["model"])
             verdicts = [v for v in dep["verdicts"].values() if v.get("informative")]
             row["beats"].append(f"{sum(v['beats_control'] for v in verdicts)}/{len(verdicts)}")
@@ -45,7 +54,7 @@ def summarize(paths: list[Path]) -> str:
     lines = [
         f"{', '.join(f'{d} {s} steps' for d, s in sorted(meta))}; mean ± std over seeds.",
         "",
-        "| model | seeds | FD | FD (control) | agreement | (control) | (real) "
+        f"| model | seeds | FD | FD (control) | {headline} | (control) | (real) "
         "| shuffle AUC | beats control (per seed) | ms/step |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -58,12 +67,69 @@ def summarize(paths: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curves(paths: list[Path]) -> dict[str, dict[int, dict[str, list[float]]]]:
+    """``{model: {step: {"agreement": [per seed], "control": [...]}}}`` of finished runs."""
+    out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    for path in paths:
+        for kind, m in json.loads(path.read_text())["models"].items():
+            if "model" not in m:
+                continue
+            for c in m.get("curve", []):
+                out[kind][c["step"]]["agreement"].append(c["agreement"])
+                out[kind][c["step"]]["control"].append(c["agreement_control"])
+    return out
+
+
+def curve_table(data: dict) -> str:
+    """Agreement (mean over seeds) by step, one column per model."""
+    if not data:
+        return ""
+    kinds = list(data)
+    steps = sorted({s for k in kinds for s in data[k]})
+    lines = ["Agreement vs step (mean over seeds; control in brackets).", "",
+             "| step | " + " | ".join(kinds) + " |", "| --- |" + " --- |" * len(kinds)]
+    for s in steps:
+        cells = []
+        for k in kinds:
+            d = data[k].get(s)
+            cells.append("" if d is None else f"{statistics.mean(d['agreement']):.3f} "
+                         f"({statistics.mean(d['control']):.3f}), n={len(d['agreement'])}")
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(data: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind, by_step in data.items():
+        steps = sorted(by_step)
+        line, = ax.plot(steps, [statistics.mean(by_step[s]["agreement"]) for s in steps],
+                        marker="o", label=kind)
+        ax.plot(steps, [statistics.mean(by_step[s]["control"]) for s in steps],
+                ls=":", color=line.get_color())
+    ax.set_xlabel("step")
+    ax.set_ylabel("per-party classifier agreement")
+    ax.set_title("agreement vs step (dotted: independent-latent control)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, help="also write the table here")
+    ap.add_argument("--plot", type=Path, help="write the agreement-vs-step curves here (PNG)")
     args = ap.parse_args()
-    table = summarize(args.paths)
+    data = curves(args.paths)
+    table = summarize(args.paths) + ("\n" + curve_table(data) if data else "")
+    if args.plot and data:
+        plot_curves(data, args.plot)
     if args.out:
         args.out.write_text(table)
     print(table)

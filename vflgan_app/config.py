@@ -299,7 +299,8 @@ class VFLGANConfig:
             server (0 = none, the paper; at most the preset's number of generator
             blocks): the server computes the trunk's features of each step's z, each
             party's generator is the rest of the network; one more round trip per
-            generator step, exact mode only (:class:`vflgan_app.core.model.GeneratorTrunk`).
+            generator step in exact mode; in chunked mode the trunk's outputs are up to K
+            steps stale, as the parties' IFs are (:class:`vflgan_app.core.model.GeneratorTrunk`).
         shuffle_negatives: beta >= 0, weight of an extra critic term at the server: real
             IFs re-paired across parties scored against the joint real IFs (0 = off, the
             paper;

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import math
 
+import torch
+
 from vflgan_app.core.coordinator import check_server_loss, reply_step
 from vflgan_app.core.protocol import CRITIC_FEATURES, Call
 from vflgan_app.core.sampling import batch_indices
@@ -35,10 +37,6 @@ def train_chunk(coord, k: int) -> list[float]:
     """
     if coord.D_S is None:
         raise RuntimeError("call handshake() before training")
-    if coord.trunk is not None:
-        raise ValueError("flower.steps-per-round: got a chunk of K > 1 steps; expected 1 "
-                         f"with generator_trunk={coord.generator_trunk} (the trunk steps "
-                         "between a generator step and the next step's fakes)")
     B = coord.arch.batch_size
     steps = list(range(coord.step, coord.step + k))
     for t in steps:
@@ -46,8 +44,11 @@ def train_chunk(coord, k: int) -> list[float]:
             hook(t)
     idx = {t: batch_indices(coord.seed, t, coord.n_rows, B, coord.sampler) for t in steps}
     gen_steps = [t for t in steps if t % coord.n_critic == 0]
-    forwards = [Call("critic_features", {"step": t, "idx": idx[t]}) for t in steps] + [
-        Call("generator_features", {"step": t, "batch_size": B}) for t in gen_steps]
+    trunk = trunk_outputs(coord, steps, gen_steps, B)  # {} without a shared trunk
+    forwards = [Call("critic_features", {"step": t, "idx": idx[t], **trunk.get(t, {})})
+                for t in steps] + [
+        Call("generator_features", {"step": t, "batch_size": B, **trunk.get(("gen", t), {})})
+        for t in gen_steps]
     pending = {p: coord._pending.pop(p, []) for p in coord.party_ids}
     calls = {p: [*pending[p], *forwards] for p in coord.party_ids}
     replies = coord.transport.exchange(calls)
@@ -71,8 +72,8 @@ def train_chunk(coord, k: int) -> list[float]:
         coord.history.d_loss.append(math.nan)
         losses.append(server_loss)
         for p in coord.party_ids:
-            coord._pending.setdefault(p, []).append(
-                Call("critic_apply", {"step": t, "idx": idx[t], "grads": grads[p]}))
+            coord._pending.setdefault(p, []).append(Call("critic_apply", {
+                "step": t, "idx": idx[t], "grads": grads[p], **trunk.get(t, {})}))
         if t in gen_steps:
             j = len(steps) + gen_steps.index(t)
             gen = {p: tail[p][j] for p in coord.party_ids}
@@ -82,16 +83,47 @@ def train_chunk(coord, k: int) -> list[float]:
             coord.history.g_loss[t] = gserver + sum(f["loss"] for f in gen.values())
             for p in coord.party_ids:
                 coord._pending[p].append(Call("generator_apply", {
-                    "step": t, "batch_size": B, "grads": ggrads[p]}))
+                    "step": t, "batch_size": B, "grads": ggrads[p],
+                    **trunk.get(("gen", t), {})}))
     coord.step += k
     return losses
 
+def trunk_outputs(coord, steps: list[int], gen_steps: list[int], B: int) -> dict:
+    """The shared trunk's outputs for a chunk, at the trunk's weights at its start.
+
+    ``{t: {"t": critic-step output}, ("gen", t): {"t": generator-step output}}``, or
+    ``{}`` without a trunk. The trunk, like the parties, is stepped later
+    (:func:`absorb_apply_losses`): its outputs are up to K steps stale.
+    """
+    if coord.trunk is None:
+        return {}
+    out: dict = {}
+    with torch.no_grad():
+        for t in steps:
+            out[t] = {"t": coord.trunk(coord._latent(t, B)).cpu()}
+        for t in gen_steps:
+            out[("gen", t)] = {"t": coord.trunk(coord._latent(t, B)).cpu()}
+    return out
+
+
 def absorb_apply_losses(coord, pending: dict[int, list[Call]],
                         replies: dict[int, list[dict]]) -> None:
-    """Complete L_D of chunked steps with the party terms their applies report."""
+    """Complete L_D of chunked steps with the party terms their applies report.
+
+    With a shared trunk, the generator applies' ``dL_G/dt`` are summed over parties and
+    the trunk is stepped once per generator step, in order, by a fresh forward of its
+    z at the trunk's current weights (as each party re-forwards at its own).
+    """
     got: dict[int, dict[int, float]] = {}
+    trunk_steps: list[int] = []
+    trunk_replies: dict[int, dict[int, dict]] = {}
     for p, plist in pending.items():
         for call, reply in zip(plist, replies.get(p, []), strict=False):
+            if call.method == "generator_apply" and coord.trunk is not None:
+                t = int(call.args["step"])
+                if t not in trunk_replies:
+                    trunk_steps.append(t)
+                trunk_replies.setdefault(t, {})[p] = reply
             if call.method == "critic_apply":
                 t = int(call.args["step"])
                 if reply_step(reply) != t:
@@ -102,3 +134,9 @@ def absorb_apply_losses(coord, pending: dict[int, list[Call]],
         server = coord._server_loss.pop(t, None)
         if server is not None and len(by_party) == len(coord.party_ids):
             coord.history.d_loss[t] = server + sum(by_party[p] for p in coord.party_ids)
+    for t in sorted(trunk_steps):
+        if len(trunk_replies[t]) != len(coord.party_ids):
+            raise ReplyError(f"generator step {t}: trunk gradients from parties "
+                             f"{sorted(trunk_replies[t])}; expected {coord.party_ids}")
+        B = coord.arch.batch_size
+        coord._step_trunk(t, coord.trunk(coord._latent(t, B)), trunk_replies[t])

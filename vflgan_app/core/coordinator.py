@@ -163,7 +163,8 @@ class Coordinator:
             the paper; :class:`~vflgan_app.core.model.GeneratorTrunk`). The server then
             computes the trunk's output for each step's z, sends it with the requests
             that generate, and steps the trunk with the sum of the parties' gradients
-            with respect to it: one more round trip per generator step.
+            with respect to it: one more round trip per generator step in exact mode
+            (chunked mode: :func:`vflgan_app.core.chunked.trunk_outputs`).
     """
 
     def __init__(

@@ -88,12 +88,7 @@ class JointCriticGradients(CriticGradients):
         Returns:
             ``{"G": (B, if_dim, if_dim)}``, computed without touching any state.
         """
-        x = x_hat.detach()
-
-        def row(xi: torch.Tensor) -> torch.Tensor:
-            return party.D_C(xi[None])[0]
-
-        J = torch.func.vmap(torch.func.jacrev(row))(x)  # (B, if_dim, width)
+        J = input_jacobian(party.D_C, x_hat.detach())  # (B, if_dim, width)
         return {"G": (J @ J.transpose(1, 2)).detach()}
 
     def penalty(self, party, pending: dict, u: torch.Tensor) -> dict:
@@ -120,6 +115,30 @@ class JointCriticGradients(CriticGradients):
         local = pending["local"]
         torch.autograd.backward([local, *pending["feats"], pending["s"]],
                                 [torch.ones_like(local), *upstream, w])
+
+
+def input_jacobian(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Per-row Jacobian ``d module(x)_i / d x_i``, ``(B, out, in)``, of a row-wise network.
+
+    A stack of ``Linear`` and ``LeakyReLU`` layers (our bottom critics) is multiplied
+    out layer by layer, ``J <- W J`` and ``J <- diag(slope) J``: a few batched matmuls.
+    Anything else goes through ``torch.func`` (``vmap`` of ``jacrev``, slower).
+    """
+    layers = list(module.net) if isinstance(getattr(module, "net", None),
+                                            torch.nn.Sequential) else None
+    if layers is None or not all(isinstance(m, torch.nn.Linear | torch.nn.LeakyReLU)
+                                 for m in layers):
+        return torch.func.vmap(torch.func.jacrev(lambda xi: module(xi[None])[0]))(x)
+    with torch.no_grad():
+        h, J = x, None
+        for m in layers:
+            if isinstance(m, torch.nn.Linear):
+                J = m.weight.expand(x.shape[0], -1, -1) if J is None else m.weight @ J
+                h = torch.nn.functional.linear(h, m.weight, m.bias)
+            else:
+                slope = torch.where(h > 0, 1.0, m.negative_slope).to(h.dtype)
+                J, h = slope[:, :, None] * J, h * slope
+        return J
 
 
 class JointServerCritic(ServerCriticGradients):

@@ -324,7 +324,8 @@ class Party:
         return {}
 
     # -- chunked mode (steps-per-round = K; coordinator.train_chunk) ---------------------
-    def critic_features(self, step: int, idx: torch.Tensor) -> dict:
+    def critic_features(self, step: int, idx: torch.Tensor,
+                        t: torch.Tensor | None = None) -> dict:
         """IFs of step ``step`` without building a graph or changing state (chunked mode).
 
         The same values :meth:`critic_forward` returns, computed under ``no_grad`` with
@@ -337,39 +338,45 @@ class Party:
         step = self._check_step(step, "critic")
         with self._frozen_buffers():
             with torch.no_grad():
-                x_real, x_fake, x_hat = self.critic_inputs(step, idx)
+                x_real, x_fake, x_hat = self.critic_inputs(step, idx, t)
                 h_real, h_fake, h_hat = self.D_C(x_real), self.D_C(x_fake), self.D_C(x_hat)
             extra = self.critic_rule.chunk_features(self, x_hat)
         return {"step": int(step), "h_real": h_real, "h_fake": h_fake, "h_hat": h_hat,
                 "loss": 0.0, **extra}
 
-    def generator_features(self, step: int, batch_size: int) -> dict:
-        """Generator-step IFs and loss of ``step`` without changing state (chunked mode).
-
-        Chunked mode has no shared trunk (the coordinator refuses the combination).
-        """
+    def generator_features(self, step: int, batch_size: int,
+                           t: torch.Tensor | None = None) -> dict:
+        """Generator-step IFs and loss of ``step`` without changing state (chunked mode)."""
         with self._frozen_buffers(), torch.no_grad():
-            out = self.generator_forward(step, batch_size)
+            out = self.generator_forward(step, batch_size, t)
         self._gen = self._gen_args = None
         return out
 
-    def critic_apply(self, step: int, idx: torch.Tensor, grads: dict) -> dict:
+    def critic_apply(self, step: int, idx: torch.Tensor, grads: dict,
+                     t: torch.Tensor | None = None) -> dict:
         """Re-forward step ``step`` with the current weights, apply the server's gradients.
 
         The joint objective's gradients carry the step's ``u`` (the server formed its
         penalty from the chunk's Gram matrices): the party's penalty term is rebuilt
         from it at the current weights, as :meth:`critic_penalty` does in exact mode.
         """
-        out = self.critic_forward(step, idx)
+        out = self.critic_forward(step, idx, t)
         if isinstance(grads, dict) and "u" in grads:
             self.critic_penalty(step, grads["u"])
         self.critic_backward(step, grads)
         return {"step": int(step), "loss": out["loss"]}
 
-    def generator_apply(self, step: int, batch_size: int, grads: dict) -> dict:
-        """Re-forward generator step ``step``, apply the server's gradients, step G_k."""
-        out = self.generator_forward(step, batch_size)
-        self.generator_backward(step, grads)
+    def generator_apply(self, step: int, batch_size: int, grads: dict,
+                        t: torch.Tensor | None = None) -> dict:
+        """Re-forward generator step ``step``, apply the server's gradients, step G_k.
+
+        With a shared trunk the reply also carries ``dL_G/dt`` (``"t"``), as
+        :meth:`generator_backward`'s does.
+        """
+        out = self.generator_forward(step, batch_size, t)
+        back = self.generator_backward(step, grads)
+        if "t" in back:
+            return {"step": int(step), "loss": out["loss"], "t": back["t"]}
         return {"step": int(step), "loss": out["loss"]}
 
     # -- stateless hosting (a fresh process per message) ---------------------------------

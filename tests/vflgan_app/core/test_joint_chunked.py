@@ -94,3 +94,18 @@ def test_the_server_refuses_bad_gram_matrices(G, match):
     fed.transport.tamper = tamper
     with pytest.raises(ReplyError, match=match):
         fed.coordinator.train_chunk(2)
+
+
+def test_input_jacobian_equals_autograd():
+    from vflgan_app.core.joint import input_jacobian
+    from vflgan_app.core.model import BottomCritic
+
+    critic = BottomCritic(TINY, 5)
+    x = torch.randn(6, 5, generator=torch.Generator().manual_seed(0))
+    want = torch.func.vmap(torch.func.jacrev(lambda xi: critic(xi[None])[0]))(x)
+    torch.testing.assert_close(input_jacobian(critic, x), want)
+    # a module that is not a Linear/LeakyReLU stack takes the generic path
+    other = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh())
+    torch.testing.assert_close(
+        input_jacobian(other, x),
+        torch.func.vmap(torch.func.jacrev(lambda xi: other(xi[None])[0]))(x))

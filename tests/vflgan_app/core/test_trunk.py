@@ -169,10 +169,23 @@ def test_trunk_state_is_saved_and_restored():
         plain.coordinator.load_state_dict(state)
 
 
-def test_chunked_mode_refuses_the_trunk():
-    fed = make_federation(seed=SEED, trunk=1)
-    with pytest.raises(ValueError, match="expected 1 with generator_trunk=1"):
-        fed.coordinator.train_chunk(4)
+def test_chunked_mode_steps_the_trunk_once_per_generator_step():
+    fed = make_federation(seed=SEED, trunk=1, n_critic=2)
+    stepped = []
+    real = fed.coordinator._step_trunk
+    fed.coordinator._step_trunk = lambda t, out, replies: (stepped.append(t),
+                                                           real(t, out, replies))
+    before = {k: v.clone() for k, v in fed.coordinator.trunk.state_dict().items()}
+    fed.coordinator.fit(8, steps_per_round=4)
+    # handshake, 2 chunks, flush; the trunk's gradients ride with the next exchange
+    assert fed.transport.round_trips == 1 + 2 + 1
+    assert stepped == [0, 2, 4, 6]
+    after = fed.coordinator.trunk.state_dict()
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    # every request that generates carried the trunk's output
+    methods = {m for c in fed.transport.calls for ms in c.values() for m, _ in ms}
+    assert {"critic_features", "generator_features", "critic_apply",
+            "generator_apply"} <= methods
 
 
 def test_config_refuses_a_trunk_deeper_than_the_generator():

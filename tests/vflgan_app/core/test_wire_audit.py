@@ -140,10 +140,12 @@ def dp_overrides(mode: str) -> dict:
     (1, {"objective": "joint"}),
     (1, {"objective": "joint", "generator-trunk": 1}),
     (4, {"objective": "joint"}),
+    (4, {"objective": "joint", "generator-trunk": 1}),
     (1, dp_overrides("paper")),
     (1, dp_overrides("strict")),
     (1, {**dp_overrides("strict"), "generator-trunk": 1}),
-], ids=["paper", "paper-chunked", "joint", "joint-trunk", "joint-chunked", "dp-paper",
+], ids=["paper", "paper-chunked", "joint", "joint-trunk", "joint-chunked",
+        "joint-trunk-chunked", "dp-paper",
         "dp-strict",
         "dp-strict-trunk"])
 def test_in_process_traffic_carries_no_rows_columns_or_weights(tmp_path, steps_per_round,

@@ -155,10 +155,11 @@ def test_flower_transport_equals_in_process(tmp_path, cache):
     assert coord.transport.round_trips == 2 + 10 + 4 + 1 + 1  # hello x2, steps, G, flush, sample
 
 
-@pytest.mark.parametrize("objective", ["paper", "joint"])
-def test_chunked_mode_over_flower_equals_in_process(tmp_path, objective):
-    # the joint objective's chunks carry each row's Jacobian Gram matrix (core/joint.py)
-    rc = RUN_CONFIG | {"objective": objective}
+@pytest.mark.parametrize(("objective", "trunk"), [("paper", 0), ("joint", 0), ("joint", 2)])
+def test_chunked_mode_over_flower_equals_in_process(tmp_path, objective, trunk):
+    # the joint objective's chunks carry each row's Jacobian Gram matrix (core/joint.py);
+    # a shared trunk's outputs travel with the chunk, its gradients with the applies
+    rc = RUN_CONFIG | {"objective": objective, "generator-trunk": trunk}
     paths = write_party_csvs(tmp_path)
     cfg = VFLGANConfig.from_run_config(rc | {"steps": 12})
     coord = flower_coordinator(FakeGrid(node_configs(paths), rc, cache=False), cfg)
