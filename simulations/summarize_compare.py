@@ -68,12 +68,13 @@ def summarize(paths: list[Path]) -> str:
 
 
 def curves(paths: list[Path]) -> dict[str, dict[int, dict[str, list[float]]]]:
-    """``{model: {step: {"agreement": [per seed], "control": [...]}}}`` of finished runs."""
+    """``{model: {step: {"agreement": [per seed], "control": [...]}}}``.
+
+    A run stopped before its end (``"partial"``) gives the points it reached.
+    """
     out: dict = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     for path in paths:
         for kind, m in json.loads(path.read_text())["models"].items():
-            if "model" not in m:
-                continue
             for c in m.get("curve", []):
                 out[kind][c["step"]]["agreement"].append(c["agreement"])
                 out[kind][c["step"]]["control"].append(c["agreement_control"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import time
 from pathlib import Path
 
@@ -96,8 +97,10 @@ class StreamProgress:
         done, elapsed = step - self.start_step, now - self.t0
         rate = done / elapsed if elapsed > 0 else float("nan")
         parts = [f"step {step}/{self.steps} ({100 * step / self.steps:.0f}%)"]
-        if self.losses and h.d_loss:
-            parts.append(f"d_loss {h.d_loss[-1]:.3f}")
+        # chunked mode completes a step's d_loss one chunk later (NaN until then)
+        d_loss = next((d for d in reversed(h.d_loss[-4096:]) if math.isfinite(d)), None)
+        if self.losses and d_loss is not None:
+            parts.append(f"d_loss {d_loss:.3f}")
         if self.losses and h.g_loss:
             parts.append(f"g_loss {h.g_loss[max(h.g_loss)]:.3f}")
         if done > 0 and elapsed > 0:

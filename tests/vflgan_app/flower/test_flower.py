@@ -445,6 +445,12 @@ def test_stream_progress_lines_interval_eta_and_no_losses_under_dp(caplog):
     dp(10)
     msg = caplog.records[0].getMessage()
     assert "loss" not in msg and "eps 0.42" in msg
+    # chunked mode: the newest steps' d_loss is NaN until their chunk's applies return;
+    # the line shows the newest complete one
+    caplog.clear()
+    hist.d_loss.extend([0.75, float("nan"), float("nan")])
+    StreamProgress(coord, steps=10, clock=lambda: t[0])(10)
+    assert "d_loss 0.750" in caplog.records[0].getMessage()
 
 
 def test_server_app_streams_progress(tmp_path, caplog):
