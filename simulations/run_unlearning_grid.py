@@ -7,6 +7,14 @@ back under DiMRA at an attack lr near the pre-training lr; DiMUM stays near 0.
 
 Writes results.jsonl (one row per seed x method, resumable), summary.md, curves and
 sample grids under --out (git-ignored by default).
+
+``--robust`` runs the issue-15 protocol instead (unlearning/robust_grid.py): seeds x
+forget classes x methods x attack specs, one JSON per finished cell under
+``--robust-out/cells`` (skipped on rerun), a judge ensemble, dense relearning curves at
+w = 2 and w = 0 with peak / late-mean / endpoint, and summary.csv + summary.md:
+
+    nice -n 10 .venv/bin/python simulations/run_unlearning_grid.py --robust \
+        --seeds 0 1 2 --classes 0 3 8 --attack-specs retain:1e-3:constant:1000
 """
 
 from __future__ import annotations
@@ -19,7 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from unlearning_grid_summary import summarize  # noqa: E402 (beside this script)
+from unlearning_grid_summary import (  # noqa: E402 (beside this script)
+    summarize,
+    write_robust_summary,
+)
 
 from trainkit import atomic_write_text, set_cpu_threads
 from unlearning import (
@@ -119,6 +130,50 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="only rebuild summary.md and the mean-curve PNGs from results.jsonl",
     )
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    r = p.add_argument_group("robust protocol (issue 15)")
+    r.add_argument("--robust", action="store_true", help="run the robust grid")
+    r.add_argument(
+        "--classes", type=int, nargs="+", default=[0, 3, 8], help="forget classes"
+    )
+    r.add_argument(
+        "--attack-specs",
+        nargs="*",
+        default=["retain:1e-3:constant:1000"],
+        help="DATA:LR:SCHEDULE:STEPS[:lastN][:untie], DATA in retain, aux, "
+        "retain_noalt, fewshotN (see unlearning/robust_grid.py)",
+    )
+    r.add_argument(
+        "--robust-out",
+        default="simulations/results/unlearning",
+        help="cells/*.json, summary.csv and summary.md go here (tracked)",
+    )
+    r.add_argument(
+        "--cache",
+        default="simulations/results/cache/unlearning_robust",
+        help="model checkpoints and the judge ensemble (git-ignored)",
+    )
+    r.add_argument(
+        "--curve-samples", type=int, default=300, help="c_f samples per curve point"
+    )
+    r.add_argument(
+        "--curve-every", type=int, default=100, help="attack steps between checkpoints"
+    )
+    r.add_argument(
+        "--final-samples",
+        type=int,
+        default=500,
+        help="c_f samples (per w) measuring each unlearned model",
+    )
+    r.add_argument("--late-k", type=int, default=4, help="checkpoints in the late mean")
+    r.add_argument(
+        "--threshold", type=float, default=0.9, help="ensemble confidence threshold"
+    )
+    r.add_argument(
+        "--judge-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="judges"
+    )
+    r.add_argument(
+        "--summary-only", action="store_true", help="robust: rebuild the summary only"
+    )
     return p.parse_args(argv)
 
 
@@ -367,6 +422,9 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     overrides = parse_overrides(args.set)
     t_start = time.perf_counter()
+    if args.robust:
+        run_robust(args)
+        return
     if args.summarize_only:
         write_summary(out / "results.jsonl", args, float("nan"))
         return
@@ -382,6 +440,37 @@ def main(argv=None) -> None:
         if seed == args.seeds[0]:
             save_class_grid(base, out / "grids" / "base.png", title="pre-trained")
     write_summary(grid.results_file, args, time.perf_counter() - t_start)
+
+
+def run_robust(args: argparse.Namespace) -> None:
+    """The issue-15 grid: resumable JSON cells, then summary.csv and summary.md."""
+    from unlearning.robust_grid import ROBUST_METHODS, AttackSpec, GridSpec, RobustGrid
+
+    out = Path(args.robust_out)
+    if not args.summary_only:
+        methods = (
+            args.methods if args.methods != list(METHODS) else list(ROBUST_METHODS)
+        )
+        spec = GridSpec(
+            seeds=args.seeds,
+            classes=args.classes,
+            methods=methods,
+            attacks=[AttackSpec.parse(a) for a in args.attack_specs],
+            out=out,
+            cache=Path(args.cache),
+            eval_every=args.curve_every,
+            curve_samples=args.curve_samples,
+            forget_samples=args.final_samples,
+            late_k=args.late_k,
+            threshold=args.threshold,
+            judge_seeds=tuple(args.judge_seeds),
+            pretrain_steps=args.pretrain_steps,
+            unlearn_steps=args.unlearn_steps,
+        )
+        t0 = time.perf_counter()
+        RobustGrid(spec).run()
+        logger.info("robust grid: %.0f s", time.perf_counter() - t0)
+    print(write_robust_summary(out))
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ averaged over the batch); see :func:`unlearning.losses.reduce_pixels`."""
 PSEUDO_LABELS = ("next", "random")
 INNER_OPTIMIZERS = ("shared", "fresh")
 ATTACK_DATA = ("retain", "aux")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 def _f(default: Any, help: str) -> Any:  # noqa: A002 - mirrors argparse's name
@@ -301,6 +302,22 @@ class RelearnConfig:
     label_dropout: float = _f(0.1, "label dropout, as in pre-training")
     eval_every: int = _f(250, "measure relearning accuracy every N steps (0: only end)")
     eval_samples: int = _f(100, "forgotten-class samples per curve point")
+    schedule: str = _f(
+        "constant",
+        f"learning-rate schedule, one of {LR_SCHEDULES}: constant, or cosine decay "
+        "from lr to 0 over the steps",
+    )
+    trainable_last: int = _f(
+        0,
+        "0: fine-tune every parameter; N > 0: only the last N modules that hold "
+        "parameters (module order; MLP: body's last Linear and out for N = 2)",
+    )
+    untie_class: int | None = _f(
+        None,
+        "adaptive attack on DiMUM: also train eps(x_t | c_f) towards sg eps(x_t | null)"
+        " on images of this class (DiMUM's alternative), weight untie_weight",
+    )
+    untie_weight: float = _f(1.0, "weight of the untie term (see untie_class)")
     seed: int = _f(0, "seed for batches and noise")
     device: str = _f("auto", "'auto', 'cpu', 'cuda' or 'cuda:N'")
     progress: bool = _f(True, "show tqdm progress bars")
@@ -315,6 +332,21 @@ class RelearnConfig:
         )
         _check(self.eval_every >= 0, "eval_every", self.eval_every, ">= 0")
         _check(self.eval_samples >= 1, "eval_samples", self.eval_samples, ">= 1")
+        _check(
+            self.schedule in LR_SCHEDULES,
+            "schedule",
+            self.schedule,
+            f"one of {LR_SCHEDULES}",
+        )
+        _check(
+            isinstance(self.trainable_last, int) and self.trainable_last >= 0,
+            "trainable_last",
+            self.trainable_last,
+            "an integer >= 0",
+        )
+        if self.untie_class is not None:
+            _check(self.untie_class >= 0, "untie_class", self.untie_class, ">= 0")
+        _check(self.untie_weight >= 0, "untie_weight", self.untie_weight, ">= 0")
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ Sample metrics: forget rate, p_forget, retained accuracy, Frechet distances.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Callable
@@ -193,3 +194,120 @@ def parameter_change_norms(
     norms = {k: v**0.5 for k, v in sq.items()}
     norms["total"] = sum(v for k, v in sq.items() if k != "class_embedding[c_f]") ** 0.5
     return norms
+
+
+# ------------------------------------------------- judge ensemble (issue 15, item 4)
+
+
+def generate(
+    pipe: ClassConditionalDDPMPipeline,
+    labels: torch.Tensor,
+    cfg: EvalConfig,
+    stream: str,
+    guidance_scale: float | None = None,
+) -> torch.Tensor:
+    """Samples for ``labels`` (sampler and seed of ``cfg``; optional other w)."""
+    if guidance_scale is not None:
+        cfg = dataclasses.replace(cfg, guidance_scale=guidance_scale)
+    return _generate(pipe, labels, cfg, stream)
+
+
+def ensemble_forget_probe(
+    ensemble,
+    forget_class: int,
+    n: int,
+    cfg: EvalConfig,
+    guidances: tuple[float, ...] = (2.0, 0.0),
+    threshold: float = 0.9,
+    stream: str = "curve",
+) -> Callable[[ClassConditionalDDPMPipeline], dict]:
+    """DiMRA curve probe scored by a :class:`~unlearning.judge.JudgeEnsemble`.
+
+    ``n`` samples of c_f per guidance weight w in ``guidances``. The required
+    ``forget_rate`` / ``p_forget`` keys are those of the first w; every w adds
+    ``w{w}_<metric>`` for each metric of
+    :func:`~unlearning.metrics.ensemble_forget_metrics` and ``w{w}_hist`` (the
+    :func:`~unlearning.metrics.class_histogram`).
+    """
+    from unlearning.metrics import class_histogram, ensemble_forget_metrics
+
+    if not guidances:
+        raise ValueError("guidances: got none, expected at least one weight")
+
+    def probe(pipe: ClassConditionalDDPMPipeline) -> dict:
+        out: dict = {}
+        for i, w in enumerate(guidances):
+            images = generate(pipe, torch.full((n,), forget_class), cfg, stream, w)
+            probs = ensemble.probs(images)
+            m = ensemble_forget_metrics(probs, forget_class, threshold)
+            if i == 0:
+                out["forget_rate"], out["p_forget"] = m["forget_rate"], m["p_forget"]
+            tag = f"w{w:g}"
+            out.update({f"{tag}_{k}": v for k, v in m.items()})
+            out[f"{tag}_hist"] = class_histogram(probs, threshold)
+        return out
+
+    return probe
+
+
+def retain_quality(
+    pipe: ClassConditionalDDPMPipeline,
+    ensemble,
+    forget_class: int,
+    reference: ImageData,
+    cfg: EvalConfig,
+    per_class: int = 50,
+    threshold: float = 0.9,
+    k: int = 3,
+) -> dict[str, float]:
+    """Retain-class quality measures that do not saturate at 1.0.
+
+    ``per_class`` samples of every retained class (w of ``cfg``), scored against
+    ``reference`` (real held-out images of those classes):
+
+    * ``retain_acc``: ensemble argmax accuracy (saturates; kept for comparison);
+    * ``retain_p_correct``: mean ensemble probability of the requested class;
+    * ``retain_confident_acc``: fraction with ensemble p(requested) >= ``threshold``;
+    * ``judge_fd``: pooled Frechet distance in the first judge's feature space (raw,
+      as :func:`evaluate_pipeline`); ``kid_x1000``: 1000 x the kernel distance on those
+      features standardised by the reference's per-dimension mean and sd;
+    * ``precision`` / ``recall``: pooled k-NN precision and recall (standardised
+      features, k = ``k``), and
+      ``class_precision`` / ``class_recall``: their mean over retained classes, each
+      class's samples against its own real images.
+    """
+    from unlearning.metrics import kernel_distance, precision_recall
+
+    retained = [c for c in range(pipe.num_classes) if c != forget_class]
+    labels = torch.tensor(retained).repeat_interleave(per_class)
+    images = _generate(pipe, labels, cfg, "retain-quality")
+    probs = ensemble.probs(images).mean(0)
+    y = labels.numpy()
+    p_req = probs[np.arange(len(y)), y]
+    raw = ensemble.features(images)
+    raw_ref = ensemble.features(reference.images)
+    # KID and the k-NN manifolds on features standardised by the real reference's
+    # per-dimension mean and sd (the judge's ReLU features are not unit-scaled; the
+    # cubic kernel would be dominated by a few large dimensions).
+    mu, sd = raw_ref.mean(0), raw_ref.std(0) + 1e-6
+    feats, ref_feats = (raw - mu) / sd, (raw_ref - mu) / sd
+    ref_y = reference.labels.numpy()
+    out = {
+        "retain_acc": float((probs.argmax(1) == y).mean()),
+        "retain_p_correct": float(p_req.mean()),
+        "retain_confident_acc": float((p_req >= threshold).mean()),
+        "judge_fd": frechet_distance(raw, raw_ref),
+        "kid_x1000": 1000.0 * kernel_distance(feats, ref_feats),
+    }
+    out.update(precision_recall(ref_feats, feats, k))
+    cp, cr = [], []
+    for c in retained:
+        real_c = ref_feats[ref_y == c]
+        if len(real_c) <= k:
+            continue
+        pr = precision_recall(real_c, feats[y == c], k)
+        cp.append(pr["precision"])
+        cr.append(pr["recall"])
+    out["class_precision"] = float(np.mean(cp)) if cp else float("nan")
+    out["class_recall"] = float(np.mean(cr)) if cr else float("nan")
+    return out

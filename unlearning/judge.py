@@ -178,3 +178,99 @@ def load_judge(path, device: str | torch.device = "cpu") -> tuple[Judge, float]:
     judge = Judge(state["dataset"], state["num_classes"])
     judge.load_state_dict(state["state_dict"])
     return judge.to(device).eval(), float(state["holdout_accuracy"])
+
+
+class JudgeEnsemble:
+    """Several judges of one dataset trained with different seeds (issue 15, item 4).
+
+    ``probs(images)`` gives the (J, N, K) class probabilities that
+    :func:`unlearning.metrics.ensemble_forget_metrics` reads; ``features(images)`` are
+    the first judge's penultimate features (the Frechet / precision-recall space).
+    """
+
+    def __init__(self, judges: list[Judge], accuracies: list[float]) -> None:
+        if not judges:
+            raise ValueError("judges: got an empty list, expected at least one judge")
+        if len(accuracies) != len(judges):
+            raise ValueError(
+                f"accuracies: got {len(accuracies)} for {len(judges)} judges, "
+                "expected one per judge"
+            )
+        self.judges = judges
+        self.accuracies = [float(a) for a in accuracies]
+
+    def __len__(self) -> int:
+        return len(self.judges)
+
+    @torch.no_grad()
+    def probs(self, images: torch.Tensor, batch: int = 1024):
+        """(J, N, K) softmax outputs as a NumPy array."""
+        import numpy as np
+
+        out = []
+        for judge in self.judges:
+            judge.eval()
+            dev = next(judge.parameters()).device
+            ps = [
+                torch.softmax(judge(images[lo : lo + batch].to(dev)), dim=1).cpu()
+                for lo in range(0, len(images), batch)
+            ]
+            out.append(torch.cat(ps).numpy())
+        return np.stack(out)
+
+    @torch.no_grad()
+    def features(self, images: torch.Tensor, batch: int = 1024):
+        """(N, d) penultimate features of the first judge as a NumPy array."""
+        judge = self.judges[0]
+        judge.eval()
+        dev = next(judge.parameters()).device
+        return torch.cat(
+            [
+                judge.features(images[lo : lo + batch].to(dev)).cpu()
+                for lo in range(0, len(images), batch)
+            ]
+        ).numpy()
+
+
+def train_judge_ensemble(
+    dataset: str,
+    train: ImageData,
+    holdout: ImageData,
+    seeds: list[int] | tuple[int, ...] = (0, 1, 2, 3, 4),
+    **kwargs,
+) -> JudgeEnsemble:
+    """One :func:`train_judge` per seed (``kwargs`` go to each call)."""
+    if len(seeds) == 0 or len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds: got {list(seeds)}, expected distinct seeds, >= 1")
+    pairs = [train_judge(dataset, train, holdout, seed=s, **kwargs) for s in seeds]
+    return JudgeEnsemble([j for j, _ in pairs], [a for _, a in pairs])
+
+
+def save_judge_ensemble(ensemble: JudgeEnsemble, path) -> None:
+    """Save every judge of the ensemble in one file (atomic)."""
+    save_checkpoint(
+        {
+            "judges": [
+                {
+                    "dataset": j.dataset,
+                    "num_classes": j.head.out_features,
+                    "state_dict": j.state_dict(),
+                    "holdout_accuracy": a,
+                }
+                for j, a in zip(ensemble.judges, ensemble.accuracies, strict=True)
+            ]
+        },
+        path,
+    )
+
+
+def load_judge_ensemble(path, device: str | torch.device = "cpu") -> JudgeEnsemble:
+    """Load an ensemble written by :func:`save_judge_ensemble`."""
+    state = load_checkpoint(path)
+    judges, accs = [], []
+    for entry in state["judges"]:
+        j = Judge(entry["dataset"], entry["num_classes"])
+        j.load_state_dict(entry["state_dict"])
+        judges.append(j.to(device).eval())
+        accs.append(float(entry["holdout_accuracy"]))
+    return JudgeEnsemble(judges, accs)

@@ -1,4 +1,4 @@
-"""DiMRA, the relearning attack (dimum.md section 2).
+"""DiMRA, the relearning attack (dimum.md section 2), and its stronger variants.
 
 Plain conditional fine-tuning of the unlearned model on the attacker's data, which
 never contains the forgotten class.
@@ -6,41 +6,74 @@ never contains the forgotten class.
 theta_0 = theta_u;  minimise E || eps - eps_theta(x_t, t, c) ||^2 over (x0, c) ~ D_att,
 D_att = D_r or D_au. The attack itself does not use the forgotten class; only the
 disjointness check and the measurement (relearning accuracy of c_f samples) do.
+
+Variants (issue 15, item 3), all options of :class:`RelearnConfig`:
+
+* ``schedule="cosine"``: cosine decay of the lr to 0 over the steps;
+* ``trainable_last=N``: only the last N parameterised modules move (a last-layers-only
+  fine-tune);
+* ``untie_class=a`` (an adaptive attacker who knows DiMUM's alternative class a): adds
+  || eps(x_t | c_f) - sg eps(x_t | null) ||^2 on images of class a, pulling the c_f
+  pathway off the memorised replacement. This one does use c_f (the attacker is told
+  what was unlearned).
+* few-shot relearning: ``run_relearning_attack(..., allow_forget_class=True)`` with a
+  handful of c_f images in the data (a different threat model than DiMRA).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from trainkit import select_device
+import torch
+from torch import nn
+
+from trainkit import make_generator, progress_bar, select_device
 from unlearning.config import RelearnConfig
-from unlearning.data import ImageData, assert_no_class, check_forget_class
+from unlearning.data import (
+    ImageData,
+    assert_no_class,
+    check_forget_class,
+    sample_batch,
+    to_device,
+)
+from unlearning.losses import denoising_loss, diffusion_inputs
+from unlearning.model import num_classes_of
 from unlearning.pipeline import ClassConditionalDDPMPipeline
-from unlearning.train import fit_with_config
+from unlearning.train import check_data_matches
 from unlearning.unlearn import copy_pipeline
 
 logger = logging.getLogger(__name__)
 
-# probe(pipe) -> {"forget_rate": ..., "p_forget": ...}
-Probe = Callable[[ClassConditionalDDPMPipeline], dict[str, float]]
+# probe(pipe) -> {"forget_rate": ..., "p_forget": ..., any other numeric series}
+Probe = Callable[[ClassConditionalDDPMPipeline], dict]
 
 
 @dataclass
 class RelearnCurve:
-    """Relearning accuracy over attack steps (step 0 = the unlearned model)."""
+    """Relearning accuracy over attack steps (step 0 = the unlearned model).
+
+    ``forget_rate`` and ``p_forget`` are the probe's two required keys; whatever else
+    the probe returns (numbers or dicts, e.g. a class histogram) is kept per key in
+    ``series``.
+    """
 
     steps: list[int] = field(default_factory=list)
     forget_rate: list[float] = field(default_factory=list)
     p_forget: list[float] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+    series: dict[str, list] = field(default_factory=dict)
 
-    def add(self, step: int, metrics: dict[str, float]) -> None:
+    def add(self, step: int, metrics: dict) -> None:
         """Append one measurement."""
         self.steps.append(step)
         self.forget_rate.append(float(metrics["forget_rate"]))
         self.p_forget.append(float(metrics["p_forget"]))
+        for k, v in metrics.items():
+            if k not in ("forget_rate", "p_forget"):
+                self.series.setdefault(k, []).append(v)
 
     def as_dict(self) -> dict[str, list]:
         """JSON-ready form (losses left out)."""
@@ -48,7 +81,138 @@ class RelearnCurve:
             "steps": self.steps,
             "forget_rate": self.forget_rate,
             "p_forget": self.p_forget,
+            **self.series,
         }
+
+
+def trainable_parameters(model: nn.Module, last: int) -> list[nn.Parameter]:
+    """All parameters (``last`` = 0), or those of the last ``last`` modules.
+
+    Only modules holding parameters of their own count, in ``named_modules`` order.
+
+    Raises:
+        ValueError: ``last`` exceeds the number of such modules.
+    """
+    if last == 0:
+        return list(model.parameters())
+    mods = [m for _, m in model.named_modules() if list(m.parameters(recurse=False))]
+    if last > len(mods):
+        raise ValueError(
+            f"trainable_last: got {last}, expected <= {len(mods)} (modules with "
+            f"parameters in {type(model).__name__})"
+        )
+    return [p for m in mods[-last:] for p in m.parameters(recurse=False)]
+
+
+def lr_factor(schedule: str, step: int, steps: int) -> float:
+    """Multiplier of the base lr for optimizer step ``step`` (0-based) of ``steps``."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * step / steps))
+    raise ValueError(f"schedule: got {schedule!r}, expected constant or cosine")
+
+
+def attack_fit(
+    model: nn.Module,
+    scheduler,
+    data: ImageData,
+    config: RelearnConfig,
+    *,
+    stream: str,
+    forget_class: int | None = None,
+    untie_data: ImageData | None = None,
+    callback: Callable[[int, nn.Module], None] | None = None,
+) -> list[float]:
+    """The attack loop: L_simple on ``data`` (label dropout), Adam, clip, schedule.
+
+    With ``schedule="constant"``, ``trainable_last=0`` and no untie term this is
+    :func:`unlearning.train.fit_denoiser` step for step (same generator stream, same
+    updates); a test pins that.
+    """
+    check_data_matches(model, data, "attack data")
+    device = next(model.parameters()).device
+    data = to_device(data, device)
+    gen = make_generator(config.seed, stream, device=device)
+    null = num_classes_of(model)
+    params = trainable_parameters(model, config.trainable_last)
+    chosen = {id(p) for p in params}
+    frozen = [p for p in model.parameters() if id(p) not in chosen]
+    flags = [p.requires_grad for p in frozen]
+    for p in frozen:
+        p.requires_grad_(False)
+    opt = torch.optim.Adam(params, lr=config.lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: lr_factor(config.schedule, k, config.steps)
+    )
+    if untie_data is not None:
+        if forget_class is None:
+            raise ValueError("untie_data: given without forget_class, expected both")
+        untie_data = to_device(untie_data, device)
+    losses: list[float] = []
+    model.train()
+    bar = progress_bar(
+        range(1, config.steps + 1), desc=f"DiMRA {stream}", disable=not config.progress
+    )
+    try:
+        for step in bar:
+            x0, y = sample_batch(data, config.batch_size, gen)
+            x_t, t, eps, y = diffusion_inputs(
+                x0,
+                y,
+                scheduler,
+                label_dropout=config.label_dropout,
+                null_label=null,
+                generator=gen,
+            )
+            loss = denoising_loss(model, x_t, t, eps, y)
+            if untie_data is not None:
+                loss = loss + config.untie_weight * _untie_loss(
+                    model,
+                    scheduler,
+                    untie_data,
+                    config.batch_size,
+                    forget_class,
+                    null,
+                    gen,
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+            if step % 50 == 0:
+                bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.4f}")
+            if (
+                callback is not None
+                and config.eval_every
+                and step % config.eval_every == 0
+            ):
+                callback(step, model)
+                model.train()
+    finally:
+        for p, f in zip(frozen, flags, strict=True):
+            p.requires_grad_(f)
+    model.eval()
+    return losses
+
+
+def _untie_loss(model, scheduler, data, batch, c_f, null, gen) -> torch.Tensor:
+    """|| eps(x_t | c_f) - sg eps(x_t | null) ||^2 on a batch of ``data`` images."""
+    x0, _ = sample_batch(data, batch, gen)
+    x_t, t, _, _ = diffusion_inputs(
+        x0,
+        torch.zeros(len(x0), dtype=torch.long, device=x0.device),
+        scheduler,
+        label_dropout=0.0,
+        null_label=null,
+        generator=gen,
+    )
+    with torch.no_grad():
+        target = model(x_t, t, class_labels=torch.full_like(t, null)).sample
+    pred = model(x_t, t, class_labels=torch.full_like(t, c_f)).sample
+    return (pred - target).pow(2).mean()
 
 
 def run_relearning_attack(
@@ -57,28 +221,50 @@ def run_relearning_attack(
     forget_class: int,
     config: RelearnConfig,
     probe: Probe | None = None,
+    *,
+    untie_data: ImageData | None = None,
+    allow_forget_class: bool = False,
 ) -> tuple[ClassConditionalDDPMPipeline, RelearnCurve]:
     """Fine-tune a copy of ``pipeline`` on ``attack_data`` and trace relearning.
 
     Args:
         pipeline: the unlearned model (left unchanged).
-        attack_data: D_r or D_au; must hold no sample of ``forget_class``.
-        forget_class: c_f, used only for the check and by ``probe``.
-        config: the attack budget (steps, lr, batch, ...). Use the same for every
-            method in a comparison.
+        attack_data: D_r or D_au; must hold no sample of ``forget_class`` unless
+            ``allow_forget_class``.
+        forget_class: c_f, used only for the check and by ``probe`` (and by the untie
+            term when ``config.untie_class`` is set).
+        config: the attack budget (steps, lr, schedule, batch, ...). Use the same for
+            every method in a comparison.
         probe: measures the forgotten class on a pipeline; called at step 0, every
             ``config.eval_every`` steps and at the end. ``None``: no curve.
+        untie_data: images of ``config.untie_class`` for the adaptive untie term
+            (default: those rows of ``attack_data``).
+        allow_forget_class: few-shot relearning, where the attacker holds a handful of
+            c_f images: skip the disjointness check.
 
     Returns:
         (attacked pipeline, curve).
 
     Raises:
-        ValueError: ``attack_data`` contains the forgotten class, is empty, or does not
-            fit the model.
+        ValueError: ``attack_data`` contains the forgotten class (and
+            ``allow_forget_class`` is false), is empty, or does not fit the model; the
+            untie class has no images.
     """
     check_forget_class(forget_class, pipeline.num_classes)
-    # The threat model: the attacker's data never holds the forgotten class.
-    assert_no_class(attack_data, forget_class, f"DiMRA {config.attack_data} data")
+    if not allow_forget_class:
+        # The threat model: the attacker's data never holds the forgotten class.
+        assert_no_class(attack_data, forget_class, f"DiMRA {config.attack_data} data")
+    if config.untie_class is not None:
+        check_forget_class(config.untie_class, pipeline.num_classes)
+        if untie_data is None:
+            untie_data = attack_data.subset(attack_data.labels == config.untie_class)
+        if len(untie_data) == 0:
+            raise ValueError(
+                f"untie_class: got {config.untie_class}, which has no images in the "
+                "attack data, expected a class present there (or pass untie_data)"
+            )
+    else:
+        untie_data = None
     setup = select_device(config.device, mixed_precision=False)
     pipe = copy_pipeline(pipeline)
     pipe.to(setup.device)
@@ -91,22 +277,24 @@ def run_relearning_attack(
             curve.add(step, probe(pipe))
 
     logger.info(
-        "DiMRA on %s: %d images, %d steps x batch %d, lr %g",
+        "DiMRA on %s: %d images, %d steps x batch %d, lr %g (%s), trainable_last %d",
         config.attack_data,
         len(attack_data),
         config.steps,
         config.batch_size,
         config.lr,
+        config.schedule,
+        config.trainable_last,
     )
-    curve.losses = fit_with_config(
+    curve.losses = attack_fit(
         pipe.unet,
         pipe.scheduler,
         attack_data,
         config,
         stream=f"dimra-{config.attack_data}",
-        desc=f"DiMRA {config.attack_data}",
+        forget_class=forget_class,
+        untie_data=untie_data,
         callback=measure,
-        callback_every=config.eval_every,
     )
     if probe is not None:
         curve.add(config.steps, probe(pipe))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
@@ -284,35 +285,60 @@ def test_dimra_returns_a_curve_and_changes_a_copy(tiny_mlp, forget_retain):
 
 @pytest.mark.slow
 def test_pilot_direction_swap_label_relearns_and_dimum_does_not(digits, forget_retain):
-    """dimum.md section 9.3 at reduced scale (one seed, MLP, about 2-3 min on CPU)."""
+    """dimum.md section 9.3 at reduced scale, over 3 seeds (MLP, ~8 min on 1 core).
+
+    One DiMRA endpoint is one random phase of an unsettled trajectory (issue 15), so
+    each attack is traced every 100 steps with 300 samples of c_f and summarised by
+    its peak and by the mean of its last 4 checkpoints; the assertions are on those,
+    over seeds.
+    """
     from unlearning import pretrain, train_judge
-    from unlearning.evaluate import forget_metrics
+    from unlearning.evaluate import curve_probe, forget_metrics
+    from unlearning.stats import curve_summary
 
     forget, retain = forget_retain
     judge, _ = train_judge("digits", digits.train, digits.holdout)
-    base = pretrain(
-        digits.train,
-        PretrainConfig(arch="mlp", steps=2000, progress=False, device="cpu"),
-    )
-    base.set_progress_bar_config(disable=True)
-    ev = EvalConfig(forget_samples=100)
-    assert forget_metrics(base, judge, 0, 100, ev)["forget_rate"] > 0.9
-    rates = {}
-    for method in ("swap_label", "dimum"):
-        u = unlearn(
-            base,
-            forget,
-            retain,
-            UnlearnConfig(method=method, progress=False, device="cpu"),
+    ev = EvalConfig(forget_samples=300)
+    probe = curve_probe(judge, 0, 300, ev)
+    stats: dict[str, list] = {"swap_label": [], "dimum": []}
+    for seed in (0, 1, 2):
+        base = pretrain(
+            digits.train,
+            PretrainConfig(
+                arch="mlp", steps=2000, progress=False, device="cpu", seed=seed
+            ),
         )
-        after = forget_metrics(u, judge, 0, 100, ev)["forget_rate"]
-        attacked, _ = run_relearning_attack(
-            u, retain, 0, RelearnConfig(progress=False, device="cpu")
-        )
-        rates[method] = (
-            after,
-            forget_metrics(attacked, judge, 0, 100, ev)["forget_rate"],
-        )
-    assert rates["swap_label"][0] < 0.2 and rates["dimum"][0] < 0.05
-    assert rates["swap_label"][1] > rates["swap_label"][0] + 0.3
-    assert rates["dimum"][1] < 0.1
+        base.set_progress_bar_config(disable=True)
+        assert forget_metrics(base, judge, 0, 300, ev)["forget_rate"] > 0.9
+        for method in stats:
+            u = unlearn(
+                base,
+                forget,
+                retain,
+                UnlearnConfig(method=method, progress=False, device="cpu", seed=seed),
+            )
+            after = forget_metrics(u, judge, 0, 300, ev)["forget_rate"]
+            _, curve = run_relearning_attack(
+                u,
+                retain,
+                0,
+                RelearnConfig(
+                    progress=False,
+                    device="cpu",
+                    seed=seed,
+                    eval_every=100,
+                    eval_samples=300,
+                ),
+                probe,
+            )
+            s = curve_summary(curve.steps, curve.forget_rate, 4)
+            stats[method].append((after, s["peak"], s["late_mean"]))
+    sl = np.array(stats["swap_label"])
+    dm = np.array(stats["dimum"])
+    assert sl[:, 0].max() < 0.2 and dm[:, 0].max() < 0.05  # both unlearn
+    # swap-label comes back: every seed peaks well above its unlearned rate, and on
+    # average the late checkpoints stay above it
+    assert (sl[:, 1] > sl[:, 0] + 0.3).all(), sl
+    assert sl[:, 2].mean() > sl[:, 0].mean() + 0.15, sl
+    # DiMUM does not, on any seed, at any checkpoint
+    assert dm[:, 1].max() < 0.1, dm
