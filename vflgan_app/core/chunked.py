@@ -44,10 +44,10 @@ def train_chunk(coord, k: int) -> list[float]:
             hook(t)
     idx = {t: batch_indices(coord.seed, t, coord.n_rows, B, coord.sampler) for t in steps}
     gen_steps = [t for t in steps if t % coord.n_critic == 0]
-    trunk = trunk_outputs(coord, steps, gen_steps, B)  # {} without a shared trunk
+    trunk = trunk_outputs(coord, steps, B)  # {} without a shared trunk
     forwards = [Call("critic_features", {"step": t, "idx": idx[t], **trunk.get(t, {})})
                 for t in steps] + [
-        Call("generator_features", {"step": t, "batch_size": B, **trunk.get(("gen", t), {})})
+        Call("generator_features", {"step": t, "batch_size": B, **trunk.get(t, {})})
         for t in gen_steps]
     pending = {p: coord._pending.pop(p, []) for p in coord.party_ids}
     calls = {p: [*pending[p], *forwards] for p in coord.party_ids}
@@ -83,27 +83,22 @@ def train_chunk(coord, k: int) -> list[float]:
             coord.history.g_loss[t] = gserver + sum(f["loss"] for f in gen.values())
             for p in coord.party_ids:
                 coord._pending[p].append(Call("generator_apply", {
-                    "step": t, "batch_size": B, "grads": ggrads[p],
-                    **trunk.get(("gen", t), {})}))
+                    "step": t, "batch_size": B, "grads": ggrads[p], **trunk.get(t, {})}))
     coord.step += k
     return losses
 
-def trunk_outputs(coord, steps: list[int], gen_steps: list[int], B: int) -> dict:
+
+def trunk_outputs(coord, steps: list[int], B: int) -> dict[int, dict]:
     """The shared trunk's outputs for a chunk, at the trunk's weights at its start.
 
-    ``{t: {"t": critic-step output}, ("gen", t): {"t": generator-step output}}``, or
-    ``{}`` without a trunk. The trunk, like the parties, is stepped later
-    (:func:`absorb_apply_losses`): its outputs are up to K steps stale.
+    ``{t: {"t": output for step t's z}}`` (a step's critic and generator forwards share
+    its z, as in exact mode), or ``{}`` without a trunk. The trunk, like the parties, is
+    stepped later (:func:`absorb_apply_losses`): its outputs are up to K steps stale.
     """
     if coord.trunk is None:
         return {}
-    out: dict = {}
     with torch.no_grad():
-        for t in steps:
-            out[t] = {"t": coord.trunk(coord._latent(t, B)).cpu()}
-        for t in gen_steps:
-            out[("gen", t)] = {"t": coord.trunk(coord._latent(t, B)).cpu()}
-    return out
+        return {t: {"t": coord.trunk(coord._latent(t, B)).cpu()} for t in steps}
 
 
 def absorb_apply_losses(coord, pending: dict[int, list[Call]],
@@ -115,15 +110,11 @@ def absorb_apply_losses(coord, pending: dict[int, list[Call]],
     z at the trunk's current weights (as each party re-forwards at its own).
     """
     got: dict[int, dict[int, float]] = {}
-    trunk_steps: list[int] = []
-    trunk_replies: dict[int, dict[int, dict]] = {}
+    trunk_replies: dict[int, dict[int, dict]] = {}  # generator step -> party -> reply
     for p, plist in pending.items():
         for call, reply in zip(plist, replies.get(p, []), strict=False):
             if call.method == "generator_apply" and coord.trunk is not None:
-                t = int(call.args["step"])
-                if t not in trunk_replies:
-                    trunk_steps.append(t)
-                trunk_replies.setdefault(t, {})[p] = reply
+                trunk_replies.setdefault(int(call.args["step"]), {})[p] = reply
             if call.method == "critic_apply":
                 t = int(call.args["step"])
                 if reply_step(reply) != t:
@@ -134,7 +125,7 @@ def absorb_apply_losses(coord, pending: dict[int, list[Call]],
         server = coord._server_loss.pop(t, None)
         if server is not None and len(by_party) == len(coord.party_ids):
             coord.history.d_loss[t] = server + sum(by_party[p] for p in coord.party_ids)
-    for t in sorted(trunk_steps):
+    for t in sorted(trunk_replies):
         if len(trunk_replies[t]) != len(coord.party_ids):
             raise ReplyError(f"generator step {t}: trunk gradients from parties "
                              f"{sorted(trunk_replies[t])}; expected {coord.party_ids}")

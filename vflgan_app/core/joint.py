@@ -184,8 +184,11 @@ class JointServerCritic(ServerCriticGradients):
 
     @classmethod
     def _from_gram(cls, coord, feats: dict[int, dict], u_parts: dict, B: int, step: int):
-        """``s_k = u_k^T G_k u_k`` and ``a_k = G_k u_k`` per row, from the parties' Gram
-        matrices (chunked mode), checked as the exact mode's replies are."""
+        """``s_k = u_k^T G_k u_k`` and ``a_k = G_k u_k`` per row (chunked mode).
+
+        Formed from the parties' Gram matrices, then checked as the exact mode's
+        replies are.
+        """
         replies = {}
         for p in coord.party_ids:
             d = coord.hellos[p]["if_dim"]
