@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from trainkit import make_generator, progress_bar, select_device
+from trainkit import select_device
 from unlearning.config import RelearnConfig
 from unlearning.data import (
     ImageData,
@@ -39,10 +39,10 @@ from unlearning.data import (
     sample_batch,
     to_device,
 )
-from unlearning.losses import denoising_loss, diffusion_inputs
+from unlearning.losses import diffusion_inputs
 from unlearning.model import num_classes_of
 from unlearning.pipeline import ClassConditionalDDPMPipeline
-from unlearning.train import check_data_matches
+from unlearning.train import fit_denoiser
 from unlearning.unlearn import copy_pipeline
 
 logger = logging.getLogger(__name__)
@@ -124,78 +124,44 @@ def attack_fit(
     untie_data: ImageData | None = None,
     callback: Callable[[int, nn.Module], None] | None = None,
 ) -> list[float]:
-    """The attack loop: L_simple on ``data`` (label dropout), Adam, clip, schedule.
+    """The attack: :func:`unlearning.train.fit_denoiser` with the attack's own options.
 
-    With ``schedule="constant"``, ``trainable_last=0`` and no untie term this is
-    :func:`unlearning.train.fit_denoiser` step for step (same generator stream, same
-    updates); a test pins that.
+    L_simple with label dropout, Adam and clipping, plus: only the last
+    ``trainable_last`` modules trained, a cosine schedule, the adaptive untie term.
+
+    With ``schedule="constant"``, ``trainable_last=0`` and no untie term it is the plain
+    fine-tune, step for step; a test pins that.
     """
-    check_data_matches(model, data, "attack data")
-    device = next(model.parameters()).device
-    data = to_device(data, device)
-    gen = make_generator(config.seed, stream, device=device)
-    null = num_classes_of(model)
     params = trainable_parameters(model, config.trainable_last)
     chosen = {id(p) for p in params}
     frozen = [p for p in model.parameters() if id(p) not in chosen]
     flags = [p.requires_grad for p in frozen]
-    for p in frozen:
-        p.requires_grad_(False)
-    opt = torch.optim.Adam(params, lr=config.lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda k: lr_factor(config.schedule, k, config.steps)
-    )
+    extra = None
     if untie_data is not None:
         if forget_class is None:
             raise ValueError("untie_data: given without forget_class, expected both")
-        untie_data = to_device(untie_data, device)
-    losses: list[float] = []
-    model.train()
-    bar = progress_bar(
-        range(1, config.steps + 1), desc=f"DiMRA {stream}", disable=not config.progress
-    )
+        device = next(model.parameters()).device
+        untie = to_device(untie_data, device)
+        null = num_classes_of(model)
+
+        def extra(gen: torch.Generator) -> torch.Tensor:
+            return config.untie_weight * _untie_loss(
+                model, scheduler, untie, config.batch_size, forget_class, null, gen)
+    for p in frozen:
+        p.requires_grad_(False)
     try:
-        for step in bar:
-            x0, y = sample_batch(data, config.batch_size, gen)
-            x_t, t, eps, y = diffusion_inputs(
-                x0,
-                y,
-                scheduler,
-                label_dropout=config.label_dropout,
-                null_label=null,
-                generator=gen,
-            )
-            loss = denoising_loss(model, x_t, t, eps, y)
-            if untie_data is not None:
-                loss = loss + config.untie_weight * _untie_loss(
-                    model,
-                    scheduler,
-                    untie_data,
-                    config.batch_size,
-                    forget_class,
-                    null,
-                    gen,
-                )
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
-            opt.step()
-            sched.step()
-            losses.append(loss.item())
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{sum(losses[-50:]) / 50:.4f}")
-            if (
-                callback is not None
-                and config.eval_every
-                and step % config.eval_every == 0
-            ):
-                callback(step, model)
-                model.train()
+        return fit_denoiser(
+            model, scheduler, data, steps=config.steps, lr=config.lr,
+            batch_size=config.batch_size, grad_clip=config.grad_clip,
+            label_dropout=config.label_dropout, seed=config.seed, stream=stream,
+            progress=config.progress, desc=f"DiMRA {stream}", callback=callback,
+            callback_every=config.eval_every if callback is not None else 0,
+            params=params, extra_loss=extra,
+            lr_lambda=None if config.schedule == "constant"
+            else lambda k: lr_factor(config.schedule, k, config.steps))
     finally:
         for p, f in zip(frozen, flags, strict=True):
             p.requires_grad_(f)
-    model.eval()
-    return losses
 
 
 def _untie_loss(model, scheduler, data, batch, c_f, null, gen) -> torch.Tensor:

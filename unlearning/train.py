@@ -60,6 +60,9 @@ def fit_denoiser(
     desc: str = "fit",
     callback: Callable[[int, nn.Module], None] | None = None,
     callback_every: int = 0,
+    params: list[nn.Parameter] | None = None,
+    lr_lambda: Callable[[int], float] | None = None,
+    extra_loss: Callable[[torch.Generator], torch.Tensor] | None = None,
 ) -> list[float]:
     """Minimise L_simple on ``data`` in place. Returns the per-step losses.
 
@@ -80,13 +83,20 @@ def fit_denoiser(
         callback: called as ``callback(step, model)`` after steps ``callback_every``,
             ``2 * callback_every``, ... (and never inside the autograd graph).
         callback_every: 0 disables the callback.
+        params: the parameters to train (default all); the others are left as they
+            are (the DiMRA last-layers attack).
+        lr_lambda: multiplier of ``lr`` for optimizer step k (0-based); None = constant.
+        extra_loss: added to each step's loss, called with the batch/noise generator
+            (the adaptive attack's untie term).
     """
     check_data_matches(model, data, "training data")
     device = next(model.parameters()).device
     data = to_device(data, device)
     gen = make_generator(seed, stream, device=device)
     null = num_classes_of(model)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    params = list(model.parameters()) if params is None else params
+    opt = torch.optim.Adam(params, lr=lr)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda) if lr_lambda else None
     ema = EMA(model, ema_decay) if ema_decay > 0 else None
     losses: list[float] = []
     model.train()
@@ -102,10 +112,14 @@ def fit_denoiser(
             generator=gen,
         )
         loss = denoising_loss(model, x_t, t, eps, y)
+        if extra_loss is not None:
+            loss = loss + extra_loss(gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
         opt.step()
+        if sched is not None:
+            sched.step()
         if ema is not None:
             ema.update(model)
         losses.append(loss.item())

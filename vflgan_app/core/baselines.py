@@ -35,6 +35,7 @@ from vflgan_app.core.sampling import (
     batch_indices,
     gp_alpha,
     gumbel_generator,
+    publication_latent,
     shared_latent,
 )
 from vflgan_app.data.schema import OutputSpan
@@ -165,10 +166,7 @@ class CentralizedWGANGP(_Base):
         blocks = []
         draws = len(self.widths) if independent else 1
         for k in range(draws):
-            keys = ("sample", k) if independent else ("sample",)
-            z = torch.randn(
-                n, self.arch.latent_dim, generator=make_generator(seed, *keys)
-            )
+            z = publication_latent(seed, n, self.arch.latent_dim, k if independent else None)
             blocks.append(self._generate(z, gen).numpy())
         self.body.train()
         out, offset = [], 0
@@ -258,10 +256,7 @@ class VertiGAN(_Base):
         self.backbone.eval()
         out = []
         for k in range(len(self.widths)):
-            keys = ("sample", k) if independent else ("sample",)
-            z = torch.randn(
-                n, self.arch.latent_dim, generator=make_generator(seed, *keys)
-            )
+            z = publication_latent(seed, n, self.arch.latent_dim, k if independent else None)
             gen = make_generator(seed, "sample-gumbel", k)
             out.append(
                 self._party_output(k, self.backbone(z), gen).numpy().astype(np.float32)
