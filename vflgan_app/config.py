@@ -367,9 +367,6 @@ class VFLGANConfig:
         need(math.isfinite(self.lambda_p) and self.lambda_p >= 0, "lambda_p", ">= 0")
         need(_is_int(self.n_critic) and self.n_critic >= 1, "n_critic", "an integer >= 1")
         need(self.objective in OBJECTIVES, "objective", f"one of {list(OBJECTIVES)}")
-        need(not (self.objective == "joint" and self.dp.mode == "strict"), "objective",
-             "'paper' with dp.mode=strict (strict per-sample DP of the joint penalty is "
-             "not built)")
         need(math.isfinite(self.shuffle_negatives) and self.shuffle_negatives >= 0,
              "shuffle_negatives", ">= 0")
         need(not (self.shuffle_negatives and self.dp.mode == "strict"), "shuffle_negatives",

@@ -176,11 +176,21 @@ class JointServerCritic(ServerCriticGradients):
                       dim=1)  # d penalty / du
         coord.opt_S.zero_grad(set_to_none=True)
         torch.autograd.backward([wass, u], [torch.ones_like(wass), v])  # wass: + negatives
+        self.update_server(coord, leaves, v)
         coord.opt_S.step()
         grads = {p: {**{name: leaves[name][i].grad.detach() for name in CRITIC_FEATURES},
                      "w": w[i].detach(), **({"u": u_parts[p].detach()} if chunked else {})}
                  for i, p in enumerate(pids)}
         return grads, float((wass + penalty).detach())
+
+    def update_server(self, coord, leaves: dict[str, list[torch.Tensor]],
+                      v: torch.Tensor) -> None:
+        """Turn D_S's exact gradient (in ``.grad``) into its update; exact: keep it.
+
+        Strict DP mode replaces it with a clipped, noised per-sample aggregate
+        (:class:`~vflgan_app.dp.processors.StrictJointServerDP`); ``v`` is
+        ``d lambda_gp P / d u`` per row.
+        """
 
     @classmethod
     def _from_gram(cls, coord, feats: dict[int, dict], u_parts: dict, B: int, step: int):

@@ -49,6 +49,10 @@ noised sum of per-sample gradients:
 * at the server, D_S, whose per-sample loss is ``D_S(h~_i) - D_S(h_i) + lambda_gp
   pen_S(h^_i)``.
 
+With the joint objective (:class:`StrictJointPartyDP`, :class:`StrictJointServerDP`) the
+joint penalty of row i depends only on row i's interpolates and D_S, so it sits in row
+i's summands too (:func:`joint_party_sample_loss`, :func:`joint_server_sample_loss`).
+
 Per-sample gradients come from ``torch.func`` (``vmap`` of ``grad``, with the GP's
 input gradient taken by an inner ``torch.func.grad``: double backward). Each
 block's per-sample gradient is clipped jointly to ``C`` (``dp.clip``, default 1.0),
@@ -103,7 +107,11 @@ import torch
 from torch import nn
 
 from vflgan_app.core.coordinator import ServerCriticGradients, feature_leaves
-from vflgan_app.core.joint import JointCriticGradients, JointServerCritic
+from vflgan_app.core.joint import (
+    JointCriticGradients,
+    JointServerCritic,
+    input_jacobian,
+)
 from vflgan_app.core.losses import head_penalty, wasserstein_critic_loss
 from vflgan_app.core.party import CriticGradients
 from vflgan_app.core.protocol import CRITIC_FEATURES
@@ -114,12 +122,17 @@ from vflgan_app.dp.mechanisms import (
     per_sample_grads,
 )
 from vflgan_app.dp.plan import DPPlan, NoiseSource
+from vflgan_app.errors import ProtocolError, ReplyError
 
 __all__ = [
     "PaperPartyDP",
+    "StrictJointPartyDP",
+    "StrictJointServerDP",
     "StrictPartyDP",
     "StrictServerDP",
     "first_linear",
+    "joint_party_sample_loss",
+    "joint_server_sample_loss",
     "party_rule",
     "party_sample_loss",
     "server_rule",
@@ -129,32 +142,21 @@ __all__ = [
 
 def party_rule(plan: DPPlan | None, party_id: int,
                objective: str = "paper") -> CriticGradients:
-    """The critic rule of party ``party_id`` for ``objective`` under ``plan``.
-
-    Raises:
-        ValueError: strict mode with the joint objective (not implemented).
-    """
-    base = JointCriticGradients() if objective == "joint" else CriticGradients()
+    """The critic rule of party ``party_id`` for ``objective`` under ``plan``."""
+    joint = objective == "joint"
     if plan is None:
-        return base
+        return JointCriticGradients() if joint else CriticGradients()
     if plan.mode == "paper":
-        return PaperPartyDP(plan, party_id, base)
-    _refuse_strict_joint(objective)
-    return StrictPartyDP(plan, party_id)
+        return PaperPartyDP(plan, party_id, JointCriticGradients() if joint else None)
+    return (StrictJointPartyDP if joint else StrictPartyDP)(plan, party_id)
 
 
 def server_rule(plan: DPPlan | None, objective: str = "paper") -> ServerCriticGradients:
     """The server's D_S rule for ``objective`` under ``plan`` (DP only in strict mode)."""
+    joint = objective == "joint"
     if plan is not None and plan.mode == "strict":
-        _refuse_strict_joint(objective)
-        return StrictServerDP(plan)
-    return JointServerCritic() if objective == "joint" else ServerCriticGradients()
-
-
-def _refuse_strict_joint(objective: str) -> None:
-    if objective != "paper":
-        raise ValueError(f"objective: got {objective!r} with dp.mode=strict; expected "
-                         "'paper' (strict per-sample DP of the joint penalty is not built)")
+        return StrictJointServerDP(plan) if joint else StrictServerDP(plan)
+    return JointServerCritic() if joint else ServerCriticGradients()
 
 
 # ---------------------------------------------------------------------------------
@@ -421,3 +423,156 @@ class StrictServerDP(ServerCriticGradients):
             p.grad = out[name].to(p)
         coord.opt_S.step()
         return grads, float(loss.detach())
+
+
+# ---------------------------------------------------------------------------------
+# strict mode with the joint objective
+
+
+def joint_party_sample_loss(lambda_p: float, lambda_gp: float, batch_size: int):
+    """Per-row critic loss at a party under the joint objective, for :func:`per_sample_grads`.
+
+    ``(call, x_real, x_fake, x_hat, g_real, g_fake, g_hat, u, w) -> scalar``, one row
+    each: the private head's Wasserstein terms and end-to-end penalty
+    ``pen(D_pk o D_Ck)`` at ``x^_i``, the server's IF gradients (``g_hat`` carries the
+    penalty's path through D_S), and ``w_i s_ki`` with ``s_ki = ||J_ki^T u_ki||^2``
+    recomputed at the block's parameters (the penalty's path through this party's
+    Jacobian). ``g_*`` and ``w`` carry the 1/B of the batch mean, hence the factor
+    ``batch_size``.
+    """
+
+    def loss(call, x_real, x_fake, x_hat, g_real, g_fake, g_hat, u, w):
+        def C(x):
+            return call(x.unsqueeze(0))[0]
+
+        def p(h):
+            return call(h.unsqueeze(0), head=True)[0]
+
+        h_real, h_fake, h_hat = C(x_real), C(x_fake), C(x_hat)
+        local = lambda_p * (p(h_fake).sum() - p(h_real).sum())
+        local = local + lambda_gp * gradient_penalty(lambda x: p(C(x)), x_hat)
+        g = torch.func.grad(lambda x: (C(x) * u).sum())(x_hat)  # J^T u
+        upstream = (
+            (g_real * h_real).sum() + (g_fake * h_fake).sum() + (g_hat * h_hat).sum()
+        )
+        return local + batch_size * (upstream + w * (g * g).sum())
+
+    return loss
+
+
+class StrictJointPartyDP(StrictPartyDP):
+    """Per-sample DP-SGD on a party's ``(D_Ck, D_pk)`` under the joint objective.
+
+    The joint penalty of row i, ``(||g_i|| - 1)^2`` with ``||g_i||^2 = sum_k s_ki``,
+    depends only on row i's interpolate at every party and on D_S, so it sits in row
+    i's summand as the paper objective's GP terms do: :func:`joint_party_sample_loss`
+    is that summand at this party, exact (``tests/vflgan_app/dp/test_dp_joint.py``
+    checks per-row gradients against one-row batches of the single-process
+    reference, and their mean against the exact joint rule). The messages are the
+    exact mode's: IFs, then ``s_k, a_k`` for the server's ``u_k``
+    (:meth:`penalty`), then the gradients with ``w``; in chunked mode the Gram
+    matrices (:meth:`chunk_features`) and ``u`` with the gradients.
+    """
+
+    def forward(self, party, x_real, x_fake, x_hat) -> tuple[dict, object]:
+        """IFs of real, fake and interpolated rows, and this party's part of L_D."""
+        s = party.settings
+        x_fake, x_hat = x_fake.detach(), x_hat.detach()
+        with torch.no_grad():
+            h_real, h_fake, h_hat = party.D_C(x_real), party.D_C(x_fake), party.D_C(x_hat)
+        block = self.block(party)
+        params = {k: v.detach() for k, v in block.named_parameters()}
+
+        def one(xr, xf, xh):
+            def call(*a, **k):
+                return torch.func.functional_call(block, params, a, k)
+
+            def C(x):
+                return call(x.unsqueeze(0))[0]
+
+            def p(h):
+                return call(h.unsqueeze(0), head=True)[0]
+
+            return s.lambda_p * (p(C(xf)).sum() - p(C(xr)).sum()) + s.lambda_gp * (
+                gradient_penalty(lambda x: p(C(x)), xh))
+
+        local = torch.vmap(one)(x_real, x_fake, x_hat).mean()
+        reply = {"h_real": h_real, "h_fake": h_fake, "h_hat": h_hat, "loss": float(local)}
+        return reply, {"rows": (x_real, x_fake, x_hat), "u": None}
+
+    def chunk_features(self, party, x_hat: torch.Tensor) -> dict:
+        """Chunked mode: the Gram matrices of the exact joint rule."""
+        return JointCriticGradients().chunk_features(party, x_hat)
+
+    def penalty(self, party, pending: dict, u: torch.Tensor) -> dict:
+        """``s_k`` and ``a_k`` at the current weights (as the exact rule's); keeps ``u``."""
+        J = input_jacobian(party.D_C, pending["rows"][2])  # (B, if_dim, width)
+        u = torch.as_tensor(u).to(J).detach()
+        g = torch.einsum("boi,bo->bi", J, u)  # J^T u
+        pending["u"] = u
+        return {"s": g.pow(2).sum(dim=1), "a": torch.einsum("boi,bi->bo", J, g)}
+
+    def per_sample_grads(self, party, pending, upstream, w=None) -> dict[str, torch.Tensor]:
+        """``{block parameter: (B, *shape)}`` per-row gradients of the pending step."""
+        x_real, x_fake, x_hat = pending["rows"]
+        s = party.settings
+        return per_sample_grads(
+            self.block(party),
+            joint_party_sample_loss(s.lambda_p, s.lambda_gp, int(x_real.shape[0])),
+            x_real, x_fake, x_hat, *upstream, pending["u"], w,
+            chunk_size=self.chunk_size,
+        )
+
+    def backward(self, party, step, pending, upstream, grads=None) -> None:
+        """Per-sample gradients (penalty included), per-row clip, noise, ``/B``."""
+        if pending["u"] is None:
+            raise ProtocolError(f"party {party.party_id}: critic gradients for step {step} "
+                                "before its critic_penalty (objective 'joint')")
+        B = int(pending["rows"][0].shape[0])
+        w = torch.as_tensor((grads or {}).get("w", float("nan")))
+        if tuple(w.shape) != (B,) or not w.is_floating_point() or not torch.isfinite(w).all():
+            raise ReplyError(f"party {party.party_id}: w of step {step} has shape "
+                             f"{tuple(w.shape)} and dtype {w.dtype}; expected {B} finite "
+                             "floats (the joint penalty's row weights)")
+        per = self.per_sample_grads(party, pending, upstream, w.to(pending["u"]))
+        out, self.last_norms = clip_and_noise_block(per, self.plan, self.noise(step))
+        for name, p in self.block(party).named_parameters():
+            p.grad = out[name].to(p)
+
+
+def joint_server_sample_loss():
+    """Per-row loss of D_S under the joint objective, for :func:`per_sample_grads`.
+
+    ``(call, h_real, h_fake, h_hat, v) -> D_S(h~_i) - D_S(h_i) + <dD_S/dh (h^_i), v_i>``
+    with ``v_i = B d(lambda_gp P)/du_i`` held fixed: its parameter gradient is row i's
+    Wasserstein and joint-penalty gradient (P depends on D_S only through ``u``).
+    """
+
+    def loss(call, h_real, h_fake, h_hat, v):
+        def S(h):
+            return call(h.unsqueeze(0))[0]
+
+        u = torch.func.grad(lambda h: S(h).sum())(h_hat)
+        return S(h_fake).sum() - S(h_real).sum() + (u * v).sum()
+
+    return loss
+
+
+class StrictJointServerDP(JointServerCritic, StrictServerDP):
+    """The server's D_S step under the joint objective as per-sample DP-SGD (strict mode).
+
+    The exchange and the gradients returned to the parties are the exact joint rule's
+    (:class:`~vflgan_app.core.joint.JointServerCritic`); D_S's parameter gradient is
+    replaced by the clipped, noised aggregate of :func:`joint_server_sample_loss`.
+    """
+
+    def update_server(self, coord, leaves, v: torch.Tensor) -> None:
+        """Replace D_S's exact gradient with its clipped, noised per-sample aggregate."""
+        rows = [torch.cat(leaves[name], dim=1).detach() for name in CRITIC_FEATURES]
+        B = rows[0].shape[0]
+        per = per_sample_grads(coord.D_S, joint_server_sample_loss(), *rows,
+                               (B * v).detach(), chunk_size=self.chunk_size)
+        out, self.last_norms = clip_and_noise_block(
+            per, self.plan, self.noise(len(coord.history.d_loss)))
+        for name, p in coord.D_S.named_parameters():
+            p.grad = out[name].to(p)

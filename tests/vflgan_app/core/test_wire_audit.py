@@ -144,10 +144,12 @@ def dp_overrides(mode: str) -> dict:
     (1, dp_overrides("paper")),
     (1, dp_overrides("strict")),
     (1, {**dp_overrides("strict"), "generator-trunk": 1}),
+    (1, {**dp_overrides("strict"), "objective": "joint"}),
+    (4, {**dp_overrides("strict"), "objective": "joint"}),
 ], ids=["paper", "paper-chunked", "joint", "joint-trunk", "joint-chunked",
         "joint-trunk-chunked", "dp-paper",
         "dp-strict",
-        "dp-strict-trunk"])
+        "dp-strict-trunk", "dp-strict-joint", "dp-strict-joint-chunked"])
 def test_in_process_traffic_carries_no_rows_columns_or_weights(tmp_path, steps_per_round,
                                                                overrides):
     # Prepare (DP steps cost more: fewer of them)

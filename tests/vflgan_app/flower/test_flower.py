@@ -327,6 +327,19 @@ def test_paper_dp_over_flower_equals_in_process(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:dp.noise-seed")
+def test_strict_dp_with_the_joint_objective_over_flower_equals_in_process(tmp_path):
+    # the joint penalty's extra exchange (critic_penalty) and w travel over Flower too
+    paths = write_party_csvs(tmp_path)
+    rc = RUN_CONFIG | DP_RUN | {"steps": 4, "dp.mode": "strict", "dp.noise-multiplier": 2.0,
+                                "objective": "joint"}
+    cfg, report = _dp_flower_run(tmp_path, paths, rc, cache=True)
+    ref = in_process(paths, cfg)
+    ref.fit(4)
+    assert report["server_d_loss"] == ref.coordinator.history.d_loss
+    assert report["dp"] == ref.dp_metadata() and report["dp"]["mode"] == "strict"
+
+
+@pytest.mark.filterwarnings("ignore:dp.noise-seed")
 def test_strict_dp_over_flower_fresh_process_per_message(tmp_path):
     paths = write_party_csvs(tmp_path)
     rc = RUN_CONFIG | DP_RUN | {"steps": 4, "dp.mode": "strict", "dp.noise-multiplier": 2.0}
