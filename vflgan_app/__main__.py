@@ -22,6 +22,7 @@ from vflgan_app.config import (
     DATASETS,
     DP_MODES,
     MODELS,
+    JOINT_EXCHANGES,
     OBJECTIVES,
     RUN_NAME,
     SAMPLERS,
@@ -48,6 +49,9 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                            "server (0 = none, the paper)",
         "objective": "critic objective: paper (per-module penalties, the published one) "
                      "or joint (one penalty through the whole split critic)",
+        "joint_exchange": "how the joint penalty crosses the wire in exact mode: penalty "
+                          "(one more round trip per critic step) or gram (Jacobian Gram "
+                          "matrices with the IFs, if_dim^2 numbers per row)",
         "sampler": "batch sampler: shuffle (epochs) or wor (fixed-size, without replacement) "
                    "(default: wor under DP, else shuffle)",
         "seed": "run seed",
@@ -62,7 +66,8 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
         "log_every": "steps between progress-bar updates",
     }
     choices = {"dataset": [*DATASETS, "custom"], "architecture": list(ARCHITECTURES),
-               "objective": list(OBJECTIVES), "sampler": list(SAMPLERS)}
+               "objective": list(OBJECTIVES),
+               "joint_exchange": list(JOINT_EXCHANGES), "sampler": list(SAMPLERS)}
     for f in dataclasses.fields(VFLGANConfig):
         if f.name == "dp":
             continue

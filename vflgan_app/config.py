@@ -40,6 +40,9 @@ DP_MODES = ("none", "paper", "strict")
 #: Critic objectives: the paper's per-module penalties, or one penalty through the whole
 #: split critic (:mod:`vflgan_app.core.joint`).
 OBJECTIVES = ("paper", "joint")
+#: How the joint objective's penalty crosses the wire in exact mode
+#: (:mod:`vflgan_app.core.joint`): a mid-step exchange, or Gram matrices with the IFs.
+JOINT_EXCHANGES = ("penalty", "gram")
 
 #: A run name is a plain folder name (never a path): parties and the server join it
 #: under their own folders, so it must not climb out of them.
@@ -295,6 +298,11 @@ class VFLGANConfig:
             ``"joint"`` (one penalty on the whole split critic's input gradient plus each
             private head's end-to-end penalty, exact over the wire with one more round
             trip per critic step; :mod:`vflgan_app.core.joint`).
+        joint_exchange: how the joint objective's penalty crosses the wire in exact mode:
+            ``"penalty"`` (a mid-step exchange of IF-sized vectors: one more round trip
+            per critic step) or ``"gram"`` (each interpolated row's Jacobian Gram matrix
+            with the IFs, ``if_dim^2`` numbers per row, no extra round trip; chunked mode
+            always uses it). Both are exact.
         generator_trunk: generator blocks shared by every party as one trunk held by the
             server (0 = none, the paper; at most the preset's number of generator
             blocks): the server computes the trunk's features of each step's z, each
@@ -333,6 +341,7 @@ class VFLGANConfig:
     lambda_p: float = 1.0
     n_critic: int = 5
     objective: str = "paper"
+    joint_exchange: str = "penalty"
     shuffle_negatives: float = 0.0
     generator_trunk: int = 0
     sampler: str | None = None
@@ -367,6 +376,10 @@ class VFLGANConfig:
         need(math.isfinite(self.lambda_p) and self.lambda_p >= 0, "lambda_p", ">= 0")
         need(_is_int(self.n_critic) and self.n_critic >= 1, "n_critic", "an integer >= 1")
         need(self.objective in OBJECTIVES, "objective", f"one of {list(OBJECTIVES)}")
+        need(self.joint_exchange in JOINT_EXCHANGES, "joint_exchange",
+             f"one of {list(JOINT_EXCHANGES)}")
+        need(self.joint_exchange == "penalty" or self.objective == "joint", "joint_exchange",
+             "'penalty' with objective='paper' (the exchange carries the joint penalty)")
         need(math.isfinite(self.shuffle_negatives) and self.shuffle_negatives >= 0,
              "shuffle_negatives", ">= 0")
         need(not (self.shuffle_negatives and self.dp.mode == "strict"), "shuffle_negatives",

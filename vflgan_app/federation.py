@@ -211,7 +211,8 @@ def build_party(data: PartyData, config: VFLGANConfig, arch: Architecture,
                              **({} if max_sample_rows is None
                                 else {"max_sample_rows": max_sample_rows}))
     return Party(data, arch, settings, device=config.device,
-                 critic_rule=party_rule(plan, data.party_id, config.objective))
+                 critic_rule=party_rule(plan, data.party_id, config.objective,
+                                         gram=config.joint_exchange == "gram"))
 
 
 def build_coordinator(transport: Transport, config: VFLGANConfig, arch: Architecture,

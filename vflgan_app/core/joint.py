@@ -68,7 +68,16 @@ from vflgan_app.errors import ProtocolError, ReplyError
 
 
 class JointCriticGradients(CriticGradients):
-    """A party's part of the joint objective (see the module doc)."""
+    """A party's part of the joint objective (see the module doc).
+
+    Args:
+        gram: send each interpolated row's Jacobian Gram matrix with the IFs of every
+            critic forward (config ``joint_exchange = "gram"``): the server then forms
+            the penalty without the mid-step exchange.
+    """
+
+    def __init__(self, gram: bool = False) -> None:
+        self.gram = gram
 
     def forward(self, party, x_real, x_fake, x_hat) -> tuple[dict, object]:
         """IFs, and the private head's Wasserstein and end-to-end penalty terms."""
@@ -79,6 +88,8 @@ class JointCriticGradients(CriticGradients):
             input_gradient(party.D_p(h_hat), x_hat))
         reply = {"h_real": h_real.detach(), "h_fake": h_fake.detach(),
                  "h_hat": h_hat.detach(), "loss": float(local.detach())}
+        if self.gram:
+            reply.update(self.chunk_features(party, x_hat))
         return reply, {"local": local, "feats": [h_real, h_fake, h_hat], "x_hat": x_hat,
                        "s": None}
 
@@ -144,8 +155,9 @@ def input_jacobian(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
 class JointServerCritic(ServerCriticGradients):
     """The server's part of the joint objective (see the module doc); one extra round trip.
 
-    In chunked mode (the parties' features carry Gram matrices ``"G"``) the extra round
-    trip is replaced by the Gram matrices, and ``u`` travels with the gradients.
+    When the parties' features carry Gram matrices ``"G"`` (chunked mode, or exact mode
+    with ``joint_exchange = "gram"``) the extra round trip is replaced by them, and ``u``
+    travels with the gradients.
     """
 
     def step(self, coord, feats: dict[int, dict]) -> tuple[dict[int, dict], float]:
@@ -160,8 +172,8 @@ class JointServerCritic(ServerCriticGradients):
         widths = [leaf.shape[1] for leaf in leaves["h_hat"]]
         u_parts = dict(zip(pids, torch.split(u, widths, dim=1), strict=True))
         step = int(next(iter(feats.values()))["step"])
-        chunked = any("G" in feats[p] for p in pids)
-        if chunked:
+        gram = any("G" in feats[p] for p in pids)
+        if gram:
             s, a = self._from_gram(coord, feats, u_parts, h_hat.shape[0], step)
         else:
             replies = coord._round_trip(lambda p: Call(
@@ -179,7 +191,7 @@ class JointServerCritic(ServerCriticGradients):
         self.update_server(coord, leaves, v)
         coord.opt_S.step()
         grads = {p: {**{name: leaves[name][i].grad.detach() for name in CRITIC_FEATURES},
-                     "w": w[i].detach(), **({"u": u_parts[p].detach()} if chunked else {})}
+                     "w": w[i].detach(), **({"u": u_parts[p].detach()} if gram else {})}
                  for i, p in enumerate(pids)}
         return grads, float((wass + penalty).detach())
 
@@ -203,7 +215,7 @@ class JointServerCritic(ServerCriticGradients):
         for p in coord.party_ids:
             d = coord.hellos[p]["if_dim"]
             if "G" not in feats[p]:
-                raise ReplyError(f"party {p}: chunked features of step {step} have no Gram "
+                raise ReplyError(f"party {p}: critic features of step {step} have no Gram "
                                  "matrices 'G'; expected them with objective='joint'")
             G = torch.as_tensor(feats[p]["G"]).to(coord.device)
             if tuple(G.shape) != (B, d, d) or not G.is_floating_point():

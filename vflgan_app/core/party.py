@@ -242,6 +242,10 @@ class Party:
                 f"party {self.party_id}: critic gradients for step {step} but the pending "
                 f"forward is {self._critic[0] if self._critic else None}"
             )
+        if isinstance(grads, dict) and "u" in grads and self._penalty_u is None:
+            # the joint objective over Gram matrices (chunked mode, or exact mode with
+            # joint_exchange "gram"): u travels with the gradients
+            self.critic_penalty(step, grads["u"])
         B = int(self._critic_args[1].shape[0])
         upstream = [self._check_grad(grads, k, B, step) for k in CRITIC_FEATURES]
         self.opt_D_C.zero_grad(set_to_none=True)
@@ -361,8 +365,6 @@ class Party:
         from it at the current weights, as :meth:`critic_penalty` does in exact mode.
         """
         out = self.critic_forward(step, idx, t)
-        if isinstance(grads, dict) and "u" in grads:
-            self.critic_penalty(step, grads["u"])
         self.critic_backward(step, grads)
         return {"step": int(step), "loss": out["loss"]}
 

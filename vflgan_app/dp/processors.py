@@ -140,15 +140,21 @@ __all__ = [
 ]
 
 
-def party_rule(plan: DPPlan | None, party_id: int,
-               objective: str = "paper") -> CriticGradients:
-    """The critic rule of party ``party_id`` for ``objective`` under ``plan``."""
+def party_rule(plan: DPPlan | None, party_id: int, objective: str = "paper",
+               gram: bool = False) -> CriticGradients:
+    """The critic rule of party ``party_id`` for ``objective`` under ``plan``.
+
+    ``gram``: the joint objective sends its Jacobian Gram matrices with every critic
+    forward (config ``joint_exchange = "gram"``).
+    """
     joint = objective == "joint"
     if plan is None:
-        return JointCriticGradients() if joint else CriticGradients()
+        return JointCriticGradients(gram) if joint else CriticGradients()
     if plan.mode == "paper":
-        return PaperPartyDP(plan, party_id, JointCriticGradients() if joint else None)
-    return (StrictJointPartyDP if joint else StrictPartyDP)(plan, party_id)
+        return PaperPartyDP(plan, party_id, JointCriticGradients(gram) if joint else None)
+    if joint:
+        return StrictJointPartyDP(plan, party_id, gram=gram)
+    return StrictPartyDP(plan, party_id)
 
 
 def server_rule(plan: DPPlan | None, objective: str = "paper") -> ServerCriticGradients:
@@ -471,8 +477,14 @@ class StrictJointPartyDP(StrictPartyDP):
     reference, and their mean against the exact joint rule). The messages are the
     exact mode's: IFs, then ``s_k, a_k`` for the server's ``u_k``
     (:meth:`penalty`), then the gradients with ``w``; in chunked mode the Gram
-    matrices (:meth:`chunk_features`) and ``u`` with the gradients.
+    matrices (:meth:`chunk_features`) and ``u`` with the gradients, as in exact mode with
+    ``gram``.
     """
+
+    def __init__(self, plan: DPPlan, party_id: int, chunk_size: int | None = None,
+                 gram: bool = False) -> None:
+        super().__init__(plan, party_id, chunk_size)
+        self.gram = gram
 
     def forward(self, party, x_real, x_fake, x_hat) -> tuple[dict, object]:
         """IFs of real, fake and interpolated rows, and this party's part of L_D."""
@@ -498,6 +510,8 @@ class StrictJointPartyDP(StrictPartyDP):
 
         local = torch.vmap(one)(x_real, x_fake, x_hat).mean()
         reply = {"h_real": h_real, "h_fake": h_fake, "h_hat": h_hat, "loss": float(local)}
+        if self.gram:
+            reply.update(self.chunk_features(party, x_hat))
         return reply, {"rows": (x_real, x_fake, x_hat), "u": None}
 
     def chunk_features(self, party, x_hat: torch.Tensor) -> dict:

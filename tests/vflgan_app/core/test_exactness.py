@@ -22,7 +22,7 @@ PARTY_SPLITS = {
 
 
 def build_both(k, arch, seed=3, n_critic=5, objective="paper", shuffle_negatives=0.0,
-               trunk=0):
+               trunk=0, gram=False):
     joint = objective == "joint"
     table = make_table(64)
     parties_data = prepare_parties(
@@ -32,7 +32,7 @@ def build_both(k, arch, seed=3, n_critic=5, objective="paper", shuffle_negatives
     )
     settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr, trunk=trunk)
     parties = [Party(d, arch, settings,
-                     critic_rule=JointCriticGradients() if joint else CriticGradients())
+                     critic_rule=JointCriticGradients(gram) if joint else CriticGradients())
                for d in parties_data]
     coord = Coordinator(InProcessTransport(parties), arch, seed=seed, n_critic=n_critic,
                         critic_rule=JointServerCritic() if joint else ServerCriticGradients(),
@@ -54,7 +54,8 @@ def build_both(k, arch, seed=3, n_critic=5, objective="paper", shuffle_negatives
 @pytest.mark.parametrize(("objective", "shuffle", "trunk"),
                          [("paper", 0.0, 0), ("joint", 0.0, 0), ("paper", 0.5, 0),
                           ("joint", 0.5, 0), ("paper", 0.0, 1), ("joint", 0.5, 2),
-                          ("joint", 0.0, 1)])
+                          ("joint", 0.0, 1), ("joint-gram", 0.0, 0),
+                          ("joint-gram", 0.5, 2)])
 @pytest.mark.parametrize("k", [2, 3])
 def test_federated_equals_reference(k, objective, shuffle, trunk):
     # float64 so that the only difference left is summation order (float32 differs by
@@ -62,8 +63,9 @@ def test_federated_equals_reference(k, objective, shuffle, trunk):
     old = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     try:
-        coord, parties, ref = build_both(k, TINY, objective=objective,
-                                         shuffle_negatives=shuffle, trunk=trunk)
+        gram = objective == "joint-gram"  # the penalty via Gram matrices, in exact mode
+        coord, parties, ref = build_both(k, TINY, objective=objective.removesuffix("-gram"),
+                                         shuffle_negatives=shuffle, trunk=trunk, gram=gram)
         for _ in range(25):
             d_fed = coord.train_step()
             d_ref, g_ref = ref.train_step()
@@ -138,3 +140,15 @@ def test_joint_round_trips_per_step():
     for _ in range(10):
         coord.train_step()
     assert coord.transport.round_trips == 1 + 2 * 10 + 2  # handshake + steps + 2 gen
+
+
+@pytest.mark.parametrize(("trunk", "want"), [(0, 1 + 10 + 2), (1, 1 + 10 + 2 * 2)])
+def test_joint_with_gram_exchange_round_trips_per_step(trunk, want):
+    # the Gram matrices ride with the features: one round trip per critic step, the
+    # generator steps' as with the paper objective (a trunk adds its gradient's return)
+    coord, parties, _ = build_both(2, TINY, n_critic=5, objective="joint", trunk=trunk,
+                                   gram=True)
+    for _ in range(10):
+        coord.train_step()
+    assert coord.transport.round_trips == want
+    assert all(p._penalty_u is None for p in parties)  # u came with the gradients

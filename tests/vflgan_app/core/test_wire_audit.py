@@ -139,6 +139,7 @@ def dp_overrides(mode: str) -> dict:
     (4, {"objective": "paper"}),
     (1, {"objective": "joint"}),
     (1, {"objective": "joint", "generator-trunk": 1}),
+    (1, {"objective": "joint", "joint-exchange": "gram"}),
     (4, {"objective": "joint"}),
     (4, {"objective": "joint", "generator-trunk": 1}),
     (1, dp_overrides("paper")),
@@ -146,7 +147,7 @@ def dp_overrides(mode: str) -> dict:
     (1, {**dp_overrides("strict"), "generator-trunk": 1}),
     (1, {**dp_overrides("strict"), "objective": "joint"}),
     (4, {**dp_overrides("strict"), "objective": "joint"}),
-], ids=["paper", "paper-chunked", "joint", "joint-trunk", "joint-chunked",
+], ids=["paper", "paper-chunked", "joint", "joint-trunk", "joint-gram", "joint-chunked",
         "joint-trunk-chunked", "dp-paper",
         "dp-strict",
         "dp-strict-trunk", "dp-strict-joint", "dp-strict-joint-chunked"])
@@ -176,7 +177,8 @@ def test_in_process_traffic_carries_no_rows_columns_or_weights(tmp_path, steps_p
         assert sum(1 for _, _, pl in log if "t" in pl) > steps  # the audit saw the t's
     methods = {m for _, m, _ in log}
     assert {"hello", "save_checkpoint", "sample"} <= methods
-    assert ("critic_penalty" in methods) == (joint and steps_per_round == 1)
+    gram = overrides.get("joint-exchange") == "gram"  # the penalty rides with the IFs
+    assert ("critic_penalty" in methods) == (joint and steps_per_round == 1 and not gram)
     assert ("critic_features" in methods) == (steps_per_round > 1)
     n_arrays = sum(isinstance(v, torch.Tensor) for _, _, pl in log for v in _leaves(pl))
     assert n_arrays > 50  # the audit saw the traffic

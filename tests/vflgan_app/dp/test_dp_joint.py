@@ -31,11 +31,11 @@ def float64():
     torch.set_default_dtype(old)
 
 
-def strict_joint(steps=4, n_critic=5, noise_seed=7, **dp):
+def strict_joint(steps=4, n_critic=5, noise_seed=7, joint_exchange="penalty", **dp):
     dp.setdefault("noise_multiplier", 1.0)
     dp.setdefault("target_epsilon", 1e6)  # budgets are tested apart
     cfg = VFLGANConfig(dataset="custom", steps=steps, progress=False, seed=3,
-                       objective="joint", n_critic=n_critic,
+                       objective="joint", n_critic=n_critic, joint_exchange=joint_exchange,
                        dp=DPConfig(mode="strict", noise_seed=noise_seed,
                                    public_domain=DOMAIN, **dp))
     with warnings.catch_warnings():
@@ -180,3 +180,34 @@ def test_a_strict_joint_party_refuses_gradients_without_penalty_or_w():
         party.critic_backward(0, {**grads, "w": torch.zeros(3)})
     with pytest.raises(ReplyError, match="finite floats"):
         party.critic_backward(0, {**grads, "w": torch.full((B,), float("nan"))})
+
+
+def test_gram_exchange_gives_the_same_noised_run_in_fewer_round_trips(float64):
+    penalty, gram = strict_joint(steps=6), strict_joint(steps=6, joint_exchange="gram")
+    penalty.fit(), gram.fit()
+    assert gram.coordinator.history.d_loss == pytest.approx(
+        penalty.coordinator.history.d_loss, rel=1e-9)
+    a, b = params(penalty), params(gram)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-8, atol=1e-10, msg=k)
+    # 6 critic steps: the penalty exchange costs one round trip more per step
+    assert penalty.coordinator.transport.round_trips - gram.coordinator.transport.round_trips == 6
+
+
+def test_config_checks_the_joint_exchange_and_every_entry_point_reaches_it():
+    import argparse
+
+    from vflgan_app.__main__ import _add_config_args, _config_from_args
+
+    with pytest.raises(ValueError, match="joint-exchange: got 'fast', expected one of "
+                                         r"\['penalty', 'gram'\]"):
+        VFLGANConfig(objective="joint", joint_exchange="fast")
+    with pytest.raises(ValueError, match="joint-exchange: got 'gram', expected 'penalty' "
+                                         "with objective='paper'"):
+        VFLGANConfig(joint_exchange="gram")
+    rc = VFLGANConfig.from_run_config({"objective": "joint", "joint-exchange": "gram"})
+    assert rc.joint_exchange == "gram"
+    parser = argparse.ArgumentParser()
+    _add_config_args(parser)
+    ns = parser.parse_args(["--objective", "joint", "--joint-exchange", "gram"])
+    assert _config_from_args(ns).joint_exchange == "gram"

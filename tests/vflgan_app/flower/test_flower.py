@@ -373,12 +373,15 @@ def test_flower_settings_from_run_config():
 
 
 @pytest.mark.parametrize("cache", [False, True])
-@pytest.mark.parametrize(("objective", "trunk"), [("joint", 0), ("paper", 2), ("joint", 3)])
+@pytest.mark.parametrize(("objective", "trunk"), [("joint", 0), ("paper", 2), ("joint", 3),
+                                                 ("joint-gram", 3)])
 def test_joint_objective_over_flower_equals_in_process(tmp_path, cache, objective, trunk):
     # Prepare: the joint objective and/or a shared generator trunk; cache=False restores
     # each party per message (the mid-step exchange's u and the trunk's output t travel
     # in the stored state and are replayed)
-    rc = RUN_CONFIG | {"objective": objective, "generator-trunk": trunk}
+    gram = objective == "joint-gram"  # the penalty's Gram matrices ride with the IFs
+    rc = RUN_CONFIG | {"objective": objective.removesuffix("-gram"), "generator-trunk": trunk,
+                       "joint-exchange": "gram" if gram else "penalty"}
     paths = write_party_csvs(tmp_path)
     cfg = VFLGANConfig.from_run_config(rc | {"steps": 7})
     coord = flower_coordinator(FakeGrid(node_configs(paths), rc, cache=cache), cfg)
@@ -393,7 +396,7 @@ def test_joint_objective_over_flower_equals_in_process(tmp_path, cache, objectiv
     # 7 with n-critic 3) 1 more, 2 with a trunk (its gradient comes back before the
     # next step's fakes); then hello x2, the flush (nothing is left to flush after a
     # trunk's generator step: step 6) and the sample
-    per_step = 2 if objective == "joint" else 1
+    per_step = 2 if objective == "joint" else 1  # joint-gram: no extra exchange
     per_gen = 2 if trunk else 1
     flush = 0 if trunk else 1
     assert coord.transport.round_trips == 2 + per_step * 7 + per_gen * 3 + flush + 1
