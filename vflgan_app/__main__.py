@@ -21,8 +21,8 @@ from vflgan_app.architectures import ARCHITECTURES
 from vflgan_app.config import (
     DATASETS,
     DP_MODES,
-    MODELS,
     JOINT_EXCHANGES,
+    MODELS,
     OBJECTIVES,
     RUN_NAME,
     SAMPLERS,
