@@ -33,6 +33,14 @@ def _add_model_args(
         "UNet2DModel folder (config.json)",
     )
     p.add_argument(
+        "--num-classes",
+        type=int,
+        default=None,
+        help="number of classes K of a class_embed_type='timestep' UNet2DModel, "
+        "whose config has no class count (labels 0..K-1, K the guidance null label); "
+        "saved into the output model (default: read from the model)",
+    )
+    p.add_argument(
         "--dataset",
         default=None,
         choices=DATA_SOURCES,

@@ -4,7 +4,8 @@ A saved folder is a diffusers pipeline folder that also carries its own loading 
 (``pipeline.py``, see :mod:`unlearning.pipeline`), so plain diffusers can open it.
 :func:`load_pipeline` here never runs code from the folder: it rebuilds the components
 with this package's classes. It also accepts a bare class-conditional ``UNet2DModel``
-folder (``unet.save_pretrained(dir)``) as the model to unlearn.
+folder (``unet.save_pretrained(dir)``) as the model to unlearn (a timestep-embedded one
+with its class count given, ``num_classes``).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _model_class(name: str, where: Path) -> type:
 
 
 def load_pipeline(
-    path: str | Path, device: str = "cpu"
+    path: str | Path, device: str = "cpu", num_classes: int | None = None
 ) -> ClassConditionalDDPMPipeline:
     """Load a saved pipeline folder, or a bare class-conditional UNet folder.
 
@@ -70,17 +71,29 @@ def load_pipeline(
             (``config.json``); the last gets the default DDPM schedule
             (:func:`unlearning.model.build_scheduler`), with a warning.
         device: where to put the model.
+        num_classes: the number of classes K. Needed for a ``class_embed_type=
+            "timestep"`` UNet whose folder does not store it (a bare UNet folder, or
+            a pipeline folder without ``num_classes`` in ``model_index.json``);
+            otherwise optional, and it must agree with the folder.
 
     Raises:
         FileNotFoundError: neither ``model_index.json`` nor ``config.json`` in ``path``.
-        ValueError: a model class we do not know, or an unconditional model (see
-            :func:`unlearning.pipeline.check_class_conditional`).
+        ValueError: a model class we do not know, an unconditional or unsupported
+            model, a missing or inconsistent K (see
+            :func:`unlearning.pipeline.class_count`).
     """
     p = Path(path)
     if (p / "model_index.json").exists():
         index = json.loads((p / "model_index.json").read_text())
         if "unet" not in index:
             raise ValueError(f"{p}: model_index.json has no 'unet' component")
+        stored = index.get("num_classes")
+        if num_classes is not None and stored is not None and num_classes != stored:
+            raise ValueError(
+                f"num_classes: got {num_classes}, but {p / 'model_index.json'} "
+                f"stores num_classes={stored}, expected the same (or leave it unset)"
+            )
+        num_classes = stored if num_classes is None else num_classes
         cls = _model_class(index["unet"][1], p / "model_index.json")
         unet = cls.from_pretrained(p, subfolder="unet", **_LOAD_KWARGS)
         scheduler = DDPMScheduler.from_pretrained(p, subfolder="scheduler")
@@ -97,7 +110,9 @@ def load_pipeline(
         raise FileNotFoundError(
             f"no model_index.json or config.json in {p}: not a saved pipeline or model"
         )
-    pipe = ClassConditionalDDPMPipeline(unet=unet, scheduler=scheduler)
+    pipe = ClassConditionalDDPMPipeline(
+        unet=unet, scheduler=scheduler, num_classes=num_classes
+    )
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -99,7 +99,7 @@ def _start_run(out_dir: str, cfg) -> Path:
 
 def _saved_model_and_forget_class(model_dir: Path, ns: argparse.Namespace):
     """(pipeline, meta, data, c_f) of a saved model; c_f from --forget-class or meta."""
-    pipe = load_pipeline(model_dir)
+    pipe = load_pipeline(model_dir, num_classes=ns.num_classes)
     meta = load_meta(model_dir)
     c_f = (
         ns.forget_class
@@ -155,10 +155,11 @@ def cmd_pretrain(ns: argparse.Namespace) -> None:
 def cmd_unlearn(ns: argparse.Namespace) -> None:
     """Unlearn one class from a saved model."""
     cfg = config_from_args(UnlearnConfig, ns)
-    out = _start_run(ns.out, cfg)
     model_dir = Path(ns.model)
-    base = load_pipeline(model_dir)
+    # model and data are checked before anything is written
+    base = load_pipeline(model_dir, num_classes=ns.num_classes)
     data = _data_for(model_dir, ns, base)
+    out = _start_run(ns.out, cfg)
     forget, retain = split_forget_retain(data.train, cfg.forget_class, data.num_classes)
     timer = StageTimer(logger)
     with timer(f"unlearn {cfg.method}"):
@@ -195,9 +196,9 @@ def cmd_relearn(ns: argparse.Namespace) -> None:
     """Run DiMRA on a saved (unlearned) model and trace the relearning accuracy."""
     cfg = config_from_args(RelearnConfig, ns)
     eval_cfg = EvalConfig(forget_samples=cfg.eval_samples, seed=cfg.seed)
-    out = _start_run(ns.out, cfg)
     model_dir = Path(ns.model)
     pipe, meta, data, c_f = _saved_model_and_forget_class(model_dir, ns)
+    out = _start_run(ns.out, cfg)
     _, retain = split_forget_retain(data.train, c_f, data.num_classes)
     attack_data = (
         retain if cfg.attack_data == "retain" else auxiliary_set(data.holdout, c_f)
@@ -238,7 +239,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> None:
     reference = data.holdout.subset(data.holdout.labels != c_f)
     metrics = evaluate_pipeline(pipe, judge, c_f, reference, cfg)
     if ns.reference_model:
-        ref = load_pipeline(ns.reference_model)
+        ref = load_pipeline(ns.reference_model, num_classes=pipe.num_classes)
         metrics["parameter_change"] = parameter_change_norms(ref.unet, pipe.unet, c_f)
     atomic_write_json(
         out / "metrics.json",

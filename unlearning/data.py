@@ -320,8 +320,9 @@ def check_class_count(data: DatasetSplits, model_classes: int, where: str) -> No
     if data.num_classes != model_classes:
         raise ValueError(
             f"{where}: the data ({data.name}) has {data.num_classes} classes, the "
-            f"model has {model_classes} (num_class_embeds {model_classes + 1} = "
-            f"{model_classes} classes + the classifier-free-guidance null label)"
+            f"model has {model_classes} (labels 0..{model_classes - 1}, and label "
+            f"{model_classes} is the classifier-free-guidance null label); expected the "
+            "same number"
         )
 
 

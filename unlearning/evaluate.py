@@ -189,7 +189,8 @@ def parameter_change_norms(
         key = ".".join(parts[:2]) if len(parts) > 2 and parts[1].isdigit() else parts[0]
         d = after_params[name].detach().cpu() - p0.detach().cpu()
         sq[key] = sq.get(key, 0.0) + float(d.pow(2).sum())
-        if forget_class is not None and parts[0] == "class_embedding" and d.ndim == 2:
+        # the class table only (a timestep-embedded UNet's class MLP has no c_f row)
+        if forget_class is not None and name == "class_embedding.weight":
             sq["class_embedding[c_f]"] = float(d[forget_class].pow(2).sum())
     norms = {k: v**0.5 for k, v in sq.items()}
     norms["total"] = sum(v for k, v in sq.items() if k != "class_embedding[c_f]") ** 0.5

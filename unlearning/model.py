@@ -13,7 +13,7 @@ from diffusers import DDPMScheduler, UNet2DModel
 from torch import nn
 
 from unlearning.mlp import ClassConditionalMLP, timestep_embedding  # noqa: F401
-from unlearning.pipeline import image_shape_of  # noqa: F401 - re-exported
+from unlearning.pipeline import class_count, image_shape_of  # noqa: F401 - re-exported
 
 # Per-dataset UNet presets. digits/mnist are sized to train on CPU; cifar10 follows the
 # baselines' DDPM (ch 128, ch_mult 1,2,2,2, 2 res blocks, attention at 16x16, dropout
@@ -99,5 +99,5 @@ def build_model(arch: str, dataset: str, num_classes: int = 10) -> nn.Module:
 
 
 def num_classes_of(model: nn.Module) -> int:
-    """Number of real classes (the last embedding row is the null label)."""
-    return int(model.config.num_class_embeds) - 1
+    """Number of real classes K (label K is the null label); see ``class_count``."""
+    return class_count(model)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import numbers
 import os
 import shutil
 
@@ -29,17 +30,50 @@ from torch import nn
 PIPELINE_FILE = "pipeline.py"
 
 
-def check_class_conditional(unet: nn.Module) -> None:
-    """Raise unless ``unet`` is a class-conditional model this pipeline can drive.
+#: Attribute a ``class_embed_type="timestep"`` UNet carries in memory once a pipeline
+#: has accepted it: its class count K (``UNet2DModel``'s config has no field for it, so
+#: the saved folder keeps K as the pipeline's ``num_classes`` in ``model_index.json``).
+#: It lets code that holds only the model (training loops, deep copies) find K.
+NUM_CLASSES_ATTR = "_num_classes"
 
-    Accepted: a diffusers ``UNet2DModel`` (or our ``ClassConditionalMLP``) with a class
-    embedding table, ``num_class_embeds = K + 1`` and ``class_embed_type=None``: rows
-    0..K-1 are the classes, row K the classifier-free-guidance null label.
+#: The label encodings we can drive: a class table, or integer labels fed through the
+#: sinusoidal timestep projection.
+SUPPORTED_EMBED_TYPES = (None, "timestep")
+
+
+def _check_k(num_classes, why: str) -> int:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, numbers.Integral):
+        raise ValueError(
+            f"num_classes: got {num_classes!r}, expected an integer >= 2 ({why})"
+        )
+    if int(num_classes) < 2:
+        raise ValueError(
+            f"num_classes: got {num_classes}, expected an integer >= 2 ({why})"
+        )
+    return int(num_classes)
+
+
+def class_count(unet: nn.Module, num_classes: int | None = None) -> int:
+    """The number of real classes K of a class-conditional ``unet``; raise if none.
+
+    Accepted: a diffusers ``UNet2DModel`` (or our ``ClassConditionalMLP``) with
+
+    * ``class_embed_type=None`` and a class table of ``num_class_embeds = K + 1`` rows:
+      rows 0..K-1 are the classes, row K the classifier-free-guidance null label. K is
+      read from the table; a ``num_classes`` given must agree with it.
+    * ``class_embed_type="timestep"``: integer labels go through the sinusoidal
+      timestep projection and an MLP, so the config holds no class count and K must be
+      given (``num_classes``, or the count a pipeline attached before, see
+      :data:`NUM_CLASSES_ATTR`). Labels 0..K-1 are the classes and label K is the
+      null label: the projection takes any integer, so K is one more point of the
+      same embedding, learnt by label dropout like the table's null row.
 
     Raises:
         TypeError: ``unet`` has no diffusers ``config``.
-        ValueError: an unconditional model (``num_class_embeds`` None), a
-            ``class_embed_type`` other than None, or fewer than 2 classes.
+        ValueError: an unconditional model (``num_class_embeds`` None), an
+            unsupported ``class_embed_type`` (``"identity"``: continuous class
+            vectors), fewer than 2 classes, a missing or non-integer K for a
+            timestep-embedded UNet, or a K that disagrees with the class table.
     """
     cfg = getattr(unet, "config", None)
     if cfg is None:
@@ -49,26 +83,70 @@ def check_class_conditional(unet: nn.Module) -> None:
         )
     embed_type = cfg.get("class_embed_type")
     n = cfg.get("num_class_embeds")
-    if embed_type is not None:
-        # "timestep" feeds labels through a sinusoid and "identity" takes ready-made
-        # embedding vectors: neither says how many classes there are or which label
-        # is the null label that guidance and label dropout need.
+    if embed_type == "identity":
+        raise ValueError(
+            "unet: class_embed_type='identity' is not supported: it takes "
+            "class_labels as continuous embedding vectors (one of size "
+            "time_embed_dim per image), not integer classes, so there is no class "
+            "to forget and no null label; expected class_embed_type=None with "
+            "num_class_embeds = K + 1, or 'timestep' (integer labels) with "
+            "num_classes=K"
+        )
+    if embed_type not in SUPPORTED_EMBED_TYPES:
         raise ValueError(
             f"unet: class_embed_type={embed_type!r} is not supported, expected None "
-            "with num_class_embeds = K + 1 (a table of K class rows plus the "
-            "classifier-free-guidance null label at index K)"
+            "(a table of num_class_embeds = K + 1 rows: K classes plus the "
+            "classifier-free-guidance null label at index K) or 'timestep' (integer "
+            "labels through the timestep projection, K given as num_classes)"
         )
+    if embed_type == "timestep":
+        attached = getattr(unet, NUM_CLASSES_ATTR, None)
+        if num_classes is None:
+            num_classes = attached
+        if num_classes is None:
+            raise ValueError(
+                "num_classes: got None for a class_embed_type='timestep' UNet, "
+                "expected the number of classes K (an integer >= 2): its labels go "
+                "through the sinusoidal timestep projection, so its config holds no "
+                "class count (pass num_classes=K, CLI --num-classes K; labels "
+                "0..K-1 are the classes, K the classifier-free-guidance null label)"
+            )
+        k = _check_k(num_classes, "the classes of the class_embed_type='timestep' UNet")
+        if attached is not None and int(attached) != k:
+            raise ValueError(
+                f"num_classes: got {k}, but this class_embed_type='timestep' UNet "
+                f"was set up with {int(attached)} classes, expected the same K"
+            )
+        return k
     if n is None:
         raise ValueError(
             f"unet: {type(unet).__name__} is unconditional (num_class_embeds=None); "
             "class unlearning needs a class-conditional model with num_class_embeds = "
-            "K + 1 (K classes plus the classifier-free-guidance null label at index K)"
+            "K + 1 (K classes plus the classifier-free-guidance null label at index "
+            "K), or class_embed_type='timestep' with num_classes=K"
         )
     if int(n) < 3:
         raise ValueError(
             f"unet: num_class_embeds={n} gives {int(n) - 1} class(es) plus the null "
             "label, expected at least 2 classes (num_class_embeds >= 3)"
         )
+    if num_classes is not None:
+        k = _check_k(num_classes, f"num_class_embeds={n} minus the null label")
+        if k != int(n) - 1:
+            raise ValueError(
+                f"num_classes: got {k}, but the UNet's num_class_embeds={n} gives "
+                f"{int(n) - 1} classes plus the null label, expected {int(n) - 1} "
+                "(or leave num_classes unset)"
+            )
+    return int(n) - 1
+
+
+def check_class_conditional(unet: nn.Module, num_classes: int | None = None) -> None:
+    """Raise unless ``unet`` is a class-conditional model this pipeline can drive.
+
+    See :func:`class_count` (which also returns K) for what is accepted and why.
+    """
+    class_count(unet, num_classes)
 
 
 def image_shape_of(model: nn.Module) -> tuple[int, int, int]:
@@ -137,17 +215,27 @@ def ddim_step(
 class ClassConditionalDDPMPipeline(DiffusionPipeline):
     """Sample a class-conditional DDPM with DDIM + CFG.
 
-    Components: ``unet`` (any class-conditional ``UNet2DModel`` with
-    ``num_class_embeds = K + 1``, or our ``ClassConditionalMLP``; see
-    :func:`check_class_conditional`) and ``scheduler`` (the training ``DDPMScheduler``).
+    Components: ``unet`` (a class-conditional ``UNet2DModel`` with
+    ``num_class_embeds = K + 1`` or with ``class_embed_type="timestep"``, or our
+    ``ClassConditionalMLP``; see :func:`class_count`) and ``scheduler`` (the training
+    ``DDPMScheduler``). ``num_classes`` (K) is required for a timestep-embedded UNet,
+    whose config has no class count, and optional otherwise (it must then match the
+    table). It is kept in the pipeline config, so ``model_index.json`` stores it and
+    ``from_pretrained`` passes it back.
     """
 
     model_cpu_offload_seq = "unet"
 
-    def __init__(self, unet: nn.Module, scheduler: DDPMScheduler) -> None:
+    def __init__(
+        self, unet: nn.Module, scheduler: DDPMScheduler, num_classes: int | None = None
+    ) -> None:
         super().__init__()
-        check_class_conditional(unet)
+        k = class_count(unet, num_classes)
+        if unet.config.get("class_embed_type") == "timestep":
+            # the model alone does not know K; training loops and copies read this
+            setattr(unet, NUM_CLASSES_ATTR, k)
         self.register_modules(unet=unet, scheduler=scheduler)
+        self.register_to_config(num_classes=k)
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs) -> None:
         """``DiffusionPipeline.save_pretrained``, plus the code to load it back.
@@ -176,8 +264,8 @@ class ClassConditionalDDPMPipeline(DiffusionPipeline):
 
     @property
     def num_classes(self) -> int:
-        """Number of real classes K (index K is the null label)."""
-        return int(self.unet.config.num_class_embeds) - 1
+        """Number of real classes K (label K is the null label)."""
+        return class_count(self.unet)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -172,11 +172,158 @@ def test_an_unconditional_unet_is_refused_with_the_reason(tmp_path):
     unet.save_pretrained(tmp_path)
     with pytest.raises(ValueError, match="unconditional"):
         load_pipeline(tmp_path)
+
+
+def _per_class(pipe) -> torch.Tensor:
+    """One image per class 0..K-1, all from the same noise (only the label differs)."""
+    return torch.cat([_images(pipe, [c]) for c in range(pipe.num_classes)])
+
+
+def _assert_class_conditional_images(images: torch.Tensor, k: int) -> None:
+    assert images.shape == (k, 1, 8, 8) and torch.isfinite(images).all()
+    # the same noise for every class, so any difference comes from the label
+    for a in range(k):
+        for b in range(a + 1, k):
+            assert (images[a] - images[b]).abs().max() > 1e-3, (a, b)
+
+
+def test_a_timestep_embedded_unet_folder_is_accepted_with_its_class_count(tmp_path):
+    # Prepare: labels through the sinusoidal timestep projection, no class table
+    unet = _tiny_unet(num_class_embeds=None, class_embed_type="timestep")
+    unet.save_pretrained(tmp_path / "unet")
+    # Execute: load with K given, save as our pipeline, load that without K
+    pipe = load_pipeline(tmp_path / "unet", num_classes=3)
+    save_pipeline(pipe, tmp_path / "saved", {"method": "pretrain"})
+    again = load_pipeline(tmp_path / "saved")
+    # Assert: 3 classes, the same weights, K stored in the pipeline config
+    assert pipe.num_classes == 3 and pipe.image_shape == (1, 8, 8)
+    x, t, y = torch.randn(2, 1, 8, 8), torch.tensor([5, 900]), torch.tensor([0, 2])
+    assert torch.allclose(pipe.unet(x, t, class_labels=y).sample, unet(x, t, y).sample)
+    index = json.loads((tmp_path / "saved" / "model_index.json").read_text())
+    assert index["num_classes"] == 3 and again.num_classes == 3
+    images = _per_class(pipe)
+    _assert_class_conditional_images(images, 3)
+    assert torch.equal(_per_class(again), images)
+    with pytest.raises(ValueError, match=r"got values in \[3, 3\], expected \[0, 2\]"):
+        _images(pipe, [3])  # label K is the null label, not a class
+
+
+_PLAIN_DIFFUSERS_PER_CLASS = """
+import sys
+sys.modules["unlearning"] = None  # importing our package now raises ImportError
+import torch
+from diffusers import DiffusionPipeline
+
+pipe = DiffusionPipeline.from_pretrained(sys.argv[1], trust_remote_code=True)
+pipe.set_progress_bar_config(disable=True)
+images = [
+    pipe([c], generator=torch.Generator().manual_seed(0), num_inference_steps=2).images
+    for c in range(pipe.num_classes)
+]
+torch.save({"images": torch.cat(images), "k": pipe.config.num_classes}, sys.argv[2])
+"""
+
+
+def test_cli_unlearns_a_timestep_unet_and_plain_diffusers_reloads_it(tmp_path):
+    # Prepare: a bare 3-class timestep-embedded UNet folder and a 3-class image folder
+    timestep = _tiny_unet(num_class_embeds=None, class_embed_type="timestep")
+    timestep.save_pretrained(tmp_path / "unet")
+    _write_image_folder(tmp_path / "images", per_class=5)
+    common = ["--progress", "false", "--device", "cpu", "--batch-size", 4]
+    data = ["--dataset", "folder", "--data-root", tmp_path / "images"]
+    # Execute: unlearn with K given; DiMRA on the result without K (it is stored)
+    unl = ("--model", tmp_path / "unet", "--out", tmp_path / "unl", "--steps", 2)
+    unl += ("--method", "finetune", "--forget-class", 1, "--num-classes", 3)
+    assert _cli("unlearn", *unl, *data, "--no-grids", *common) == 0
+    att = ("--model", tmp_path / "unl" / "model", "--out", tmp_path / "att")
+    assert _cli("relearn", *att, "--steps", 2, "--no-judge", "--no-grids", *common) == 0
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_MODULES_CACHE": str(tmp_path / "hf_modules"),
+        "OMP_NUM_THREADS": "1",
+    }
+    saved = tmp_path / "unl" / "model"
+    r = subprocess.run(
+        [sys.executable, "-c", _PLAIN_DIFFUSERS_PER_CLASS, saved, tmp_path / "p.pt"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    # Assert: K in both saved configs; the unlearned weights differ from the source
+    # and have no per-class row to report; plain diffusers samples every class as we do
+    for model in (saved, tmp_path / "att" / "model"):
+        assert json.loads((model / "model_index.json").read_text())["num_classes"] == 3
+    norms = json.loads((tmp_path / "unl" / "parameter_change.json").read_text())
+    assert norms["total"] > 0 and "class_embedding[c_f]" not in norms
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = torch.load(tmp_path / "p.pt")
+    assert got["k"] == 3
+    _assert_class_conditional_images(got["images"], 3)
+    assert torch.equal(got["images"], _per_class(load_pipeline(saved)))
+
+
+def test_a_timestep_unet_without_a_valid_class_count_is_refused(tmp_path, capsys):
     timestep = _tiny_unet(num_class_embeds=None, class_embed_type="timestep")
     with pytest.raises(
-        ValueError, match="class_embed_type='timestep' is not supported"
+        ValueError,
+        match=r"num_classes: got None for a class_embed_type='timestep' UNet, "
+        r"expected the number of classes K \(an integer >= 2\)",
     ):
         ClassConditionalDDPMPipeline(unet=timestep, scheduler=build_scheduler())
+    for bad in (1, 0, True, "3", 2.5):
+        with pytest.raises(
+            ValueError, match=rf"num_classes: got {bad!r}, expected an integer >= 2"
+        ):
+            ClassConditionalDDPMPipeline(
+                unet=timestep, scheduler=build_scheduler(), num_classes=bad
+            )
+    timestep.save_pretrained(tmp_path / "unet")
+    with pytest.raises(ValueError, match="num_classes: got None"):
+        load_pipeline(tmp_path / "unet")
+    # a K that disagrees with the one stored, or with a class table
+    pipe = load_pipeline(tmp_path / "unet", num_classes=3)
+    pipe.save_pretrained(tmp_path / "saved")
+    with pytest.raises(ValueError, match="got 4, but .* stores num_classes=3"):
+        load_pipeline(tmp_path / "saved", num_classes=4)
+    with pytest.raises(
+        ValueError, match=r"got 5, but the UNet's num_class_embeds=4 gives 3 classes"
+    ):
+        ClassConditionalDDPMPipeline(_tiny_unet(), build_scheduler(), num_classes=5)
+    # the CLI: exit status 2 with the message, and no output folder
+    _write_image_folder(tmp_path / "images")
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        _cli(
+            "unlearn", "--model", tmp_path / "unet", "--out", tmp_path / "out",
+            "--dataset", "folder", "--data-root", tmp_path / "images",
+            "--forget-class", 0, "--device", "cpu",
+        )  # fmt: skip
+    assert exc.value.code == 2
+    assert "num_classes: got None" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_identity_and_other_class_embed_types_are_refused_with_the_reason(tmp_path):
+    identity = _tiny_unet(num_class_embeds=None, class_embed_type="identity")
+    why = (
+        r"class_embed_type='identity' is not supported: it takes class_labels as "
+        r"continuous embedding vectors .* not integer classes"
+    )
+    for k in (None, 3):  # a class count does not make it integer-labelled
+        with pytest.raises(ValueError, match=why):
+            ClassConditionalDDPMPipeline(identity, build_scheduler(), num_classes=k)
+    identity.save_pretrained(tmp_path / "identity")
+    with pytest.raises(ValueError, match=why):
+        load_pipeline(tmp_path / "identity", num_classes=3)
+    other = _tiny_unet(num_class_embeds=None, class_embed_type="projection")
+    with pytest.raises(
+        ValueError,
+        match=r"class_embed_type='projection' is not supported, expected None .* "
+        r"or 'timestep'",
+    ):
+        ClassConditionalDDPMPipeline(other, build_scheduler(), num_classes=3)
 
 
 # ---------------------------------------------------------------- image folders
