@@ -270,8 +270,10 @@ def summary_markdown(report: dict[str, Any]) -> str:
         lines += ["## SDMetrics", "", f"QualityReport overall score {sdm['quality_score']:.3f}, "
                   f"DiagnosticReport {sdm.get('diagnostic_score', float('nan')):.3f} "
                   "(0 worst, 1 best)."]
-        for key in ("quality_properties", "diagnostic_properties"):
-            lines += [f"* {p}: {v:.3f}" for p, v in (sdm.get(key) or {}).items()]
+        for key in ("quality", "diagnostic"):
+            lines += [f"* {p}: {v:.3f}" for p, v in (sdm.get(f"{key}_properties") or {}).items()]
+            lines += [f"* {p}: not scored by SDMetrics (it returned no number)"
+                      for p in sdm.get(f"{key}_not_scored") or []]
         lines.append("")
     elif sdm.get("skipped"):
         lines += [f"SDMetrics: {sdm['skipped']}.", ""]

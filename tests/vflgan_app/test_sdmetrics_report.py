@@ -116,6 +116,11 @@ def test_a_property_sdmetrics_cannot_score_is_named_not_returned_as_nan(monkeypa
     numbers += [*scores["quality_properties"].values()]
     numbers += [*scores["diagnostic_properties"].values()]
     assert all(math.isfinite(v) and 0 <= v <= 1 for v in numbers)
+    # the summary says which property was not scored, and prints no "nan"
+    from vflgan_app.publish import summary_markdown
+
+    text = summary_markdown({"sdmetrics": scores})
+    assert "* Column Pair Trends: not scored by SDMetrics" in text and "nan" not in text
     # no overall score at all: skipped with the reason, not a NaN in report.json
     install_stand_in(monkeypatch, [], pair_trends=float("nan"), shapes=float("nan"))
     scores = sdm.sdmetrics_scores(real, real.copy(), {"band", "tag", "flag"})
