@@ -10,7 +10,8 @@ process's peak RSS. Appends a CSV row to simulations/benchmarks/results.csv.
 ``--objective joint --baseline paper`` times the joint objective's federated step against
 the paper objective's federated step instead (goal: ratio <= 1.3). ``--trunk N`` gives the
 timed side (and, against ``reference``, the reference) a shared generator trunk of N
-blocks. The federated side's round trips per step are printed too.
+blocks, ``--gram`` sends the joint penalty's Gram matrices with the IFs
+(``joint_exchange = "gram"``). The federated side's round trips per step are printed too.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ from vflgan_app.core.reference import ReferenceVFLGAN
 from vflgan_app.data.partition import prepare_parties
 
 
-def build(arch_name: str, rows: int, seed: int, objective: str = "paper", trunk: int = 0):
+def build(arch_name: str, rows: int, seed: int, objective: str = "paper", trunk: int = 0,
+          gram: bool = False):
     arch = get_architecture(arch_name)
     h = 28 if arch_name == "mnist" else 8
     rng = np.random.default_rng(seed)
@@ -53,7 +55,7 @@ def build(arch_name: str, rows: int, seed: int, objective: str = "paper", trunk:
     settings = PartySettings(seed=seed, lambda_gp=arch.lambda_gp, lr=arch.lr, trunk=trunk)
     joint = objective == "joint"
     parties = [Party(d, arch, settings,
-                     critic_rule=JointCriticGradients() if joint else None)
+                     critic_rule=JointCriticGradients(gram) if joint else None)
                for d in parties_data]
     coord = Coordinator(InProcessTransport(parties), arch, seed=seed,
                         critic_rule=JointServerCritic() if joint else None,
@@ -97,9 +99,14 @@ def main() -> None:
                          "objective's federated step")
     ap.add_argument("--trunk", type=int, default=0,
                     help="shared generator trunk blocks of the timed side (0 = none)")
+    ap.add_argument("--gram", action="store_true",
+                    help="joint objective: Gram matrices with the IFs (joint_exchange gram)")
     args = ap.parse_args()
+    if args.gram and args.objective != "joint":
+        ap.error(f"--gram: needs --objective joint, got --objective {args.objective}")
     torch.set_num_threads(args.threads)
-    coord, ref = build(args.arch, args.rows, args.seed, args.objective, args.trunk)
+    coord, ref = build(args.arch, args.rows, args.seed, args.objective, args.trunk,
+                       args.gram)
     fed_step = coord.train_step
     ref_step = ref.train_step
     if args.baseline == "paper":
@@ -123,7 +130,7 @@ def main() -> None:
         "scenario": f"vflgan-step-{args.arch}"
         + ("" if args.objective == "paper" and args.baseline == "reference"
            else f"-{args.objective}-vs-{args.baseline}")
-        + (f"-trunk{args.trunk}" if args.trunk else ""),
+        + (f"-trunk{args.trunk}" if args.trunk else "") + ("-gram" if args.gram else ""),
         "device": platform.processor() or platform.machine(),
         "threads": args.threads,
         "batch": coord.arch.batch_size,
