@@ -7,7 +7,14 @@ each party's bottom-critic intermediate features of that party's whole real tabl
 (for ASIF, as the paper's IF attacks do).
 
     python simulations/run_audit.py --dataset wine_red --data-root ../shared/data \\
-        --steps 300 --n-shadows 11 --dp none paper:10 paper:5
+        --dp none paper:10 paper:5
+
+``--scale cpu`` (the default) is the CPU-scale audit of ``simulations/README.md``: 300
+steps per shadow, 32 shadows per world, 1 target, 200 trees (about 20 minutes for the
+three DP settings above on 2 cores). ``--scale paper`` is the paper's setting
+(research/vflgan.md section 5): its epochs per dataset, 100 + 100 shadows, its two
+target rows, 1,000 trees and its delta; a GPU-scale job. Any flag given explicitly
+overrides the preset.
 """
 
 from __future__ import annotations
@@ -57,27 +64,60 @@ class VFLGANShadow:
         return synthetic, feats
 
 
-def parse_dp(spec: str) -> DPConfig:
+#: Presets of ``--scale``: steps per shadow, shadows per world, targets, trees.
+SCALES = {"cpu": {"steps": 300, "n_shadows": 32, "n_targets": 1, "n_estimators": 200}}
+#: The paper's audit per dataset (research/vflgan.md sections 2.2, 4 and 5): epochs x
+#: ceil(N / B) steps, its target rows (positions in the UCI order) and its DP delta.
+PAPER = {
+    "wine_red": {"steps": 150 * 100, "targets": (151, 1235), "delta": 5e-4},
+    "wine_white": {"steps": 400 * 77, "targets": (1034, 2781), "delta": 2e-4},
+    "adult": {"steps": 75 * 671, "targets": (33914, 37592), "delta": 1e-5},
+}
+
+
+def scale_settings(scale: str, dataset: str) -> dict:
+    """The ``--scale`` preset for ``dataset``.
+
+    Raises:
+        ValueError: ``scale`` unknown, or ``paper`` for a dataset the paper did not audit.
+    """
+    if scale == "cpu":
+        return {**SCALES["cpu"], "targets": (), "delta": 1e-5}
+    if scale != "paper":
+        raise ValueError(f"--scale: got {scale!r}, expected 'cpu' or 'paper'")
+    if dataset not in PAPER:
+        raise ValueError(f"--scale paper: got --dataset {dataset!r}, expected one the paper "
+                         f"audited: {sorted(PAPER)}")
+    return {"n_shadows": 100, "n_targets": 2, "n_estimators": 1000, **PAPER[dataset]}
+
+
+def parse_dp(spec: str, delta: float = 1e-5) -> DPConfig:
     """``none``, ``paper:10`` or ``strict:5`` -> DPConfig."""
     if spec == "none":
         return DPConfig()
     mode, eps = spec.split(":")
-    return DPConfig(mode=mode, target_epsilon=float(eps))
+    return DPConfig(mode=mode, target_epsilon=float(eps), delta=delta)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="wine_red")
     ap.add_argument("--data-root", default=None)
-    ap.add_argument("--steps", type=int, default=300, help="VFLGAN steps per shadow")
-    ap.add_argument("--n-shadows", type=int, default=11, help="shadows per world")
-    ap.add_argument("--n-targets", type=int, default=2)
-    ap.add_argument("--n-estimators", type=int, default=200)
+    ap.add_argument("--scale", default="cpu", choices=["cpu", "paper"],
+                    help="preset of the four settings below (explicit flags win)")
+    ap.add_argument("--steps", type=int, default=None, help="VFLGAN steps per shadow")
+    ap.add_argument("--n-shadows", type=int, default=None, help="shadows per world")
+    ap.add_argument("--n-targets", type=int, default=None)
+    ap.add_argument("--n-estimators", type=int, default=None)
     ap.add_argument("--dp", nargs="+", default=["none", "paper:10", "paper:5"],
                     help="none, paper:<epsilon> or strict:<epsilon>")
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--out", default="simulations/results/audit")
     args = ap.parse_args()
+    preset = scale_settings(args.scale, args.dataset)
+    for key in ("steps", "n_shadows", "n_targets", "n_estimators"):
+        if getattr(args, key) is None:
+            setattr(args, key, preset[key])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     ds = load_dataset(args.dataset, args.data_root)
     real = ds.table.drop(columns=[ID_COLUMN])
@@ -86,12 +126,13 @@ def main() -> None:
              "| DP | target | attack | AUC | TPR@1%FPR | TPR@10%FPR | eps_lb | accountant eps "
              "| wall s |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for spec in args.dp:
-        dp = parse_dp(spec)
+        dp = parse_dp(spec, preset["delta"])
         cfg = VFLGANConfig(dataset="custom", architecture=args.dataset, steps=args.steps,
                            progress=False, threads=1, dp=dp)
         gen = VFLGANShadow(cfg, tuple(tuple(c) for c in ds.party_columns),
                            tuple(ds.categorical), real)
         audit_cfg = AuditConfig(n_shadows=args.n_shadows, n_targets=args.n_targets,
+                                target_positions=preset["targets"],
                                 n_estimators=args.n_estimators, workers=args.workers,
                                 categorical_columns=tuple(ds.categorical),
                                 accountant_epsilon=dp.target_epsilon if dp.enabled else None,
