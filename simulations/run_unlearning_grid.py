@@ -139,7 +139,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--attack-specs",
         nargs="*",
         default=["retain:1e-3:constant:1000"],
-        help="DATA:LR:SCHEDULE:STEPS[:lastN][:untie], DATA in retain, aux, "
+        help="DATA:LR:SCHEDULE:STEPS[:lastN|:loraN][:untie], DATA in retain, aux, "
         "retain_noalt, fewshotN (see unlearning/robust_grid.py)",
     )
     r.add_argument(

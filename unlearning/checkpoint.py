@@ -32,8 +32,9 @@ MODEL_CLASSES = {"UNet2DModel": UNet2DModel, "ClassConditionalMLP": ClassConditi
 
 # diffusers defaults to low_cpu_mem_usage=True, which needs `accelerate`; without it,
 # every from_pretrained logs "Cannot initialize model with low cpu memory usage because
-# `accelerate` was not found". We do not depend on accelerate (the models are small),
-# so we ask for the plain loading path explicitly, which also silences that warning.
+# `accelerate` was not found". accelerate may or may not be installed (peft brings it;
+# the models are small either way), so we ask for the plain loading path explicitly,
+# which also silences that warning.
 _LOAD_KWARGS = {"low_cpu_mem_usage": False}
 
 

@@ -312,6 +312,16 @@ class RelearnConfig:
         "0: fine-tune every parameter; N > 0: only the last N modules that hold "
         "parameters (module order; MLP: body's last Linear and out for N = 2)",
     )
+    lora_rank: int = _f(
+        0,
+        "0: no LoRA; r > 0: fine-tune only rank-r LoRA adapters (peft) on every "
+        "Linear and Conv2d layer, merged into the weights at the end",
+    )
+    lora_alpha: float = _f(
+        0.0,
+        "LoRA scale alpha (adapter update scaled by alpha / lora_rank); 0: alpha = "
+        "lora_rank, i.e. scale 1",
+    )
     untie_class: int | None = _f(
         None,
         "adaptive attack on DiMUM: also train eps(x_t | c_f) towards sg eps(x_t | null)"
@@ -344,6 +354,28 @@ class RelearnConfig:
             self.trainable_last,
             "an integer >= 0",
         )
+        _check(
+            isinstance(self.lora_rank, int) and self.lora_rank >= 0,
+            "lora_rank",
+            self.lora_rank,
+            "an integer >= 0",
+        )
+        _check(self.lora_alpha >= 0, "lora_alpha", self.lora_alpha, ">= 0")
+        if self.lora_rank == 0:
+            _check(
+                self.lora_alpha == 0,
+                "lora_alpha",
+                self.lora_alpha,
+                "0 when lora_rank is 0 (LoRA off; set lora_rank > 0 to use it)",
+            )
+        else:
+            _check(
+                self.trainable_last == 0,
+                "trainable_last",
+                self.trainable_last,
+                f"0 with lora_rank {self.lora_rank} (LoRA trains adapters on every "
+                "layer; the last-layers attack trains base weights: pick one)",
+            )
         if self.untie_class is not None:
             _check(self.untie_class >= 0, "untie_class", self.untie_class, ">= 0")
         _check(self.untie_weight >= 0, "untie_weight", self.untie_weight, ">= 0")

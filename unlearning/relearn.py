@@ -12,6 +12,10 @@ Variants (issue 15, item 3), all options of :class:`RelearnConfig`:
 * ``schedule="cosine"``: cosine decay of the lr to 0 over the steps;
 * ``trainable_last=N``: only the last N parameterised modules move (a last-layers-only
   fine-tune);
+* ``lora_rank=r``: only rank-r LoRA adapters (peft) on every ``nn.Linear`` and
+  ``nn.Conv2d`` of the model move, W + (alpha / r) B A with B = 0 at the start; the
+  adapters are merged into the weights at the end, so the attacked model is a plain
+  model again (same classes, same state-dict keys, saves and reloads as before);
 * ``untie_class=a`` (an adaptive attacker who knows DiMUM's alternative class a): adds
   || eps(x_t | c_f) - sg eps(x_t | null) ||^2 on images of class a, pulling the c_f
   pathway off the memorised replacement. This one does use c_f (the attacker is told
@@ -24,7 +28,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -104,6 +110,89 @@ def trainable_parameters(model: nn.Module, last: int) -> list[nn.Parameter]:
     return [p for m in mods[-last:] for p in m.parameters(recurse=False)]
 
 
+def lora_target_modules(model: nn.Module) -> list[str]:
+    """Names of the modules the LoRA attack adapts: every ``nn.Linear`` and ``nn.Conv2d``.
+
+    ``UNet2DModel``: the attention projections (to_q, to_k, to_v, to_out.0), the resnet
+    convs, shortcuts and time projections, the time embedding, the down/upsampler
+    convs, conv_in and conv_out. ``ClassConditionalMLP``: its Linear layers. Class
+    embedding tables and norm layers are left out (they do not move).
+
+    Raises:
+        ValueError: the model has no such module.
+    """
+    names = [
+        n for n, m in model.named_modules() if isinstance(m, nn.Linear | nn.Conv2d)
+    ]
+    if not names:
+        raise ValueError(
+            f"lora_rank: {type(model).__name__} has no Linear or Conv2d layer, "
+            "expected at least one to adapt"
+        )
+    return names
+
+
+def has_lora_adapters(model: nn.Module) -> bool:
+    """Whether peft adapter layers are injected in ``model``."""
+    return any(type(m).__module__.startswith("peft.") for m in model.modules())
+
+
+@contextmanager
+def lora_adapters(
+    model: nn.Module, rank: int, alpha: float = 0.0
+) -> Iterator[list[nn.Parameter]]:
+    """Inject LoRA adapters into ``model`` in place; merge and remove them on exit.
+
+    Inside the block ``model`` computes W x + (alpha / rank) B A x on every layer of
+    :func:`lora_target_modules` (A random, B = 0, so it starts as the plain model),
+    only the adapter parameters (yielded) require gradients. On exit (also on an
+    error) B A is added into each W and the original layer objects are put back, and
+    every parameter gets its ``requires_grad`` flag from before.
+
+    Args:
+        model: the noise predictor, on its device.
+        rank: r >= 1.
+        alpha: the LoRA scale numerator; 0 means ``rank`` (scale 1).
+    """
+    # peft (and the transformers it imports) loads in seconds: only when LoRA is used
+    from peft import LoraConfig
+    from peft.tuners.lora import LoraModel
+
+    if rank < 1:
+        raise ValueError(f"lora_rank: got {rank}, expected an integer >= 1")
+    if has_lora_adapters(model):
+        raise ValueError(
+            f"{type(model).__name__}: already carries peft adapters, expected a plain "
+            "model"
+        )
+    targets = lora_target_modules(model)
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    lora_cfg = LoraConfig(
+        r=rank,
+        lora_alpha=alpha or rank,
+        lora_dropout=0.0,
+        bias="none",
+        # exact names (a regex over the full module name), not suffixes
+        target_modules="|".join(re.escape(n) for n in targets),
+        init_lora_weights=True,  # A: Kaiming uniform, B: zeros
+    )
+    tuner = LoraModel(model, lora_cfg, "default")
+    try:
+        adapted = sorted(tuner.targeted_module_names)
+        if adapted != sorted(targets):
+            raise RuntimeError(
+                f"LoRA: adapted {adapted}, expected exactly {sorted(targets)}"
+            )
+        params = [p for n, p in model.named_parameters() if ".lora_" in n]
+        for n, p in model.named_parameters():
+            p.requires_grad_(".lora_" in n)
+        yield params
+    finally:
+        tuner.merge_and_unload()
+        for n, p in model.named_parameters():
+            p.requires_grad_(flags[n])
+
+
 def lr_factor(schedule: str, step: int, steps: int) -> float:
     """Multiplier of the base lr for optimizer step ``step`` (0-based) of ``steps``."""
     if schedule == "constant":
@@ -129,10 +218,35 @@ def attack_fit(
     L_simple with label dropout, Adam and clipping, plus: only the last
     ``trainable_last`` modules trained, a cosine schedule, the adaptive untie term.
 
-    With ``schedule="constant"``, ``trainable_last=0`` and no untie term it is the plain
-    fine-tune, step for step; a test pins that.
+    With ``config.lora_rank`` > 0 only LoRA adapters are trained: injected here and
+    merged into ``model`` at the end (:func:`lora_adapters`), or, when the caller has
+    injected them already (``run_relearning_attack`` does, to measure step 0 on the
+    adapted model), those adapters, left for the caller to merge.
+
+    With ``schedule="constant"``, ``trainable_last=0``, no LoRA and no untie term it
+    is the plain fine-tune, step for step; a test pins that.
     """
-    params = trainable_parameters(model, config.trainable_last)
+    if config.lora_rank and not has_lora_adapters(model):
+        with lora_adapters(model, config.lora_rank, config.lora_alpha):
+            return attack_fit(
+                model,
+                scheduler,
+                data,
+                config,
+                stream=stream,
+                forget_class=forget_class,
+                untie_data=untie_data,
+                callback=callback,
+            )
+    if config.lora_rank:
+        params = [p for n, p in model.named_parameters() if ".lora_" in n]
+    elif has_lora_adapters(model):
+        raise ValueError(
+            "lora_rank: got 0 for a model carrying LoRA adapters, expected the rank "
+            "they were injected with"
+        )
+    else:
+        params = trainable_parameters(model, config.trainable_last)
     chosen = {id(p) for p in params}
     frozen = [p for p in model.parameters() if id(p) not in chosen]
     flags = [p.requires_grad for p in frozen]
@@ -235,15 +349,14 @@ def run_relearning_attack(
     pipe = copy_pipeline(pipeline)
     pipe.to(setup.device)
     curve = RelearnCurve()
-    if probe is not None:
-        curve.add(0, probe(pipe))
 
     def measure(step: int, model) -> None:
         if probe is not None and step < config.steps:
             curve.add(step, probe(pipe))
 
     logger.info(
-        "DiMRA on %s: %d images, %d steps x batch %d, lr %g (%s), trainable_last %d",
+        "DiMRA on %s: %d images, %d steps x batch %d, lr %g (%s), trainable_last %d, "
+        "lora_rank %d",
         config.attack_data,
         len(attack_data),
         config.steps,
@@ -251,17 +364,27 @@ def run_relearning_attack(
         config.lr,
         config.schedule,
         config.trainable_last,
+        config.lora_rank,
     )
-    curve.losses = attack_fit(
-        pipe.unet,
-        pipe.scheduler,
-        attack_data,
-        config,
-        stream=f"dimra-{config.attack_data}",
-        forget_class=forget_class,
-        untie_data=untie_data,
-        callback=measure,
-    )
+    # With LoRA, step 0 is measured on the adapted model (B = 0: the unlearned one)
+    # and the last point after merging, on the model that is returned.
+    with (
+        lora_adapters(pipe.unet, config.lora_rank, config.lora_alpha)
+        if config.lora_rank
+        else nullcontext()
+    ):
+        if probe is not None:
+            curve.add(0, probe(pipe))
+        curve.losses = attack_fit(
+            pipe.unet,
+            pipe.scheduler,
+            attack_data,
+            config,
+            stream=f"dimra-{config.attack_data}",
+            forget_class=forget_class,
+            untie_data=untie_data,
+            callback=measure,
+        )
     if probe is not None:
         curve.add(config.steps, probe(pipe))
     return pipe, curve

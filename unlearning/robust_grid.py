@@ -20,7 +20,8 @@ Attack specs are ``DATA:LR:SCHEDULE:STEPS[:OPTION...]``:
   alternative class (c_f + 1) mod K), ``fewshotN`` (D_r plus N images of c_f: few-shot
   relearning, not DiMRA);
 * SCHEDULE: ``constant`` or ``cosine``;
-* OPTIONS: ``lastN`` (only the last N parameterised modules train), ``untie`` (the
+* OPTIONS: ``lastN`` (only the last N parameterised modules train), ``loraN`` (only
+  rank-N LoRA adapters train, merged at the end), ``untie`` (the
   adaptive attacker's untie term on the alternative class, see
   :mod:`unlearning.relearn`).
 """
@@ -75,10 +76,11 @@ class AttackSpec:
     steps: int
     last: int = 0
     untie: bool = False
+    lora: int = 0
 
     @classmethod
     def parse(cls, text: str) -> AttackSpec:
-        """``DATA:LR:SCHEDULE:STEPS[:lastN][:untie]`` -> spec.
+        """``DATA:LR:SCHEDULE:STEPS[:lastN|:loraN][:untie]`` -> spec.
 
         Raises:
             ValueError: naming the part, its value and what was expected.
@@ -101,17 +103,23 @@ class AttackSpec:
                 f"attack: got lr {lr!r} / steps {steps!r}, expected a number / an "
                 "integer"
             ) from e
-        last, untie = 0, False
+        last, untie, lora = 0, False, 0
         for o in opts:
             if o == "untie":
                 untie = True
             elif re.fullmatch(r"last\d+", o):
                 last = int(o[4:])
+            elif re.fullmatch(r"lora\d+", o):
+                lora = int(o[4:])
             else:
-                raise ValueError(f"attack option: got {o!r}, expected lastN or untie")
-        # RelearnConfig validates lr, steps, schedule, trainable_last.
-        RelearnConfig(lr=lr_v, steps=steps_v, schedule=schedule, trainable_last=last)
-        return cls(data, lr_v, schedule, steps_v, last, untie)
+                raise ValueError(
+                    f"attack option: got {o!r}, expected lastN, loraN or untie"
+                )
+        # RelearnConfig validates lr, steps, schedule, trainable_last, lora_rank.
+        RelearnConfig(
+            lr=lr_v, steps=steps_v, schedule=schedule, trainable_last=last, lora_rank=lora
+        )
+        return cls(data, lr_v, schedule, steps_v, last, untie, lora)
 
     @property
     def id(self) -> str:
@@ -119,6 +127,8 @@ class AttackSpec:
         s = f"{self.data}_lr{self.lr:g}_{self.schedule}_{self.steps}"
         if self.last:
             s += f"_last{self.last}"
+        if self.lora:
+            s += f"_lora{self.lora}"
         if self.untie:
             s += "_untie"
         return s
@@ -403,6 +413,7 @@ class RobustGrid:
             lr=attack.lr,
             schedule=attack.schedule,
             trainable_last=attack.last,
+            lora_rank=attack.lora,
             untie_class=self.alt_class(c_f) if attack.untie else None,
             eval_every=s.eval_every,
             eval_samples=s.curve_samples,

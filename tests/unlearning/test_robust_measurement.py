@@ -338,8 +338,12 @@ def test_attack_spec_parse_and_errors():
         AttackSpec.parse("forget:1e-3:constant:10")
     with pytest.raises(ValueError, match="schedule: got 'step'"):
         AttackSpec.parse("retain:1e-3:step:10")
-    with pytest.raises(ValueError, match="attack option: got 'lora'"):
+    with pytest.raises(ValueError, match="attack option: got 'lora', expected lastN, loraN"):
         AttackSpec.parse("retain:1e-3:constant:10:lora")
+    lora = AttackSpec.parse("retain:3e-3:constant:1000:lora16")
+    assert (lora.lora, lora.last, lora.id) == (16, 0, "retain_lr0.003_constant_1000_lora16")
+    with pytest.raises(ValueError, match="trainable_last: got 2, expected 0 with lora_rank"):
+        AttackSpec.parse("retain:1e-3:constant:10:last2:lora4")
     with pytest.raises(ValueError, match="expected DATA:LR:SCHEDULE:STEPS"):
         AttackSpec.parse("retain:1e-3")
 

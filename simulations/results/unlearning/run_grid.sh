@@ -30,5 +30,11 @@ date; uptime
 # 5. the retrain control under the 3,000-step attack (added after DiMUM's 3,000-step run)
 $G --seeds 0 --classes 0 --methods retrain --attack-specs retain:1e-3:constant:3000
 date; uptime
+# 6. LoRA attacks (peft adapters on every Linear/Conv2d, merged at the end), ranks 4
+#    and 16, lr 1e-3 and 3e-3, seed 0, forget class 0
+$G --seeds 0 --classes 0 --methods swap_label erasediff dimum \
+   --attack-specs retain:1e-3:constant:1000:lora4 retain:1e-3:constant:1000:lora16 \
+   retain:3e-3:constant:1000:lora4 retain:3e-3:constant:1000:lora16
+date; uptime
 # Not run for lack of time (planned next): more seeds for forget class 0
 # $G --seeds 3 4 5 6 7 8 9 --classes 0 --attack-specs retain:1e-3:constant:1000
