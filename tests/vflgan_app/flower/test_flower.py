@@ -327,12 +327,14 @@ def test_paper_dp_over_flower_equals_in_process(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:dp.noise-seed")
-def test_strict_dp_with_the_joint_objective_over_flower_equals_in_process(tmp_path):
-    # the joint penalty's extra exchange (critic_penalty) and w travel over Flower too
+@pytest.mark.parametrize("cache", [True, False])
+def test_strict_dp_with_the_joint_objective_over_flower_equals_in_process(tmp_path, cache):
+    # the joint penalty's extra exchange (critic_penalty) and w travel over Flower too;
+    # cache=False restores each party per message (u is replayed from the stored state)
     paths = write_party_csvs(tmp_path)
     rc = RUN_CONFIG | DP_RUN | {"steps": 4, "dp.mode": "strict", "dp.noise-multiplier": 2.0,
                                 "objective": "joint"}
-    cfg, report = _dp_flower_run(tmp_path, paths, rc, cache=True)
+    cfg, report = _dp_flower_run(tmp_path, paths, rc, cache=cache)
     ref = in_process(paths, cfg)
     ref.fit(4)
     assert report["server_d_loss"] == ref.coordinator.history.d_loss
