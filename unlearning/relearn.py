@@ -139,7 +139,7 @@ def has_lora_adapters(model: nn.Module) -> bool:
 
 @contextmanager
 def lora_adapters(
-    model: nn.Module, rank: int, alpha: float = 0.0
+    model: nn.Module, rank: int, alpha: float = 0.0, seed: int = 0
 ) -> Iterator[list[nn.Parameter]]:
     """Inject LoRA adapters into ``model`` in place; merge and remove them on exit.
 
@@ -153,6 +153,8 @@ def lora_adapters(
         model: the noise predictor, on its device.
         rank: r >= 1.
         alpha: the LoRA scale numerator; 0 means ``rank`` (scale 1).
+        seed: seeds the A matrices' initialisation (peft draws it from torch's global
+            generator, which is forked here and left as it was).
     """
     # peft (and the transformers it imports) loads in seconds: only when LoRA is used
     from peft import LoraConfig
@@ -176,7 +178,10 @@ def lora_adapters(
         target_modules="|".join(re.escape(n) for n in targets),
         init_lora_weights=True,  # A: Kaiming uniform, B: zeros
     )
-    tuner = LoraModel(model, lora_cfg, "default")
+    device = next(model.parameters()).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        tuner = LoraModel(model, lora_cfg, "default")
     try:
         adapted = sorted(tuner.targeted_module_names)
         if adapted != sorted(targets):
@@ -227,7 +232,7 @@ def attack_fit(
     is the plain fine-tune, step for step; a test pins that.
     """
     if config.lora_rank and not has_lora_adapters(model):
-        with lora_adapters(model, config.lora_rank, config.lora_alpha):
+        with lora_adapters(model, config.lora_rank, config.lora_alpha, config.seed):
             return attack_fit(
                 model,
                 scheduler,
@@ -369,7 +374,7 @@ def run_relearning_attack(
     # With LoRA, step 0 is measured on the adapted model (B = 0: the unlearned one)
     # and the last point after merging, on the model that is returned.
     with (
-        lora_adapters(pipe.unet, config.lora_rank, config.lora_alpha)
+        lora_adapters(pipe.unet, config.lora_rank, config.lora_alpha, config.seed)
         if config.lora_rank
         else nullcontext()
     ):

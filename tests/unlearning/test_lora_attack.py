@@ -275,3 +275,20 @@ def test_adapters_are_not_injected_twice_nor_trained_with_rank_zero(forget_retai
     with pytest.raises(ValueError, match="lora_rank: got 0, expected an integer >= 1"):
         with lora_adapters(pipe.unet, 0):
             pass
+
+
+def test_the_adapters_initialisation_is_seeded_and_leaves_the_global_generator_alone():
+    from unlearning.relearn import lora_adapters
+
+    def a_matrices(seed, global_seed):
+        model = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.Linear(5, 4))
+        torch.manual_seed(global_seed)  # the global generator's state must not matter
+        before = torch.random.get_rng_state()
+        with lora_adapters(model, 2, seed=seed):
+            a = [p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n]
+        assert torch.equal(torch.random.get_rng_state(), before)
+        return a
+
+    first, again, other = a_matrices(0, 123), a_matrices(0, 999), a_matrices(1, 123)
+    assert all(torch.equal(x, y) for x, y in zip(first, again, strict=True))
+    assert not all(torch.equal(x, y) for x, y in zip(first, other, strict=True))
