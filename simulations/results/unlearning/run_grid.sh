@@ -36,5 +36,7 @@ $G --seeds 0 --classes 0 --methods swap_label erasediff dimum \
    --attack-specs retain:1e-3:constant:1000:lora4 retain:1e-3:constant:1000:lora16 \
    retain:3e-3:constant:1000:lora4 retain:3e-3:constant:1000:lora16
 date; uptime
-# Not run for lack of time (planned next): more seeds for forget class 0
-# $G --seeds 3 4 5 6 7 8 9 --classes 0 --attack-specs retain:1e-3:constant:1000
+# 7. seven more seeds for forget class 0 (10 in all), the main attack (run as two
+#    processes side by side, seeds 3-6 and 7-9: cells are independent files)
+$G --seeds 3 4 5 6 7 8 9 --classes 0 --attack-specs retain:1e-3:constant:1000
+date; uptime
