@@ -40,3 +40,7 @@ date; uptime
 #    processes side by side, seeds 3-6 and 7-9: cells are independent files)
 $G --seeds 3 4 5 6 7 8 9 --classes 0 --attack-specs retain:1e-3:constant:1000
 date; uptime
+# 8. three more seeds for forget classes 3 and 8 (6 each), the main attack
+$G --seeds 3 4 5 --classes 3 --attack-specs retain:1e-3:constant:1000
+$G --seeds 3 4 5 --classes 8 --attack-specs retain:1e-3:constant:1000
+date; uptime
