@@ -249,6 +249,18 @@ class _PartyCritic(nn.Module):
         return self.p(x) if head else self.C(x)
 
 
+def _row_calls(call):
+    """``(D_Ck, D_pk)`` of one row (no batch dimension) through ``call`` (the block)."""
+
+    def C(x):
+        return call(x.unsqueeze(0))[0]
+
+    def p(h):
+        return call(h.unsqueeze(0), head=True)[0]
+
+    return C, p
+
+
 def party_sample_loss(lambda_p: float, lambda_gp: float, batch_size: int):
     """Per-row critic loss at a party (see the module doc), for :func:`per_sample_grads`.
 
@@ -258,12 +270,7 @@ def party_sample_loss(lambda_p: float, lambda_gp: float, batch_size: int):
     """
 
     def loss(call, x_real, x_fake, x_hat, g_real, g_fake, g_hat):
-        def C(x):
-            return call(x.unsqueeze(0))[0]
-
-        def p(h):
-            return call(h.unsqueeze(0), head=True)[0]
-
+        C, p = _row_calls(call)
         h_real, h_fake, h_hat = C(x_real), C(x_fake), C(x_hat)
         local = lambda_p * (p(h_fake).sum() - p(h_real).sum())
         local = local + lambda_gp * (
@@ -448,12 +455,7 @@ def joint_party_sample_loss(lambda_p: float, lambda_gp: float, batch_size: int):
     """
 
     def loss(call, x_real, x_fake, x_hat, g_real, g_fake, g_hat, u, w):
-        def C(x):
-            return call(x.unsqueeze(0))[0]
-
-        def p(h):
-            return call(h.unsqueeze(0), head=True)[0]
-
+        C, p = _row_calls(call)
         h_real, h_fake, h_hat = C(x_real), C(x_fake), C(x_hat)
         local = lambda_p * (p(h_fake).sum() - p(h_real).sum())
         local = local + lambda_gp * gradient_penalty(lambda x: p(C(x)), x_hat)
@@ -499,12 +501,7 @@ class StrictJointPartyDP(StrictPartyDP):
             def call(*a, **k):
                 return torch.func.functional_call(block, params, a, k)
 
-            def C(x):
-                return call(x.unsqueeze(0))[0]
-
-            def p(h):
-                return call(h.unsqueeze(0), head=True)[0]
-
+            C, p = _row_calls(call)
             return s.lambda_p * (p(C(xf)).sum() - p(C(xr)).sum()) + s.lambda_gp * (
                 gradient_penalty(lambda x: p(C(x)), xh))
 
