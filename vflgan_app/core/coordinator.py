@@ -35,7 +35,7 @@ from vflgan_app.core.losses import (
 )
 from vflgan_app.core.model import build_top_critic, build_trunk
 from vflgan_app.core.party import ADAM_BETAS
-from vflgan_app.core.protocol import CRITIC_FEATURES, Call, Transport
+from vflgan_app.core.protocol import CRITIC_FEATURES, Call, Transport, abs_peak
 from vflgan_app.core.sampling import (
     batch_indices,
     party_shuffle,
@@ -387,7 +387,7 @@ class Coordinator:
             if not g.is_floating_point() or tuple(g.shape) != want:
                 raise ReplyError(f"party {pid}: trunk gradient t has dtype {g.dtype} and "
                                  f"shape {tuple(g.shape)}; expected float {want}")
-            if not torch.isfinite(g).all() or float(g.abs().max()) > IF_LIMIT:
+            if not abs_peak(g) <= IF_LIMIT:
                 raise ReplyError(f"party {pid}: trunk gradient t holds NaN, inf or values "
                                  f"beyond {IF_LIMIT:g}")
             total = total + g.to(t_out.dtype)
@@ -499,9 +499,9 @@ class Coordinator:
                     )
                 if not h.is_floating_point():
                     raise ReplyError(f"party {pid}: {name} has dtype {h.dtype}; expected float")
-                if not torch.isfinite(h).all():
+                peak = abs_peak(h)
+                if not math.isfinite(peak):
                     raise ReplyError(f"party {pid}: {name} contains NaN or inf values")
-                peak = float(h.abs().max()) if h.numel() else 0.0
                 if peak > IF_LIMIT:
                     raise ReplyError(f"party {pid}: {name} holds values up to {peak:.3g}; "
                                      f"expected |IF| <= {IF_LIMIT:g} (a poisoned or "

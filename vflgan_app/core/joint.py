@@ -48,6 +48,8 @@ critics without batch-coupled layers (no BatchNorm in D_C, D_p, D_S), as the DP 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from vflgan_app.core.coordinator import (
@@ -63,7 +65,7 @@ from vflgan_app.core.losses import (
     wasserstein_critic_loss,
 )
 from vflgan_app.core.party import CriticGradients
-from vflgan_app.core.protocol import CRITIC_FEATURES, Call
+from vflgan_app.core.protocol import CRITIC_FEATURES, Call, abs_peak
 from vflgan_app.errors import ProtocolError, ReplyError
 
 
@@ -221,7 +223,7 @@ class JointServerCritic(ServerCriticGradients):
             if tuple(G.shape) != (B, d, d) or not G.is_floating_point():
                 raise ReplyError(f"party {p}: G has shape {tuple(G.shape)} and dtype "
                                  f"{G.dtype}; expected float {(B, d, d)}")
-            if not torch.isfinite(G).all():
+            if not math.isfinite(abs_peak(G)):
                 raise ReplyError(f"party {p}: G contains NaN or inf values")
             u = u_parts[p].detach().to(G.dtype)
             a = torch.einsum("bij,bj->bi", G, u)
@@ -243,11 +245,12 @@ class JointServerCritic(ServerCriticGradients):
                 if tuple(t.shape) != shape or not t.is_floating_point():
                     raise ReplyError(f"party {p}: {name} has shape {tuple(t.shape)} and "
                                      f"dtype {t.dtype}; expected float {shape}")
-                if not torch.isfinite(t).all():
+                peak = abs_peak(t)
+                if not math.isfinite(peak):
                     raise ReplyError(f"party {p}: {name} contains NaN or inf values")
-                if t.numel() and float(t.abs().max()) > IF_LIMIT:
+                if peak > IF_LIMIT:
                     raise ReplyError(f"party {p}: {name} holds values up to "
-                                     f"{float(t.abs().max()):.3g}; expected <= {IF_LIMIT:g} "
+                                     f"{peak:.3g}; expected <= {IF_LIMIT:g} "
                                      "(a poisoned or diverged party)")
                 if name == "s" and (t < 0).any():
                     raise ReplyError(f"party {p}: s has negative entries; expected squared "

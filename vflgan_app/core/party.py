@@ -8,6 +8,7 @@ latent z and the GP alpha are recomputed here from ``(seed, step)``.
 from __future__ import annotations
 
 import logging
+import math
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -23,7 +24,7 @@ from vflgan_app.core.losses import (
     wasserstein_critic_loss,
 )
 from vflgan_app.core.model import block_input_width, build_party_modules
-from vflgan_app.core.protocol import CRITIC_FEATURES
+from vflgan_app.core.protocol import CRITIC_FEATURES, abs_peak
 from vflgan_app.core.sampling import (
     gp_alpha,
     gumbel_generator,
@@ -579,7 +580,7 @@ class Party:
         if not t.is_floating_point() or tuple(t.shape) != want:
             raise ProtocolError(f"party {pid}: {where} trunk output t has dtype {t.dtype} "
                                 f"and shape {tuple(t.shape)}; expected float {want}")
-        if not torch.isfinite(t).all() or (t.numel() and float(t.abs().max()) > TRUNK_LIMIT):
+        if not abs_peak(t) <= TRUNK_LIMIT:
             raise ProtocolError(f"party {pid}: {where} trunk output t holds NaN, inf or "
                                 f"values beyond {TRUNK_LIMIT:g}; refused")
         return t.to(self.x)
@@ -633,7 +634,7 @@ class Party:
         if not g.is_floating_point() or tuple(g.shape) != want:
             raise ProtocolError(f"party {pid}: step {step} gradient {name} has dtype {g.dtype} "
                                 f"and shape {tuple(g.shape)}; expected float {want}")
-        if not torch.isfinite(g).all():
+        if not math.isfinite(abs_peak(g)):
             raise ProtocolError(f"party {pid}: step {step} gradient {name} contains NaN or "
                                 "inf; refused (nothing applied)")
         return g.to(self.x)

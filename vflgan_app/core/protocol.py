@@ -9,6 +9,7 @@ Python API); the Flower transport sends the same calls as Flower messages.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +35,19 @@ PROTOCOL_METHODS = frozenset().union(*METHOD_GROUPS.values())
 
 #: The intermediate features of one critic step, in the order every side uses.
 CRITIC_FEATURES = ("h_real", "h_fake", "h_hat")
+
+
+def abs_peak(t: Any) -> float:
+    """``max |t|`` of a float tensor in one pass: NaN if it holds a NaN, inf if an inf.
+
+    The check of every tensor a party or the server receives: ``not abs_peak(t) <= limit``
+    refuses NaN, inf and values beyond ``limit`` at once (``isfinite(t).all()`` plus
+    ``abs().max()`` cost 3-25x more, and were a tenth of a chunked step). 0.0 when empty.
+    """
+    if t.numel() == 0:
+        return 0.0
+    lo, hi = (float(v) for v in t.detach().aminmax())  # both NaN when any entry is NaN
+    return math.nan if math.isnan(lo) else max(-lo, hi)
 
 
 @dataclass(frozen=True)

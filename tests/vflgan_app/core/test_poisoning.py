@@ -104,3 +104,25 @@ def test_a_table_with_non_finite_or_missing_cells_is_not_written(tmp_path):
     with pytest.raises(ValueError, match=r"columns \['b'\] have missing cells"):
         write_synthetic(tmp_path / "out", missing)
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("bad, want", [(float("nan"), "nan"), (float("inf"), "inf"),
+                                       (float("-inf"), "inf"), (-7.0, 7.0), (3.0, 3.0)])
+@pytest.mark.parametrize("where", [0, 5, -1])
+def test_abs_peak_sees_every_entry(bad, want, where):
+    """The one-pass check behind every received tensor: a NaN or inf anywhere shows."""
+    import math
+
+    from vflgan_app.core.protocol import abs_peak
+
+    t = torch.linspace(-1, 2, 24).reshape(2, 3, 4).clone()
+    t.view(-1)[where] = bad
+    got = abs_peak(t)
+    if want == "nan":
+        assert math.isnan(got) and not got <= 1e6
+    elif want == "inf":
+        assert got == math.inf and not got <= 1e6
+    else:
+        assert got == want
+    assert abs_peak(torch.empty(0, 3)) == 0.0
+    assert abs_peak(torch.tensor([[-0.5, 0.25]], dtype=torch.float64)) == 0.5

@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from flwr.app import Array, ArrayRecord, ConfigRecord, RecordDict
 
 from vflgan_app.core.protocol import Call
@@ -67,6 +68,27 @@ def test_large_payload_travels_as_one_uint8_array(monkeypatch):
     assert "payload" not in packed[codec.WIRE]
     assert packed[codec.WIRE_BYTES]["payload"].numpy().dtype == np.uint8
     assert_same(codec.unpack(packed), content)
+
+
+def test_the_byte_array_is_the_npy_file_flwr_would_write(monkeypatch):
+    """The large payload's ``Array`` is built without ``np.save``: its bytes must still be
+    exactly the ``.npy`` file flwr's own ``Array(ndarray)`` holds, or a node reading it
+    with ``Array.numpy()`` (np.load) gets something else."""
+    import io
+
+    monkeypatch.setattr(codec, "INLINE_MAX", 16)
+    reply = codec.encode_replies([{"G": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+                                   "h": np.ones((2, 3), np.float64), "step": 4}])
+    arr = reply[codec.WIRE_BYTES]["payload"]
+    buf = io.BytesIO()
+    np.save(buf, arr.numpy(), allow_pickle=False)
+    assert arr.data == buf.getvalue()
+    assert (arr.dtype, tuple(arr.shape)) == ("uint8", (24 * 4 + 6 * 8,))
+    got = codec.decode_replies(reply)[0]
+    assert np.array_equal(got["G"].numpy(), np.arange(24, dtype=np.float32).reshape(2, 3, 4))
+    assert got["h"].dtype == torch.float64 and got["step"] == 4
+    got["G"][0, 0, 0] = -1  # decoded tensors are writable copies, not views of the bytes
+    assert codec.decode_replies(reply)[0]["G"][0, 0, 0] == 0
 
 
 def test_calls_and_replies_travel_packed():
