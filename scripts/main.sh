@@ -42,7 +42,12 @@ stop_local_superlink() {
   local pids
   pids="$(ps -ww -eo pid=,args= | awk -v h="$FLWR_HOME" 'index($0, h) && /flower-superlink/ {print $1}')"
   for pid in $pids; do kill "$pid" 2>/dev/null || true; done
-  sleep 2
+  for _ in $(seq 1 50); do  # up to 5 s for a clean exit, then SIGKILL
+    local alive=""
+    for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=yes; done
+    [ -z "$alive" ] && return 0
+    sleep 0.1
+  done
   for pid in $pids; do kill -9 "$pid" 2>/dev/null || true; done
 }
 trap stop_local_superlink EXIT

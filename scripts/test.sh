@@ -3,7 +3,7 @@
 # pass -m slow to run them). Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh dev,unlearning
 # Offline copies of the public datasets, when this checkout sits beside them.
 if [ -z "${VFLGAN_DATA_ROOT:-}" ] && [ -d ../shared/data ]; then
   export VFLGAN_DATA_ROOT="$(cd ../shared/data && pwd)"

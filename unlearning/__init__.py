@@ -8,7 +8,13 @@ Python API::
 """
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
+
+if importlib.util.find_spec("diffusers") is None:
+    raise ImportError("the unlearning package needs diffusers and peft, the project's "
+                      "'unlearning' extra: pip install -e '.[unlearning]' (or "
+                      "bash scripts/setup.sh dev,unlearning)")
 
 #: Where each public name lives. Loaded on first use (PEP 562), so ``import unlearning``
 #: and the CLI's argument parsing do not pull in torch and diffusers.
