@@ -51,7 +51,7 @@ def _add_config_args(p: argparse.ArgumentParser) -> None:
                      "or joint (one penalty through the whole split critic)",
         "joint_exchange": "how the joint penalty crosses the wire in exact mode: penalty "
                           "(one more round trip per critic step) or gram (Jacobian Gram "
-                          "matrices with the IFs, if_dim^2 numbers per row)",
+                          "matrices with the IFs, if_dim (if_dim + 1) / 2 numbers per row)",
         "sampler": "batch sampler: shuffle (epochs) or wor (fixed-size, without replacement) "
                    "(default: wor under DP, else shuffle)",
         "seed": "run seed",

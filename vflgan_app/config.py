@@ -301,7 +301,7 @@ class VFLGANConfig:
         joint_exchange: how the joint objective's penalty crosses the wire in exact mode:
             ``"penalty"`` (a mid-step exchange of IF-sized vectors: one more round trip
             per critic step) or ``"gram"`` (each interpolated row's Jacobian Gram matrix
-            with the IFs, ``if_dim^2`` numbers per row, no extra round trip; chunked mode
+            with the IFs, ``if_dim (if_dim + 1) / 2`` numbers per row, no extra round trip; chunked mode
             always uses it). Both are exact.
         generator_trunk: generator blocks shared by every party as one trunk held by the
             server (0 = none, the paper; at most the preset's number of generator

@@ -31,13 +31,14 @@ Message sequence of one critic step (2 round trips; the third rides with the nex
 
 Chunked mode (``flower.steps-per-round = K``) has no room for step 2's exchange: there
 each party sends, with the IFs of every step of the chunk, each interpolated row's
-Jacobian Gram matrix ``G_ki = J_ki J_ki^T`` (``(B, if_dim, if_dim)``, at the chunk's
-weights; :meth:`JointCriticGradients.chunk_features`), from which the server forms
+Jacobian Gram matrix ``G_ki = J_ki J_ki^T`` (at the chunk's weights; its upper triangle,
+``(B, if_dim (if_dim + 1) / 2)``, :meth:`JointCriticGradients.chunk_features` and
+:func:`gram_unpack`), from which the server forms
 ``s_ki = u_ki^T G_ki u_ki`` and ``a_ki = G_ki u_ki`` itself, and sends ``u_k`` back with
 the step's gradients; the party rebuilds its penalty term from ``u_k`` at its current
 weights when it applies them (:meth:`~vflgan_app.core.party.Party.critic_apply`). With
 K = 1 that is the exact critic update; for K > 1 the party-side Jacobians are up to K
-steps stale, as the IFs are. It moves ``if_dim^2`` numbers per row instead of
+steps stale, as the IFs are. It moves ``if_dim (if_dim + 1) / 2`` numbers per row instead of
 ``if_dim + 1``, so it suits small IF widths (digits: 64).
 
 Every term is the exact gradient of the loss above: ``tests/vflgan_app/core/
@@ -99,10 +100,14 @@ class JointCriticGradients(CriticGradients):
         """Chunked mode: each row's Jacobian Gram matrix ``G_i = J_i J_i^T`` of D_Ck at x^.
 
         Returns:
-            ``{"G": (B, if_dim, if_dim)}``, computed without touching any state.
+            ``{"G": (B, if_dim (if_dim + 1) / 2)}``, the upper triangle of each row's
+            (symmetric) matrix row by row (:func:`gram_unpack` rebuilds it), computed
+            without touching any state.
         """
         J = input_jacobian(party.D_C, x_hat.detach())  # (B, if_dim, width)
-        return {"G": (J @ J.transpose(1, 2)).detach()}
+        G = J @ J.transpose(1, 2)
+        i, j = torch.triu_indices(G.shape[1], G.shape[1])
+        return {"G": G[:, i, j].detach()}
 
     def penalty(self, party, pending: dict, u: torch.Tensor) -> dict:
         """``s_k = ||J_k^T u_k||^2`` per row (kept in the graph) and ``a_k = J_k J_k^T u_k``.
@@ -152,6 +157,15 @@ def input_jacobian(module: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
                 slope = torch.where(h > 0, 1.0, m.negative_slope).to(h.dtype)
                 J, h = slope[:, :, None] * J, h * slope
         return J
+
+
+def gram_unpack(packed: torch.Tensor, d: int) -> torch.Tensor:
+    """``(B, d (d + 1) / 2)`` upper triangles (row by row) -> ``(B, d, d)`` symmetric."""
+    i, j = torch.triu_indices(d, d)
+    G = packed.new_zeros(packed.shape[0], d, d)
+    G[:, i, j] = packed
+    G[:, j, i] = packed
+    return G
 
 
 class JointServerCritic(ServerCriticGradients):
@@ -220,11 +234,14 @@ class JointServerCritic(ServerCriticGradients):
                 raise ReplyError(f"party {p}: critic features of step {step} have no Gram "
                                  "matrices 'G'; expected them with objective='joint'")
             G = torch.as_tensor(feats[p]["G"]).to(coord.device)
-            if tuple(G.shape) != (B, d, d) or not G.is_floating_point():
+            want = (B, d * (d + 1) // 2)
+            if tuple(G.shape) != want or not G.is_floating_point():
                 raise ReplyError(f"party {p}: G has shape {tuple(G.shape)} and dtype "
-                                 f"{G.dtype}; expected float {(B, d, d)}")
+                                 f"{G.dtype}; expected float {want} (the upper triangle "
+                                 f"of each row's {d} x {d} Gram matrix)")
             if not math.isfinite(abs_peak(G)):
                 raise ReplyError(f"party {p}: G contains NaN or inf values")
+            G = gram_unpack(G, d)
             u = u_parts[p].detach().to(G.dtype)
             a = torch.einsum("bij,bj->bi", G, u)
             replies[p] = {"step": step, "s": (u * a).sum(dim=1), "a": a}

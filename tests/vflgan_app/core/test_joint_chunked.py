@@ -30,9 +30,15 @@ def test_gram_matrices_give_the_exact_penalty_replies():
     fed = joint_federation()
     party = fed.parties[0]
     idx = batch_indices(SEED, 0, N, B, "shuffle")
-    G = party.critic_features(0, idx)["G"]  # (B, if_dim, if_dim)
-    assert G.shape == (B, TINY.if_dim, TINY.if_dim)
+    from vflgan_app.core.joint import gram_unpack, input_jacobian
+
+    d = TINY.if_dim
+    packed = party.critic_features(0, idx)["G"]  # upper triangles, (B, d (d + 1) / 2)
+    assert packed.shape == (B, d * (d + 1) // 2)
+    G = gram_unpack(packed, d)
     torch.testing.assert_close(G, G.transpose(1, 2))
+    J = input_jacobian(party.D_C, party.critic_inputs(0, idx)[2])  # the same x^
+    torch.testing.assert_close(G, J @ J.transpose(1, 2))
     party.critic_forward(0, idx)
     u = torch.randn(B, TINY.if_dim, generator=torch.Generator().manual_seed(1))
     reply = party.critic_penalty(0, u)
@@ -76,8 +82,10 @@ def test_chunked_joint_trains_k_steps_per_round_trip():
 @pytest.mark.parametrize(("G", "match"), [
     (None, "have no Gram matrices 'G'"),
     (torch.zeros(B, 3, 3), r"G has shape \(8, 3, 3\)"),
-    (torch.full((B, TINY.if_dim, TINY.if_dim), float("nan")), "G contains NaN"),
-    (-torch.eye(TINY.if_dim).expand(B, -1, -1).clone(), "s has negative entries"),
+    (torch.zeros(B, TINY.if_dim, TINY.if_dim), r"the upper triangle"),  # unpacked
+    (torch.full((B, TINY.if_dim * (TINY.if_dim + 1) // 2), float("nan")), "G contains NaN"),
+    (-torch.eye(TINY.if_dim)[tuple(torch.triu_indices(TINY.if_dim, TINY.if_dim))]
+     .expand(B, -1).clone(), "s has negative entries"),
 ])
 def test_the_server_refuses_bad_gram_matrices(G, match):
     fed = joint_federation()

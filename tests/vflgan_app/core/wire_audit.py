@@ -448,7 +448,8 @@ ALLOWED_KEYS = {
     # the joint objective's mid-step exchange: dD_S/dIF (u), per-row squared norms (s),
     # J J^T u (a), per-row penalty weights (w)
     "u", "s", "a", "w",
-    # ... and in chunked mode, each interpolated row's Jacobian Gram matrix J J^T (G)
+    # ... and in chunked mode, each interpolated row's Jacobian Gram matrix J J^T (G, its
+    # upper triangle)
     "G",
     # a shared generator trunk: its output for the step's z (server -> party) and the
     # generator loss's gradient with respect to it (party -> server)
@@ -507,7 +508,8 @@ def find_off_protocol(messages: Iterable[Message], *, if_dim: int,
             if is_float:
                 gram = leaf == "G" or stacked
                 ok = (len(shape) in (2, 3) and shape[-1] == if_dim) or (
-                    gram and len(shape) in (3, 4) and shape[-2:] == (if_dim, if_dim)) or (
+                    gram and len(shape) in (2, 3) and shape[-1] == if_dim * (if_dim + 1) // 2
+                ) or (
                     batch_size is not None and len(shape) in (1, 2) and shape[-1] == batch_size)
                 if stacked and kind in PUBLICATION:
                     ok = True  # the codec's stack of the synthetic rows
