@@ -67,7 +67,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--methods", nargs="+", default=["swap_label", "salun", "dimum"])
     p.add_argument("--forget-class", type=int, default=0)
     p.add_argument("--out", default="runs/gpu_unlearning", help="output folder")
-    return p.parse_args(argv)
+    p.add_argument("--config", default=None,
+                   help="a TOML of these options (dashes as underscores), e.g. "
+                        "simulations/configs/gpu/unlearning-cifar10.toml; the command "
+                        "line overrides it")
+    args = p.parse_args(argv)
+    if args.config:
+        import tomllib
+
+        values = tomllib.loads(Path(args.config).read_text())
+        known = {a.dest for a in p._actions}
+        bad = sorted(set(values) - known)
+        if bad:
+            p.error(f"--config {args.config}: unknown keys {bad}; expected some of "
+                    f"{sorted(known - {'help', 'config'})}")
+        p.set_defaults(**values)
+        args = p.parse_args(argv)
+    return args
 
 
 def timed(fn, *args, **kwargs):
