@@ -20,6 +20,11 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+try:  # run as a script: simulations/benchmarks/ is on sys.path
+    from summary import report
+except ImportError:  # imported as simulations.benchmarks.<name>
+    from simulations.benchmarks.summary import report
+
 HEAVY = ("dp_accounting", "sklearn", "scipy", "pandas", "matplotlib", "flwr", "torch")
 PROBE = (
     "import sys, time; t = time.perf_counter(); import vflgan_app.client_app; "
@@ -62,6 +67,8 @@ def main() -> None:
         print(f"{label:>16}: median {med[k]:.2f} s, imports {runs[k][0]['heavy']}")
     print(f"ratio this tree / base: {med['tree'] / med['base']:.2f} (goal: < 1, and no "
           "dp_accounting / sklearn / scipy in a plain party)")
+    report("bench_import", "import vflgan_app.client_app, this tree / base",
+           med["tree"] / med["base"], f"base {args.base}, same run", "< 1")
 
 
 if __name__ == "__main__":

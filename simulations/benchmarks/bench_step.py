@@ -37,6 +37,11 @@ from vflgan_app.core.protocol import InProcessTransport
 from vflgan_app.core.reference import ReferenceVFLGAN
 from vflgan_app.data.partition import prepare_parties
 
+try:  # run as a script: simulations/benchmarks/ is on sys.path
+    from summary import report
+except ImportError:  # imported as simulations.benchmarks.<name>
+    from simulations.benchmarks.summary import report
+
 
 def build(arch_name: str, rows: int, seed: int, objective: str = "paper", trunk: int = 0,
           gram: bool = False):
@@ -154,6 +159,12 @@ def main() -> None:
         f"peak RSS {row['peak_rss_mb']} MB"
     )
     append_row(Path(args.csv), row)
+    goal = "<= 1.15" if args.baseline == "reference" else "<= 1.3"
+    report("bench_step", f"{row['scenario']}: federated / {args.baseline} step time",
+           row["ratio_median"], f"{args.baseline} step, same run", goal)
+    if args.objective == "joint":
+        report("bench_step", f"{row['scenario']}: round trips per step (exact mode)",
+               trips_per_step, "-", "<= 2", unit="round trips")
 
 
 def append_row(path: Path, row: dict) -> None:

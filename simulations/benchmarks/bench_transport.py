@@ -31,6 +31,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "deploy"))
+try:  # run as a script: simulations/benchmarks/ is on sys.path
+    from summary import report
+except ImportError:  # imported as simulations.benchmarks.<name>
+    from simulations.benchmarks.summary import report
 
 
 def in_process(steps: int, device: str, k: int = 1) -> float:
@@ -159,6 +163,9 @@ def main() -> None:
              "commit": git_commit(ROOT)[:12], "extra": json.dumps(extra)}
         rows.append(r)
         print(f"{scenario:<44} {value:10.3f} {unit:<14} {goal}  {extra}", flush=True)
+        if goal:
+            report("bench_transport", scenario, value,
+                   "in-process, same run" if unit == "ratio" else "-", goal, unit)
 
     print(f"load average (1, 5, 15 min) at the start: {_load()}", flush=True)
     t_in = in_process(a.steps, a.device)

@@ -23,6 +23,11 @@ from pathlib import Path
 import torch
 
 from trainkit import git_commit, make_generator, set_cpu_threads
+
+try:  # run as a script: simulations/benchmarks/ is on sys.path
+    from summary import report
+except ImportError:  # imported as simulations.benchmarks.<name>
+    from simulations.benchmarks.summary import report
 from unlearning import UnlearnConfig, build_model, build_scheduler, load_dataset
 from unlearning.data import split_forget_retain
 from unlearning.pipeline import ClassConditionalDDPMPipeline
@@ -129,6 +134,8 @@ def step_rows(args: argparse.Namespace) -> list[dict]:
             f"{ft_batch}), DiMUM {row['dimum_ms_median']:.1f} ms (batch {b}+{b}), "
             f"median ratio {row['median_ratio']:.3f} (goal <= 1.1)"
         )
+        report("bench_unlearning", f"DiMUM / fine-tune step, {row['scenario']}",
+               row["median_ratio"], "fine-tune step, interleaved", "<= 1.1")
     return rows
 
 
@@ -151,6 +158,7 @@ def grid_row(grid_out: str) -> dict:
     )
     wall = time.perf_counter() - t0
     print(f"CPU grid wall time: {wall:.0f} s = {wall / 60:.1f} min (goal <= 30 min)")
+    report("bench_unlearning", "CPU grid wall time", wall / 60, "-", "<= 30", unit="min")
     return {
         "scenario": "cpu grid, 3 seeds x 8 methods x 2 attacks",
         "grid_wall_s": wall,
