@@ -466,6 +466,8 @@ def run_robust(args: argparse.Namespace) -> None:
             judge_seeds=tuple(args.judge_seeds),
             pretrain_steps=args.pretrain_steps,
             unlearn_steps=args.unlearn_steps,
+            overrides=parse_overrides(args.set),
+            label=args.label,
         )
         t0 = time.perf_counter()
         RobustGrid(spec).run()

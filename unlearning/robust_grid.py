@@ -164,6 +164,15 @@ class GridSpec:
     judge_steps: int | None = None
     judge_min_accuracy: float = 0.95
     overrides: dict = field(default_factory=dict)
+    #: suffix of the method names (cells, cached models, summary rows) of a variant run
+    #: with ``overrides``, e.g. ``"-gen"``: ``dimum-gen``
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if self.overrides and not self.label:
+            raise ValueError(f"overrides {self.overrides}: expected a label (--label) too, "
+                             "so that the variant's models and cells do not mix with the "
+                             "defaults'")
 
 
 def _write_json(path: Path, obj: dict) -> None:
@@ -243,7 +252,7 @@ class RobustGrid:
 
     def unlearned(self, seed: int, c_f: int, method: str, splits):
         """The unlearned model (cached) and its log dict."""
-        d = self.spec.cache / f"seed{seed}" / f"c{c_f}" / method
+        d = self.spec.cache / f"seed{seed}" / f"c{c_f}" / f"{method}{self.spec.label}"
         log_path = d / "log.json"
         if method == "base":
             return self.base(seed), {"steps_run": 0, "unlearn_s": 0.0}
@@ -327,7 +336,8 @@ class RobustGrid:
 
     def unlearn_cell(self, seed: int, c_f: int, method: str, splits) -> dict:
         """Measure one unlearned (or base) model; cached as JSON."""
-        path = self.cells / f"unlearn_s{seed}_c{c_f}_{method}.json"
+        name = f"{method}{self.spec.label}"
+        path = self.cells / f"unlearn_s{seed}_c{c_f}_{name}.json"
         if path.exists():
             return json.loads(path.read_text())
         t0, load0 = time.perf_counter(), _loadavg()
@@ -336,7 +346,8 @@ class RobustGrid:
             "kind": "unlearn",
             "seed": seed,
             "forget_class": c_f,
-            "method": method,
+            "method": name,
+            **({"overrides": self.spec.overrides} if self.spec.overrides else {}),
             **info,
             "forget": self.forget_probe(c_f, self.spec.forget_samples, "forget")(pipe),
             "retain": retain_quality(
@@ -400,7 +411,8 @@ class RobustGrid:
         self, seed: int, c_f: int, method: str, attack: AttackSpec, splits
     ) -> dict:
         """Run (or load) one attack cell."""
-        path = self.cells / f"attack_s{seed}_c{c_f}_{method}_{attack.id}.json"
+        name = f"{method}{self.spec.label}"
+        path = self.cells / f"attack_s{seed}_c{c_f}_{name}_{attack.id}.json"
         if path.exists():
             return json.loads(path.read_text())
         s = self.spec
@@ -445,7 +457,8 @@ class RobustGrid:
             "kind": "attack",
             "seed": seed,
             "forget_class": c_f,
-            "method": method,
+            "method": name,
+            **({"overrides": s.overrides} if s.overrides else {}),
             "attack": attack.id,
             "attack_spec": attack.__dict__,
             "n_attack_images": len(d_att),

@@ -434,6 +434,30 @@ def test_robust_grid_writes_cells_and_skips_them_on_rerun(tmp_path, monkeypatch)
     ).exists()
 
 
+def test_a_variant_gets_its_own_models_and_cells(tmp_path, monkeypatch):
+    """``--set`` overrides with ``--label``: cells, cached models and summary rows are the
+    variant's own (a variant that reused the default's cached model would measure it)."""
+    import unlearning.robust_grid as rg
+
+    with pytest.raises(ValueError, match="expected a label"):
+        _tiny_spec(tmp_path, overrides={"dimum_alt": "generated"})
+    monkeypatch.setattr(rg, "EvalConfig", _fast_eval)
+    rg.RobustGrid(_tiny_spec(tmp_path, methods=["dimum"], attacks=[])).run()
+    seen = []
+    real = rg.unlearn_with_log
+    monkeypatch.setattr(rg, "unlearn_with_log",
+                        lambda base, f, r, cfg: seen.append(cfg) or real(base, f, r, cfg))
+    spec = _tiny_spec(tmp_path, methods=["dimum"], attacks=[],
+                      overrides={"dimum_alt_class": 7}, label="-alt7")
+    rg.RobustGrid(spec).run()
+    assert [c.dimum_alt_class for c in seen] == [7]  # trained anew, with the override
+    assert (spec.cache / "seed0" / "c0" / "dimum-alt7" / "model_index.json").exists()
+    row = json.loads((spec.out / "cells" / "unlearn_s0_c0_dimum-alt7.json").read_text())
+    assert row["method"] == "dimum-alt7" and row["overrides"] == {"dimum_alt_class": 7}
+    assert row["copy_check"]["alt_class"] == 7
+    assert (spec.out / "cells" / "unlearn_s0_c0_dimum.json").exists()  # untouched
+
+
 def _fast_eval(**kw):
     from unlearning.config import EvalConfig
 
