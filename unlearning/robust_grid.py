@@ -336,7 +336,7 @@ class RobustGrid:
 
     def unlearn_cell(self, seed: int, c_f: int, method: str, splits) -> dict:
         """Measure one unlearned (or base) model; cached as JSON."""
-        name = f"{method}{self.spec.label}"
+        name = method if method == "base" else f"{method}{self.spec.label}"  # base: shared
         path = self.cells / f"unlearn_s{seed}_c{c_f}_{name}.json"
         if path.exists():
             return json.loads(path.read_text())

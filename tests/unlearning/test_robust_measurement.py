@@ -456,6 +456,7 @@ def test_a_variant_gets_its_own_models_and_cells(tmp_path, monkeypatch):
     assert row["method"] == "dimum-alt7" and row["overrides"] == {"dimum_alt_class": 7}
     assert row["copy_check"]["alt_class"] == 7
     assert (spec.out / "cells" / "unlearn_s0_c0_dimum.json").exists()  # untouched
+    assert not list((spec.out / "cells").glob("*base-*"))  # the base model is shared
 
 
 def _fast_eval(**kw):
