@@ -76,11 +76,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         import tomllib
 
         values = tomllib.loads(Path(args.config).read_text())
-        known = {a.dest for a in p._actions}
+        known = set(vars(args)) - {"config"}
         bad = sorted(set(values) - known)
         if bad:
             p.error(f"--config {args.config}: unknown keys {bad}; expected some of "
-                    f"{sorted(known - {'help', 'config'})}")
+                    f"{sorted(known)}")
         p.set_defaults(**values)
         args = p.parse_args(argv)
     return args
