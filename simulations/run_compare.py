@@ -95,6 +95,7 @@ def main() -> None:
             rep = ev.evaluate(model, n=n, seed=args.seed)
         if curve:
             rep["curve"] = curve
+        rep["config"] = (variant if kind.startswith("vflgan") else cfg).to_dict()
         rep["train_seconds"] = train_s
         rep["ms_per_step"] = 1000 * train_s / max(args.steps, 1)
         results["models"][kind] = rep

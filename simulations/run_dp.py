@@ -42,7 +42,7 @@ SETTINGS = {
 }
 
 
-def row(name: str, report: dict, wall: float) -> dict:
+def row(name: str, report: dict, wall: float, seed: int | None = None) -> dict:
     """One table row from a report."""
     m = report["metrics"]["model"]
     c = report["metrics"]["control"]
@@ -50,6 +50,7 @@ def row(name: str, report: dict, wall: float) -> dict:
     agreement = report["metrics"].get("dependence", {}).get("metrics", {}).get("agreement", {})
     return {
         "setting": name,
+        "seed": seed,
         "fd": m["fd"],
         "corr_err": m["cross_party_corr_error"],
         "corr_err_control": c["cross_party_corr_error"],
@@ -129,7 +130,7 @@ def main() -> None:
         if arch is not None:  # record the override next to the outputs
             report["architecture_override"] = {"bias": arch.bias}
             (run_dir / "report.json").write_text(json.dumps(report, indent=1))
-        rows.append(row(name, report, time.perf_counter() - t0))
+        rows.append(row(name, report, time.perf_counter() - t0, args.seed))
         logger.info("%s", json.dumps(rows[-1]))
     table = to_markdown(rows, args.delta)
     print(table)

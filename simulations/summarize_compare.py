@@ -28,6 +28,12 @@ def _ms(values: list[float]) -> str:
 
 
 def summarize(paths: list[Path]) -> str:
+    return to_markdown(*gather(paths))
+
+
+def gather(paths: list[Path]) -> tuple[dict[str, dict[str, list]], set, str]:
+    """Per model, the per-seed values of every column; the (dataset, steps) pairs; the
+    headline dependence metric's name."""
     rows: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     meta = set()
     headline = "agreement"  # images; tables have no agreement: cross-party TSTR utility
@@ -51,6 +57,10 @@ def summarize(paths: list[Path]) -> str:
             verdicts = [v for v in dep["verdicts"].values() if v.get("informative")]
             row["beats"].append(f"{sum(v['beats_control'] for v in verdicts)}/{len(verdicts)}")
             row["ms"].append(m["ms_per_step"])
+    return rows, meta, headline
+
+
+def to_markdown(rows: dict, meta: set, headline: str) -> str:
     lines = [
         f"{', '.join(f'{d} {s} steps' for d, s in sorted(meta))}; mean ± std over seeds.",
         "",
@@ -65,6 +75,23 @@ def summarize(paths: list[Path]) -> str:
             f"| {_ms(row['agreement_real'])} | {_ms(row['shuffle_auc'])} "
             f"| {', '.join(row['beats'])} | {_ms(row['ms'])} |")
     return "\n".join(lines) + "\n"
+
+
+COLUMNS = ("fd", "fd_control", "agreement", "agreement_control", "agreement_real",
+           "shuffle_auc", "ms")
+
+
+def to_csv(rows: dict, headline: str, path: Path) -> None:
+    """One line per model and seed (the per-seed values behind the markdown table)."""
+    import csv
+
+    names = [c.replace("agreement", headline) for c in COLUMNS]
+    with path.open("w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["model", "seed", *names, "beats_control"])
+        for kind, row in rows.items():
+            for i, seed in enumerate(row["seed"]):
+                w.writerow([kind, seed, *(row[c][i] for c in COLUMNS), row["beats"][i]])
 
 
 def curves(paths: list[Path]) -> dict[str, dict[int, dict[str, list[float]]]]:
@@ -125,10 +152,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, help="also write the table here")
+    ap.add_argument("--csv", type=Path, help="also write the per-seed values here")
     ap.add_argument("--plot", type=Path, help="write the agreement-vs-step curves here (PNG)")
     args = ap.parse_args()
     data = curves(args.paths)
-    table = summarize(args.paths) + ("\n" + curve_table(data) if data else "")
+    rows, meta, headline = gather(args.paths)
+    table = to_markdown(rows, meta, headline) + ("\n" + curve_table(data) if data else "")
+    if args.csv:
+        to_csv(rows, headline, args.csv)
     if args.plot and data:
         plot_curves(data, args.plot)
     if args.out:

@@ -51,3 +51,7 @@ $G --seeds 0 1 2 --classes 0 --methods dimum --set dimum_alt=generated --label=-
 $G --seeds 0 1 2 --classes 0 --methods dimum --set dimum_alt_class=7 --label=-alt7 \
    --attack-specs retain:1e-3:constant:1000 retain_noalt:1e-3:constant:1000
 date; uptime
+# 10. four more seeds for forget classes 3 and 8 (10 each, as for class 0), the main attack
+$G --seeds 6 7 8 9 --classes 3 --attack-specs retain:1e-3:constant:1000
+$G --seeds 6 7 8 9 --classes 8 --attack-specs retain:1e-3:constant:1000
+date; uptime

@@ -1,0 +1,1 @@
+"""Drivers behind the numbers of simulations/README.md (``python -m simulations``)."""

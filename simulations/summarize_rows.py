@@ -1,0 +1,71 @@
+"""Gather per-seed row files (JSON lists of flat dicts, e.g. ``run_dp.py --table``'s
+``.json``) into one markdown table of mean ± std over seeds, and a CSV of every row.
+
+    python simulations/summarize_rows.py --key setting --out dp.md --csv dp.csv \
+        simulations/results/dp-settings-5000-seed*.json
+
+Numeric columns become ``mean ± std`` (one value where there is one seed); a column
+that is empty in every row is left out; rows keep the order of their first appearance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+
+def _cell(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4g}"
+    return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
+
+
+def summarize(rows: list[dict], key: str) -> str:
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[str(r[key])].append(r)
+    cols = [c for c in dict.fromkeys(c for r in rows for c in r)
+            if c not in (key, "seed") and any(isinstance(r.get(c), (int, float))
+                                              and not isinstance(r.get(c), bool)
+                                              for r in rows)]
+    lines = [f"| {key} | seeds | " + " | ".join(cols) + " |",
+             "| --- " * (len(cols) + 2) + "|"]
+    for name, group in groups.items():
+        seeds = sorted(r.get("seed") for r in group if r.get("seed") is not None)
+        cells = []
+        for c in cols:
+            vals = [float(r[c]) for r in group if isinstance(r.get(c), (int, float))]
+            cells.append(_cell(vals) if vals else "-")
+        lines.append(f"| {name} | {seeds} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("paths", nargs="+", type=Path)
+    ap.add_argument("--key", required=True, help="the column that names a row")
+    ap.add_argument("--out", type=Path, help="write the markdown table here")
+    ap.add_argument("--csv", type=Path, help="write every row here")
+    args = ap.parse_args()
+    rows = [r for p in args.paths for r in json.loads(p.read_text())]
+    missing = [i for i, r in enumerate(rows) if args.key not in r]
+    if missing:
+        raise SystemExit(f"--key {args.key!r}: rows {missing[:5]} have no such column")
+    table = summarize(rows, args.key)
+    if args.out:
+        args.out.write_text(table)
+    if args.csv:
+        names = list(dict.fromkeys(c for r in rows for c in r))
+        with args.csv.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, names)
+            w.writeheader()
+            w.writerows(rows)
+    print(table)
+
+
+if __name__ == "__main__":
+    main()
