@@ -32,6 +32,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from trainkit import git_commit
+
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "simulations" / "README.md"
 
@@ -254,14 +256,6 @@ def step_done(step: Step, out: Path) -> bool:
     return all(m in models and "model" in models[m] for m in step.models)
 
 
-def _commit() -> str:
-    def git(*a: str) -> str:
-        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True,
-                              text=True).stdout.strip()
-    head = git("rev-parse", "HEAD") or "unknown"
-    return head + ("-dirty" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
 def versions() -> dict[str, str]:
     from importlib import metadata
 
@@ -320,7 +314,7 @@ def run_table(name: str, quick: bool, out: Path, jobs: int = 1, fresh: bool = Fa
         "commands": [" ".join(["python", *s.argv]) for s in steps]
         + ([" ".join(["python", *summary, *(["<step outputs>"] if table.append_outputs
                                             else [])])] if summary else []),
-        "ran": ran, "reused": reused, "commit": _commit(), "versions": versions(),
+        "ran": ran, "reused": reused, "commit": git_commit(ROOT), "versions": versions(),
         "cpus": os.cpu_count(), "load_start": load0, "load_end": os.getloadavg()[0],
         "wall_s": round(time.time() - t0, 1),
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0)),
