@@ -172,6 +172,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--judge-seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="judges"
     )
     r.add_argument(
+        "--judges",
+        default=None,
+        help="judge ensemble file (default: CACHE/judges.pt); the UNet grid shares the "
+        "MLP grid's judges",
+    )
+    r.add_argument(
         "--summary-only", action="store_true", help="robust: rebuild the summary only"
     )
     return p.parse_args(argv)
@@ -468,6 +474,8 @@ def run_robust(args: argparse.Namespace) -> None:
             unlearn_steps=args.unlearn_steps,
             overrides=parse_overrides(args.set),
             label=args.label,
+            arch=args.arch,
+            judges=Path(args.judges) if args.judges else None,
         )
         t0 = time.perf_counter()
         RobustGrid(spec).run()

@@ -29,7 +29,7 @@ METHODS = (
     "retrain",
     "dimum",
 )
-ALT_SOURCES = ("real", "generated", "fixed")
+ALT_SOURCES = ("real", "generated", "fixed", "heldout")
 REDUCTIONS = ("mean", "sum")
 """Pixel reductions of a squared error: mean over pixels, or sum over pixels (both then
 averaged over the batch); see :func:`unlearning.losses.reduce_pixels`."""
@@ -202,7 +202,8 @@ class UnlearnConfig:
     dimum_alt: str = _f(
         "real",
         f"DiMUM alternative data, one of {ALT_SOURCES}: real images of alt class, "
-        "samples of the original model for alt class, or a fixed small real set",
+        "samples of the original model for alt class, a fixed small real set, or real "
+        "alt-class images outside D_r that the caller passes (unlearn(alt_images=...))",
     )
     dimum_alt_class: int | None = _f(
         None, "DiMUM alternative class; default (forget_class + 1) mod num_classes"

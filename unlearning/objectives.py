@@ -30,8 +30,12 @@ from unlearning.losses import (
 class Objective(abc.ABC):
     """Shared plumbing: batches, the retain term, and per-step loss of one method."""
 
-    def __init__(self, pipe, forget, retain, cfg: UnlearnConfig, gen) -> None:
+    def __init__(
+        self, pipe, forget, retain, cfg: UnlearnConfig, gen, alt_images=None
+    ) -> None:
         self.pipe, self.cfg, self.gen = pipe, cfg, gen
+        #: caller-given alternative images (DiMUM with ``dimum_alt="heldout"`` only)
+        self.alt_images: torch.Tensor | None = alt_images
         self.model: nn.Module = pipe.unet
         self.sched = pipe.scheduler
         self.K = pipe.num_classes
@@ -383,6 +387,8 @@ class DiMUM(Objective):
                 guidance_scale=cfg.guidance_scale,
             ).images.to(self.gen.device)
             self.model.train()
+        elif cfg.dimum_alt == "heldout":
+            images = self.alt_images  # checked by unlearn_with_log: given, outside D_r
         else:
             images = self.retain.images[self.retain.labels == a]
             if len(images) == 0:

@@ -40,7 +40,13 @@ import torch
 
 from trainkit import atomic_write_text, git_commit, make_generator
 from unlearning.checkpoint import load_pipeline, save_pipeline
-from unlearning.config import EvalConfig, PretrainConfig, RelearnConfig, UnlearnConfig
+from unlearning.config import (
+    ARCHS,
+    EvalConfig,
+    PretrainConfig,
+    RelearnConfig,
+    UnlearnConfig,
+)
 from unlearning.data import DatasetSplits, ImageData, experiment_splits, load_dataset
 from unlearning.evaluate import (
     ensemble_forget_probe,
@@ -167,8 +173,16 @@ class GridSpec:
     #: suffix of the method names (cells, cached models, summary rows) of a variant run
     #: with ``overrides``, e.g. ``"-gen"``: ``dimum-gen``
     label: str = ""
+    #: noise predictor of every model in the grid: ``mlp`` (the fast variant) or
+    #: ``unet`` (the diffusers UNet2DModel digits preset); one grid directory holds one
+    arch: str = "mlp"
+    #: the judge ensemble's file (default ``cache/judges.pt``); judges classify images,
+    #: so grids of different noise predictors can share one
+    judges: Path | None = None
 
     def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch: got {self.arch!r}, expected one of {ARCHS}")
         if self.overrides and not self.label:
             raise ValueError(f"overrides {self.overrides}: expected a label (--label) too, "
                              "so that the variant's models and cells do not mix with the "
@@ -177,6 +191,30 @@ class GridSpec:
 
 def _write_json(path: Path, obj: dict) -> None:
     atomic_write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def _claim_arch(directory: Path, arch: str) -> None:
+    """Record ``arch`` in ``directory/grid.json``; refuse a directory of another arch.
+
+    Cells and cached models are named by seed, class and method only, so an MLP grid
+    and a UNet grid must not share a directory. A directory without the file is taken
+    to be the MLP grid's (written before the UNet grid existed) once it holds a cell or
+    a cached model.
+    """
+    path = directory / "grid.json"
+    if path.exists():
+        have = json.loads(path.read_text()).get("arch")
+    elif any((directory / "cells").glob("*.json")) or any(directory.glob("seed*")):
+        have = "mlp"
+    else:
+        have = None
+    if have is not None and have != arch:
+        raise ValueError(
+            f"arch: got {arch!r}, but {directory} holds a grid of arch {have!r}; "
+            "expected a separate --robust-out / --cache for each noise predictor"
+        )
+    if not path.exists():
+        _write_json(path, {"arch": arch})
 
 
 def _loadavg() -> list[float]:
@@ -192,8 +230,10 @@ class RobustGrid:
     def __init__(self, spec: GridSpec) -> None:
         self.spec = spec
         self.cells = spec.out / "cells"
-        self.cells.mkdir(parents=True, exist_ok=True)
-        spec.cache.mkdir(parents=True, exist_ok=True)
+        for d in (spec.out, spec.cache):
+            d.mkdir(parents=True, exist_ok=True)
+            _claim_arch(d, spec.arch)
+        self.cells.mkdir(exist_ok=True)
         self.data: DatasetSplits = load_dataset("digits")
         self._ensemble: JudgeEnsemble | None = None
         self.eval_cfg = EvalConfig(forget_samples=spec.forget_samples)
@@ -203,7 +243,7 @@ class RobustGrid:
     def ensemble(self) -> JudgeEnsemble:
         """The judge ensemble, from the cache or trained once (seeds judge_seeds)."""
         if self._ensemble is None:
-            path = self.spec.cache / "judges.pt"
+            path = self.spec.judges or self.spec.cache / "judges.pt"
             if path.exists():
                 self._ensemble = load_judge_ensemble(path)
             else:
@@ -229,7 +269,7 @@ class RobustGrid:
             pipe = pretrain(
                 self.data.train,
                 PretrainConfig(
-                    arch="mlp",
+                    arch=self.spec.arch,
                     steps=self.spec.pretrain_steps,
                     seed=seed,
                     device="cpu",
@@ -244,7 +284,7 @@ class RobustGrid:
                     "dataset": "digits",
                     "method": "pretrain",
                     "seed": seed,
-                    "arch": "mlp",
+                    "arch": self.spec.arch,
                 },
             )
         pipe.set_progress_bar_config(disable=True)
@@ -272,8 +312,11 @@ class RobustGrid:
             progress=False,
             **s.overrides,
         )
+        alt_images = self.heldout_alt(seed, c_f)[0] if self.heldout else None
         t0 = time.perf_counter()
-        pipe, log = unlearn_with_log(base, splits.forget, splits.retain, cfg)
+        pipe, log = unlearn_with_log(
+            base, splits.forget, splits.retain, cfg, alt_images=alt_images
+        )
         info = {
             "steps_run": log.steps_run,
             "stopped_early": log.stopped_early,
@@ -296,11 +339,31 @@ class RobustGrid:
         alt = self.spec.overrides.get("dimum_alt_class")
         return alt if alt is not None else (c_f + 1) % self.data.num_classes
 
-    def copying(self, pipe, c_f: int, label: int, splits) -> dict:
+    @property
+    def heldout(self) -> bool:
+        """A grid of DiMUM's held-out-alternative variant (``dimum_alt=heldout``)."""
+        return self.spec.overrides.get("dimum_alt") == "heldout"
+
+    def heldout_alt(self, seed: int, c_f: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(D_alt, the copy check's reference) for the held-out variant.
+
+        The held-out split's images of the alternative class, shuffled by the seed and
+        halved: DiMUM memorises the first half under c_f, the second half stays unseen
+        by every model. Neither half is in D_r, the DiMRA attack set.
+        """
+        alt = self.alt_class(c_f)
+        images = self.data.holdout.images[self.data.holdout.labels == alt]
+        gen = make_generator(seed, "heldout-alt", c_f)
+        order = torch.randperm(len(images), generator=gen)
+        half = len(images) // 2
+        return images[order[:half]], images[order[half:]]
+
+    def copying(self, pipe, c_f: int, label: int, splits, seed: int) -> dict:
         """Copy check of ``label`` samples against D_alt vs held-out images.
 
         D_alt: the retain images of the alternative class; held-out: real held-out
-        images of that class (never trained on).
+        images of that class (never trained on). In the held-out variant D_alt is half
+        of those held-out images and the reference the other half.
         """
         alt = self.alt_class(c_f)
         images = generate(
@@ -309,8 +372,11 @@ class RobustGrid:
             self.eval_cfg,
             "copy-check",
         )
-        memorised = splits.retain.images[splits.retain.labels == alt]
-        held = self.data.holdout.images[self.data.holdout.labels == alt]
+        if self.heldout:
+            memorised, held = self.heldout_alt(seed, c_f)
+        else:
+            memorised = splits.retain.images[splits.retain.labels == alt]
+            held = self.data.holdout.images[self.data.holdout.labels == alt]
         out = copy_check(images, memorised, held)
         out.update(
             {
@@ -347,6 +413,7 @@ class RobustGrid:
             "seed": seed,
             "forget_class": c_f,
             "method": name,
+            "arch": self.spec.arch,
             **({"overrides": self.spec.overrides} if self.spec.overrides else {}),
             **info,
             "forget": self.forget_probe(c_f, self.spec.forget_samples, "forget")(pipe),
@@ -363,9 +430,11 @@ class RobustGrid:
             "commit": git_commit(),
         }
         if method == "dimum":
-            row["copy_check"] = self.copying(pipe, c_f, c_f, splits)
+            row["copy_check"] = self.copying(pipe, c_f, c_f, splits, seed)
         if method == "base":
-            row["copy_check"] = self.copying(pipe, c_f, self.alt_class(c_f), splits)
+            row["copy_check"] = self.copying(
+                pipe, c_f, self.alt_class(c_f), splits, seed
+            )
         row["wall_s"] = time.perf_counter() - t0
         row["loadavg"] = [load0, _loadavg()]
         _write_json(path, row)
@@ -458,6 +527,7 @@ class RobustGrid:
             "seed": seed,
             "forget_class": c_f,
             "method": name,
+            "arch": s.arch,
             **({"overrides": s.overrides} if s.overrides else {}),
             "attack": attack.id,
             "attack_spec": attack.__dict__,
@@ -479,7 +549,7 @@ class RobustGrid:
             "commit": git_commit(),
         }
         if method == "dimum":
-            row["copy_check"] = self.copying(attacked, c_f, c_f, splits)
+            row["copy_check"] = self.copying(attacked, c_f, c_f, splits, seed)
         row["wall_s"] = time.perf_counter() - t0
         row["loadavg"] = [load0, _loadavg()]
         _write_json(path, row)

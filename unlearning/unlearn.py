@@ -89,6 +89,50 @@ def validate_unlearning_data(
     assert_no_class(retain, c_f, "retain set")
 
 
+def check_alt_images(
+    pipe: ClassConditionalDDPMPipeline,
+    retain: ImageData,
+    config: UnlearnConfig,
+    alt_images: torch.Tensor | None,
+) -> None:
+    """``alt_images`` is given exactly for DiMUM's held-out variant, and is held out.
+
+    Raises:
+        ValueError: naming ``alt_images`` or ``dimum_alt``, the value and what was
+            expected: missing or unexpected, empty, the wrong image shape, or holding a
+            row of D_r (a held-out alternative that D_r contains is not held out).
+    """
+    heldout = config.method == "dimum" and config.dimum_alt == "heldout"
+    if alt_images is None:
+        if heldout:
+            raise ValueError(
+                "dimum_alt: got 'heldout' without alt_images, expected the held-out "
+                "alternative images passed as alt_images"
+            )
+        return
+    if not heldout:
+        raise ValueError(
+            f"alt_images: given for method {config.method!r} with dimum_alt "
+            f"{config.dimum_alt!r}, expected only with method 'dimum' and "
+            "dimum_alt 'heldout'"
+        )
+    check_data_matches(
+        pipe.unet,
+        ImageData(alt_images, torch.zeros(len(alt_images), dtype=torch.long)),
+        "alt_images",
+    )
+    flat_a = alt_images.reshape(len(alt_images), -1).double()
+    flat_r = retain.images.reshape(len(retain), -1).to(flat_a)
+    shared = 0
+    for chunk in flat_a.split(256):
+        shared += int((torch.cdist(chunk, flat_r).min(dim=1).values == 0).sum())
+    if shared:
+        raise ValueError(
+            f"alt_images: {shared} of {len(alt_images)} images are rows of the retain "
+            "set, expected images held out of D_r"
+        )
+
+
 def _call_stop_fn(stop_fn, pipe) -> bool:
     stop = bool(stop_fn(pipe))
     pipe.unet.train()
@@ -187,6 +231,7 @@ def unlearn_with_log(
     retain: ImageData,
     config: UnlearnConfig,
     stop_fn: Callable[[ClassConditionalDDPMPipeline], bool] | None = None,
+    alt_images: torch.Tensor | None = None,
 ) -> tuple[ClassConditionalDDPMPipeline, UnlearnLog]:
     """Like :func:`unlearn`, and also return the run's :class:`UnlearnLog`.
 
@@ -201,8 +246,13 @@ def unlearn_with_log(
             At the same steps, after it, the method's own guard is asked (gradient
             ascent's divergence guard); ``log.extra["stop_reason"]`` says which one
             stopped the run ("stop_fn" or "guard").
+        alt_images: DiMUM's alternative images for ``dimum_alt="heldout"`` (and only
+            then): real images of the alternative class that are not in ``retain``, so
+            that an attacker fine-tuning on D_r never sees what the forgotten label was
+            taught to produce.
     """
     validate_unlearning_data(pipeline, forget, retain, config.forget_class)
+    check_alt_images(pipeline, retain, config, alt_images)
     setup = select_device(config.device, mixed_precision=False)
     pipe = copy_pipeline(pipeline)
     pipe.to(setup.device)
@@ -225,7 +275,9 @@ def unlearn_with_log(
         return pipe, log
     model = pipe.unet
     model.train()
-    objective = OBJECTIVES[config.method](pipe, forget, retain, config, gen)
+    if alt_images is not None:
+        alt_images = alt_images.to(setup.device)
+    objective = OBJECTIVES[config.method](pipe, forget, retain, config, gen, alt_images)
     model.train()  # the objective's set-up may have sampled (eval mode)
     _optimise(objective, pipe, config, log, stop_fn)
     if isinstance(objective, EraseDiff):
@@ -241,6 +293,7 @@ def unlearn(
     forget: ImageData,
     retain: ImageData,
     config: UnlearnConfig,
+    alt_images: torch.Tensor | None = None,
 ) -> ClassConditionalDDPMPipeline:
     """Unlearn ``config.forget_class`` from a copy of ``pipeline``.
 
@@ -249,12 +302,14 @@ def unlearn(
         forget: D_f, images of ``config.forget_class`` only.
         retain: D_r, images of the other classes only.
         config: method and its hyperparameters.
+        alt_images: see :func:`unlearn_with_log` (DiMUM, ``dimum_alt="heldout"``).
 
     Returns:
         A new pipeline holding the unlearned model.
 
     Raises:
-        ValueError: forget class out of range, empty sets, labels in the wrong set, or
-            images whose shape does not match the model.
+        ValueError: forget class out of range, empty sets, labels in the wrong set,
+            images whose shape does not match the model, or ``alt_images`` given when
+            not expected, missing when expected, or not held out of D_r.
     """
-    return unlearn_with_log(pipeline, forget, retain, config)[0]
+    return unlearn_with_log(pipeline, forget, retain, config, alt_images=alt_images)[0]

@@ -493,3 +493,75 @@ def test_robust_summary_tables(tmp_path, monkeypatch):
     assert (
         "attack_pooled,retain_lr0.001_constant_4,swap_label,,peak (w=2),2," in csv_text
     )
+
+
+def test_the_unet_grid_runs_and_keeps_its_own_directories(tmp_path, monkeypatch):
+    """``arch="unet"``: the models are diffusers UNet2DModels, the cells say so, the
+    judge file can be shared, and a directory of one arch's grid refuses the other."""
+    from diffusers import UNet2DModel
+
+    import unlearning.robust_grid as rg
+
+    monkeypatch.setattr(rg, "EvalConfig", _fast_eval)
+    mlp = _tiny_spec(tmp_path, methods=["swap_label"], attacks=[])
+    rg.RobustGrid(mlp).run()
+    unet = _tiny_spec(
+        tmp_path,
+        methods=["swap_label"],
+        out=tmp_path / "out-unet",
+        cache=tmp_path / "cache-unet",
+        judges=mlp.cache / "judges.pt",
+        arch="unet",
+    )
+    grid = rg.RobustGrid(unet)
+    grid.run()
+    assert isinstance(grid.base(0).unet, UNet2DModel)
+    assert not (unet.cache / "judges.pt").exists()  # the shared file was used
+    row = json.loads((unet.out / "cells" / "unlearn_s0_c0_swap_label.json").read_text())
+    assert row["arch"] == "unet"
+    for crossed in (
+        dict(out=mlp.out, cache=unet.cache),  # an MLP cell directory
+        dict(out=unet.out, cache=mlp.cache),  # an MLP model cache
+    ):
+        with pytest.raises(ValueError, match="holds a grid of arch 'mlp'"):
+            rg.RobustGrid(_tiny_spec(tmp_path, arch="unet", **crossed))
+    # a directory filled before grid.json existed counts as the MLP grid's
+    legacy = tmp_path / "legacy"
+    (legacy / "cells").mkdir(parents=True)
+    (legacy / "cells" / "unlearn_s0_c0_base.json").write_text("{}")
+    with pytest.raises(ValueError, match="arch 'mlp'"):
+        rg.RobustGrid(_tiny_spec(tmp_path, arch="unet", out=legacy, cache=unet.cache))
+    with pytest.raises(ValueError, match="arch: got 'vit'"):
+        _tiny_spec(tmp_path, arch="vit")
+
+
+def test_the_heldout_variant_memorises_half_the_heldout_alternatives(
+    tmp_path, monkeypatch
+):
+    """``--set dimum_alt=heldout``: DiMUM gets half of the held-out split's alternative
+    class images (none in D_r, the attack set) and the copy check compares its samples
+    with that half against the other half."""
+    import unlearning.robust_grid as rg
+
+    monkeypatch.setattr(rg, "EvalConfig", _fast_eval)
+    given = []
+    real = rg.unlearn_with_log
+    monkeypatch.setattr(
+        rg,
+        "unlearn_with_log",
+        lambda base, f, r, cfg, alt_images=None: given.append(alt_images)
+        or real(base, f, r, cfg, alt_images=alt_images),
+    )
+    spec = _tiny_spec(tmp_path, methods=["dimum"], attacks=[],
+                      overrides={"dimum_alt": "heldout"}, label="-heldout")
+    grid = rg.RobustGrid(spec)
+    grid.run()
+    memorised, reference = grid.heldout_alt(0, 0)
+    holdout_ones = grid.data.holdout.images[grid.data.holdout.labels == 1]
+    assert len(memorised) == len(holdout_ones) // 2
+    assert len(memorised) + len(reference) == len(holdout_ones)
+    assert torch.equal(given[0], memorised)
+    cell = spec.out / "cells" / "unlearn_s0_c0_dimum-heldout.json"
+    row = json.loads(cell.read_text())
+    cc = row["copy_check"]
+    assert (cc["n_memorised"], cc["n_heldout"]) == (len(memorised), len(reference))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -192,6 +193,38 @@ def test_dimum_alternative_data_is_another_class_under_the_forget_label(
             assert not any(is_real_one)
         else:  # class-1 retain images, never forget images
             assert all(is_real_one)
+
+
+def test_dimum_heldout_alternative_is_the_given_images_and_must_be_held_out(
+    digits, forget_retain
+):
+    """``dimum_alt="heldout"``: D_alt is exactly the caller's images under c_f, and the
+    call is refused when they are missing, unexpected, misshapen or rows of D_r."""
+    from unlearning.unlearn import DiMUM, check_alt_images
+
+    forget, retain = forget_retain
+    pipe = tiny_mlp_pipeline()
+    held = digits.holdout.images[digits.holdout.labels == 1][:6]
+    cfg = UnlearnConfig(
+        method="dimum", dimum_alt="heldout", progress=False, device="cpu"
+    )
+    obj = DiMUM(pipe, forget, retain, cfg, torch.Generator().manual_seed(0), held)
+    assert torch.equal(obj.alt.images, held)
+    assert set(obj.alt.labels.tolist()) == {0}
+    check_alt_images(pipe, retain, cfg, held)  # held out: accepted
+    ones = retain.images[retain.labels == 1]
+    bad = [
+        (None, cfg, "got 'heldout' without alt_images"),
+        (held, UnlearnConfig(method="dimum"), "expected only with method 'dimum' and"),
+        (held, UnlearnConfig(method="swap_label"), "given for method 'swap_label'"),
+        (held[:, :, :4], cfg, "alt_images: images have shape"),
+        (torch.cat([held, ones[:2]]), cfg, "2 of 8 images are rows of the retain set"),
+    ]
+    for images, c, match in bad:
+        with pytest.raises(ValueError, match=match):
+            check_alt_images(pipe, retain, c, images)
+    with pytest.raises(ValueError, match="without alt_images"):  # via the public call
+        unlearn(pipe, forget, retain, replace(cfg, steps=1))
 
 
 def test_external_stop_fn_ends_the_run(forget_retain):
