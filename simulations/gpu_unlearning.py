@@ -5,9 +5,13 @@
     python simulations/gpu_unlearning.py             # digits 8x8 (no files needed)
 
 Reports throughput (steps/s) of pre-training, unlearning and the attack, and the forget
-rate after unlearning and after DiMRA on D_r and D_au for swap-label, SalUn and DiMUM.
-Exits cleanly with a message (status 0) when no CUDA device is present. Not run in the
-session that wrote it (no GPU was lent); expect to tune --pretrain-steps on first use.
+rate after unlearning and after DiMRA on D_r and D_au for swap-label, SalUn and DiMUM,
+with the judge FD and, where ``pytorch_fid`` and its Inception weights are in torch
+hub's cache, the Inception FID of the retained classes (skipped with the reason
+otherwise: the script never downloads the weights). Exits cleanly with a message
+(status 0) when no CUDA device is present; ``--device cpu`` runs the same code as a
+smoke test (``tests/vflgan_app/test_gpu_configs.py``). Never run on a GPU so far (none
+was lent); expect to tune --pretrain-steps on first use.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from unlearning import (
     unlearn_with_log,
 )
 from unlearning.data import experiment_splits
-from unlearning.evaluate import curve_probe
+from unlearning.evaluate import curve_probe, inception_unavailable
 from unlearning.plots import save_class_grid, save_curves
 
 # Pretrain steps meant to fit the 8-minute budget (estimates, not measured).
@@ -66,6 +70,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--methods", nargs="+", default=["swap_label", "salun", "dimum"])
     p.add_argument("--forget-class", type=int, default=0)
+    p.add_argument(
+        "--device",
+        default="cuda",
+        choices=["cuda", "cpu"],
+        help="cpu: the same code as a smoke test (its timings mean nothing)",
+    )
+    p.add_argument(
+        "--forget-samples", type=int, default=300, help="c_f samples per measurement"
+    )
+    p.add_argument(
+        "--probe-samples", type=int, default=100, help="c_f samples per curve point"
+    )
+    p.add_argument("--judge-steps", type=int, default=None, help="default per dataset")
+    p.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
+    p.add_argument(
+        "--grid-per-class",
+        type=int,
+        default=8,
+        help="samples per class in the PNG sample grids; 0: no grids",
+    )
+    p.add_argument(
+        "--retain-per-class",
+        type=int,
+        default=30,
+        help="samples per retained class for retain accuracy, judge FD and Inception "
+        "FID (FID needs thousands in all to be unbiased; compare equal counts only)",
+    )
     p.add_argument("--out", default="runs/gpu_unlearning", help="output folder")
     p.add_argument("--config", default=None,
                    help="a TOML of these options (dashes as underscores), e.g. "
@@ -90,7 +121,8 @@ def timed(fn, *args, **kwargs):
     """``fn(*args, **kwargs)`` and its wall time in s, CUDA work included."""
     t0 = time.perf_counter()
     result = fn(*args, **kwargs)
-    torch.cuda.synchronize()
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
     return result, time.perf_counter() - t0
 
 
@@ -103,10 +135,9 @@ def pretrain_timed(args: argparse.Namespace, data, report: dict):
         steps=steps,
         batch_size=args.batch,
         lr=2e-4 if args.dataset == "cifar10" else 1e-3,
-        device="cuda",
+        device=args.device,
         progress=False,
     )
-    torch.cuda.synchronize()
     base, dt = timed(pretrain, data.train, pcfg, data.num_classes)
     base.set_progress_bar_config(disable=True)
     n_params = sum(q.numel() for q in base.unet.parameters())
@@ -131,7 +162,7 @@ def run_method(args, base, method: str, splits, judge, ev, attack_lr, curves) ->
         method=method,
         forget_class=c_f,
         steps=args.unlearn_steps,
-        device="cuda",
+        device=args.device,
         progress=False,
     )
     (u, log), du = timed(unlearn_with_log, base, splits.forget, splits.retain, ucfg)
@@ -140,14 +171,21 @@ def run_method(args, base, method: str, splits, judge, ev, attack_lr, curves) ->
         "unlearn_steps_per_s": log.steps_run / du,
         "after_unlearn": evaluate_pipeline(u, judge, c_f, splits.reference, ev),
     }
-    save_class_grid(u, Path(args.out) / f"{method}_after.png", title=f"{method}")
-    probe = curve_probe(judge, c_f, 100, ev)
+    if args.grid_per_class:
+        save_class_grid(
+            u,
+            Path(args.out) / f"{method}_after.png",
+            title=f"{method}",
+            per_class=args.grid_per_class,
+            num_inference_steps=args.sample_steps,
+        )
+    probe = curve_probe(judge, c_f, args.probe_samples, ev)
     for name, d_att in (("retain", splits.retain), ("aux", splits.aux)):
         rcfg = RelearnConfig(
             attack_data=name,
             steps=args.attack_steps,
             lr=attack_lr,
-            device="cuda",
+            device=args.device,
             progress=False,
             eval_every=250,
         )
@@ -170,13 +208,13 @@ def run_method(args, base, method: str, splits, judge, ev, attack_lr, curves) ->
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print(
             "gpu_unlearning: no CUDA device found; nothing to do (this check needs a "
-            "GPU)."
+            "GPU; --device cpu runs the same code as a smoke test)."
         )
         return 0
-    setup = select_device("cuda")
+    setup = select_device(args.device)
     t_all = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -184,21 +222,40 @@ def main(argv=None) -> int:
     c_f = args.forget_class
     splits = experiment_splits(data, c_f)
     report: dict = {
-        "device": torch.cuda.get_device_name(),
+        "device": torch.cuda.get_device_name() if args.device == "cuda" else "cpu",
         "commit": git_commit(),
         "dataset": args.dataset,
         "forget_class": c_f,
     }
     t0 = time.perf_counter()
     judge, acc = train_judge(
-        args.dataset, data.train, data.holdout, device=setup.device, min_accuracy=0.0
+        args.dataset,
+        data.train,
+        data.holdout,
+        device=setup.device,
+        steps=args.judge_steps,
+        min_accuracy=0.0,
     )
     report["judge"] = {"holdout_acc": acc, "s": time.perf_counter() - t0}
     print(f"judge held-out accuracy {acc:.4f}", flush=True)
     base, pcfg = pretrain_timed(args, data, report)
-    ev = EvalConfig(forget_samples=300, retain_samples_per_class=30)
+    ev = EvalConfig(
+        forget_samples=args.forget_samples,
+        retain_samples_per_class=args.retain_per_class,
+        num_inference_steps=args.sample_steps,
+    )
+    why = inception_unavailable()
+    report["inception_fid"] = why or "computed (pytorch_fid pool3, 2048 features)"
+    print(f"Inception FID: {'skipped: ' + why if why else 'on'}", flush=True)
     report["base"] = evaluate_pipeline(base, judge, c_f, splits.reference, ev)
-    save_class_grid(base, out / "base.png", title="pre-trained")
+    if args.grid_per_class:
+        save_class_grid(
+            base,
+            out / "base.png",
+            title="pre-trained",
+            per_class=args.grid_per_class,
+            num_inference_steps=args.sample_steps,
+        )
     attack_lr = args.attack_lr or pcfg.lr
     curves = {}
     for method in args.methods:

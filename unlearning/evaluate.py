@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -137,39 +136,73 @@ def evaluate_pipeline(
     return out
 
 
-def _inception_weights_path() -> Path | None:
-    hub = Path(os.environ.get("TORCH_HOME", Path.home() / ".cache" / "torch"))
-    for p in (hub / "hub" / "checkpoints").glob("pt_inception-2015-12-05-*.pth"):
-        return p
-    return None
+#: the FID Inception weights ``pytorch_fid`` loads (the TF-ported pool3 network)
+INCEPTION_WEIGHTS = "pt_inception-2015-12-05-6726825d.pth"
+
+
+def inception_weights_path() -> Path:
+    """Where ``pytorch_fid`` looks for :data:`INCEPTION_WEIGHTS` (torch hub's cache)."""
+    return Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS
+
+
+def inception_unavailable() -> str:
+    """Why :func:`inception_fid` cannot run here ("" when it can); never downloads."""
+    try:
+        import pytorch_fid.inception  # noqa: F401
+    except ImportError:
+        return "pytorch_fid not installed (pip install pytorch-fid)"
+    path = inception_weights_path()
+    if not path.is_file():
+        return (
+            f"Inception weights not found at {path}; not downloading (fetch "
+            f"{INCEPTION_WEIGHTS} from the pytorch-fid releases on a networked machine "
+            "and put it there, or set TORCH_HOME)"
+        )
+    return ""
+
+
+def _pytorch_fid_extractor(device: torch.device) -> nn.Module:
+    from pytorch_fid.inception import InceptionV3
+
+    # Loads the cached file only: inception_unavailable() checked that it exists.
+    net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
+    return lambda x: net(x)[0].flatten(1)  # type: ignore[return-value]
 
 
 def inception_fid(
-    images: torch.Tensor, reference: torch.Tensor
+    images: torch.Tensor,
+    reference: torch.Tensor,
+    batch: int = 64,
+    extractor=None,
 ) -> tuple[float | None, str]:
-    """Inception-v3 FID via ``pytorch_fid`` if its weights are cached locally.
+    """Inception-v3 FID (pool3, 2048 features) via ``pytorch_fid``.
 
-    Never downloads: returns ``(None, reason)`` when the package or the weights file
-    (``$TORCH_HOME/hub/checkpoints/pt_inception-2015-12-05-*.pth``) is missing.
+    Images in [-1, 1], one or three channels; grey images are repeated to RGB and
+    ``pytorch_fid`` resizes to 299 x 299. Runs on ``images``' device. Never downloads:
+    returns ``(None, reason)`` when the package or the weights file is missing
+    (:func:`inception_unavailable`). ``extractor`` (tests): a callable from a [0, 1]
+    RGB batch to features, replacing the Inception network.
+
+    With fewer images than 2,048 the covariance is singular and FID is biased upwards;
+    compare FIDs only at equal sample counts.
     """
-    try:
-        from pytorch_fid.inception import InceptionV3
-    except ImportError:
-        return None, "pytorch_fid not installed (pip install pytorch-fid)"
-    if _inception_weights_path() is None:
-        return None, "Inception weights not found locally; not downloading"
-    model = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).eval()
+    if extractor is None:
+        why = inception_unavailable()
+        if why:
+            return None, why
+        extractor = _pytorch_fid_extractor(images.device)
 
     @torch.no_grad()
     def feats(x: torch.Tensor) -> np.ndarray:
-        x = (x.clamp(-1, 1) + 1) / 2
-        if x.shape[1] == 1:
-            x = x.expand(-1, 3, -1, -1)
-        return torch.cat(
-            [model(x[i : i + 64])[0].flatten(1) for i in range(0, len(x), 64)]
-        ).numpy()
+        out = []
+        for i in range(0, len(x), batch):
+            b = (x[i : i + batch].to(images.device).clamp(-1, 1) + 1) / 2
+            if b.shape[1] == 1:
+                b = b.expand(-1, 3, -1, -1)
+            out.append(extractor(b).double().cpu())
+        return torch.cat(out).numpy()
 
-    return frechet_distance(feats(images.cpu()), feats(reference.cpu())), ""
+    return frechet_distance(feats(images), feats(reference)), ""
 
 
 @torch.no_grad()

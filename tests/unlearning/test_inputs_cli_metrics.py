@@ -99,6 +99,50 @@ def test_frechet_distance_is_zero_for_same_set_and_mean_shift_squared():
     assert frechet_distance(a, a + 3.0) == pytest.approx(4 * 9.0, rel=1e-6)
 
 
+def test_inception_fid_skips_without_weights_and_never_downloads(tmp_path, monkeypatch):
+    from unlearning import evaluate as ev
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    calls = []
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
+                        lambda *a, **k: calls.append(a))
+    x = torch.zeros(4, 1, 8, 8)
+    fid, why = ev.inception_fid(x, x)
+    assert fid is None and calls == []
+    assert str(ev.inception_weights_path()) in why or "pytorch_fid" in why
+    if "pytorch_fid" not in why:  # the package is there: the message names the file
+        assert ev.INCEPTION_WEIGHTS in why and str(tmp_path) in why
+
+
+def test_inception_fid_feeds_rgb_in_unit_range_and_measures_a_shift():
+    """The plumbing around the network: grey -> RGB, [-1, 1] -> [0, 1], batches, FD."""
+    from unlearning.evaluate import inception_fid
+
+    seen = []
+
+    def extractor(b):
+        seen.append((tuple(b.shape), float(b.min()), float(b.max())))
+        return b.flatten(1)[:, :5]  # 5 pixel "features"
+
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(40, 1, 4, 4, generator=g) - 0.5  # in [-0.5, 0.5]: no clamping
+    b = torch.rand(40, 1, 4, 4, generator=g) - 0.5
+    same, why = inception_fid(a, a.clone(), batch=16, extractor=extractor)
+    assert why == "" and abs(same) < 1e-9
+    assert [s[0] for s in seen[:3]] == [(16, 3, 4, 4), (16, 3, 4, 4), (8, 3, 4, 4)]
+    assert min(s[1] for s in seen) >= 0.25 and max(s[2] for s in seen) <= 0.75
+
+    def unit(x):  # what the extractor should see of x, as features
+        return ((x + 1) / 2).flatten(1)[:, :5].double().numpy()
+
+    for other in (b, b + 0.5):  # a shift of 0.5 in [-1, 1] moves every feature 0.25
+        fid, _ = inception_fid(a, other, extractor=extractor)
+        assert fid == pytest.approx(frechet_distance(unit(a), unit(other)), abs=1e-9)
+    shifted, _ = inception_fid(a, b + 0.5, extractor=extractor)
+    assert shifted > inception_fid(a, b, extractor=extractor)[0] + 5 * 0.25**2 * 0.5
+
+
 def test_parameter_change_norms_localise_a_planted_change(tiny_mlp):
     import copy
 

@@ -79,3 +79,39 @@ def test_gpu_unlearning_refuses_an_unknown_config_key(tmp_path):
     bad.write_text('dataset = "cifar10"\npretrain_stepz = 3\n')
     with pytest.raises(SystemExit):
         gpu_unlearning.parse_args(["--config", str(bad)])
+
+
+def test_gpu_unlearning_runs_end_to_end_on_the_cpu_and_says_why_fid_is_skipped(
+    tmp_path, monkeypatch
+):
+    """The GPU script's own code path, shrunk to seconds (--device cpu): a report with
+    every method's numbers, and the Inception FID's skip reason when no weights."""
+    pytest.importorskip("diffusers")
+    import torch
+
+    from simulations import gpu_unlearning
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        rc = gpu_unlearning.main([
+            "--device", "cpu", "--pretrain-steps", "3", "--unlearn-steps", "2",
+            "--attack-steps", "2", "--forget-samples", "4", "--probe-samples", "4",
+            "--retain-per-class", "2", "--judge-steps", "10", "--sample-steps", "2",
+            "--grid-per-class", "0", "--methods", "swap_label", "dimum",
+            "--out", str(tmp_path / "out"),
+        ])
+    finally:
+        torch.set_num_threads(n)
+    assert rc == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["device"] == "cpu" and report["pretrain"]["steps"] == 3
+    for m in ("swap_label", "dimum"):
+        for key in ("after_unlearn", "after_dimra_retain", "after_dimra_aux"):
+            row = report[m][key]
+            assert 0.0 <= row["forget_rate"] <= 1.0
+            assert row["inception_fid"] is None
+            assert "pt_inception-2015-12-05" in row["inception_fid_skipped"]
+    assert report["inception_fid"].startswith(("Inception weights not found",
+                                               "pytorch_fid not installed"))
