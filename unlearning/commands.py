@@ -39,7 +39,7 @@ from unlearning.judge import JUDGE_BUDGET, load_judge, save_judge, train_judge
 from unlearning.plots import save_class_grid, save_curves
 from unlearning.relearn import run_relearning_attack
 from unlearning.train import pretrain
-from unlearning.unlearn import unlearn_with_log
+from unlearning.unlearn import check_alt_images, unlearn_with_log
 
 logger = logging.getLogger("unlearning")
 
@@ -152,6 +152,22 @@ def cmd_pretrain(ns: argparse.Namespace) -> None:
     logger.info("wrote %s", out)
 
 
+def heldout_alternative(data, cfg: UnlearnConfig):
+    """The held-out split's images of DiMUM's alternative class (never in D_r)."""
+    alt = (
+        cfg.dimum_alt_class
+        if cfg.dimum_alt_class is not None
+        else (cfg.forget_class + 1) % data.num_classes
+    )
+    images = data.holdout.images[data.holdout.labels == alt]
+    if len(images) == 0:
+        raise ValueError(
+            f"dimum_alt: got 'heldout', but the held-out split has no images of the "
+            f"alternative class {alt}; expected at least one"
+        )
+    return images
+
+
 def cmd_unlearn(ns: argparse.Namespace) -> None:
     """Unlearn one class from a saved model."""
     cfg = config_from_args(UnlearnConfig, ns)
@@ -159,11 +175,13 @@ def cmd_unlearn(ns: argparse.Namespace) -> None:
     # model and data are checked before anything is written
     base = load_pipeline(model_dir, num_classes=ns.num_classes)
     data = _data_for(model_dir, ns, base)
-    out = _start_run(ns.out, cfg)
     forget, retain = split_forget_retain(data.train, cfg.forget_class, data.num_classes)
+    alt_images = heldout_alternative(data, cfg) if cfg.dimum_alt == "heldout" else None
+    check_alt_images(base, retain, cfg, alt_images)
+    out = _start_run(ns.out, cfg)
     timer = StageTimer(logger)
     with timer(f"unlearn {cfg.method}"):
-        pipe, log = unlearn_with_log(base, forget, retain, cfg)
+        pipe, log = unlearn_with_log(base, forget, retain, cfg, alt_images=alt_images)
     meta = load_meta(model_dir)
     save_pipeline(
         pipe,

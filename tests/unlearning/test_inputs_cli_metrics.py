@@ -225,6 +225,15 @@ def test_cli_end_to_end_writes_models_grids_and_curves(tmp_path):
     assert meta["method"] == "dimum" and meta["forgotten_classes"] == [3]
     assert (unl / "samples_after.png").exists()
     assert (unl / "parameter_change.json").exists()
+    # the held-out alternative: the held-out split's class-4 images, none of D_r
+    held = tmp_path / "held"
+    _cli_ok(
+        "unlearn",
+        *("--model", base / "model", "--out", held, "--method", "dimum"),
+        *("--dimum-alt", "heldout", "--steps", 1, "--forget-class", 3, *common),
+    )
+    meta = json.loads((held / "model" / META_FILE).read_text())
+    assert meta["config"]["dimum_alt"] == "heldout"
     _cli_ok(
         "relearn",
         *("--model", unl / "model", "--out", att, "--judge", base / "judge.pt"),
