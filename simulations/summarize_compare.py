@@ -148,16 +148,56 @@ def plot_curves(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def by_metric_table(paths: list[Path]) -> str:
+    """The dependence report as rows: every metric, real and each model beside its own
+    independent-latent control (mean ± std over the seeds of ``paths``)."""
+    vals: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    desc: dict[str, str] = {}
+    kinds: list[str] = []
+    for path in paths:
+        r = json.loads(path.read_text())
+        for kind, m in r["models"].items():
+            if "model" not in m:
+                continue
+            if kind not in kinds:
+                kinds.append(kind)
+            for name, met in m["dependence"]["metrics"].items():
+                desc[name] = met["description"]
+                vals[name][f"{kind}/model"].append(met["model"])
+                vals[name][f"{kind}/control"].append(met["control"])
+                if kinds[0] == kind:  # real data: the same for every model of a run
+                    vals[name]["real"].append(met["real"])
+    head = ["metric", "real"] + [c for k in kinds for c in (k, "ctrl")]
+    lines = [
+        "Dependence report per metric: real data, and each model beside its own "
+        "independent-latent control.",
+        "",
+        "| " + " | ".join(head) + " |",
+        "| " + " | ".join("---" for _ in head) + " |",
+    ]
+    for name in vals:
+        cells = [desc[name], _ms(vals[name]["real"])]
+        for k in kinds:
+            cells += [_ms(vals[name][f"{k}/model"]), _ms(vals[name][f"{k}/control"])]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("paths", nargs="+", type=Path)
     ap.add_argument("--out", type=Path, help="also write the table here")
     ap.add_argument("--csv", type=Path, help="also write the per-seed values here")
     ap.add_argument("--plot", type=Path, help="write the agreement-vs-step curves here (PNG)")
+    ap.add_argument("--by-metric", action="store_true",
+                    help="also the dependence report as rows, one column per model and "
+                         "control")
     args = ap.parse_args()
     data = curves(args.paths)
     rows, meta, headline = gather(args.paths)
     table = to_markdown(rows, meta, headline) + ("\n" + curve_table(data) if data else "")
+    if args.by_metric:
+        table += "\n" + by_metric_table(args.paths)
     if args.csv:
         to_csv(rows, headline, args.csv)
     if args.plot and data:

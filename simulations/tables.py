@@ -159,6 +159,10 @@ UNLEARNING_STEPS = tuple(_grid(*a.split()) for a in [  # simulations/results/unl
     "--attack-specs retain:1e-3:constant:1000 retain_noalt:1e-3:constant:1000",
     "--seeds 0 1 2 --classes 0 --methods dimum --set dimum_alt_class=7 --label=-alt7 "
     "--attack-specs retain:1e-3:constant:1000 retain_noalt:1e-3:constant:1000",
+    "--seeds 0 1 2 --classes 0 --methods dimum --set dimum_alt=heldout --label=-heldout "
+    "--attack-specs retain:1e-3:constant:1000 retain_noalt:1e-3:constant:1000",
+    "--seeds 1 2 --classes 0 --methods swap_label dimum retrain --attack-specs "
+    "retain_noalt:1e-3:constant:1000 retain:1e-3:constant:3000",
 ])
 UNLEARNING_QUICK = (_grid(
     "--seeds", "0", "1", "2", "--classes", "0", "--methods", "swap_label", "dimum",
@@ -205,6 +209,16 @@ TABLES: dict[str, Table] = {t.name: t for t in [
          ("vertigan,centralized", "baselines", ())],
         (0,), (100, "vflgan-joint-trunk-shuffle,vertigan", (0, 1, 2)),
         "about 4.5 h on one core at load 3-5 (training 5,455 s for the joint model)"),
+    Table("mnist-6000", "MNIST test split (10,000 images 28x28; party 0 = rows 0-13, "
+          "party 1 = rows 14-27)",
+          (Step(("simulations/run_compare.py", "--dataset", "mnist", "--data-root",
+                 "../shared/data", "--steps", "6000", "--models",
+                 "vflgan,vertigan,centralized", "--seed", "0", "--out", "{out}"),
+                "compare-mnist-6000-seed0.json", ("vflgan", "vertigan", "centralized")),),
+          (*_summary("mnist-6000"), "--by-metric"),
+          (_compare_step("mnist", 100, "vflgan,vertigan", 0, "quick"),),
+          (*_summary("mnist-6000"), "--by-metric"), (0,),
+          "training 831 + 635 + 249 s on one core at load 6-10, plus evaluation"),
     dp_table("dp-2000", "DP-VFLGAN on digits: no DP vs paper mode vs strict mode",
              ("none", "none-wor", "none-wor-nobias", "paper-10", "paper-5", "strict-10",
               "strict-5"), 2000, (0, 1), "settings",
@@ -294,7 +308,7 @@ def run_table(name: str, quick: bool, out: Path, jobs: int = 1, fresh: bool = Fa
     failed = [r for r in ran if r["rc"] != 0]
     if failed:
         raise SystemExit(f"{name}: {len(failed)} step(s) failed: "
-                         + ", ".join(f"{r['output']} (rc {r['rc']}, see {out / r['log']})"
+                         + ", ".join(f"{r['output'] or 'step'} (rc {r['rc']}, see {out / r['log']})"
                                      for r in failed))
     summary = table.quick_summary if quick else table.summary
     outputs = [str(out / s.output) for s in steps if s.output] if table.append_outputs else []

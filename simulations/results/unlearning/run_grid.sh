@@ -55,3 +55,13 @@ date; uptime
 $G --seeds 6 7 8 9 --classes 3 --attack-specs retain:1e-3:constant:1000
 $G --seeds 6 7 8 9 --classes 8 --attack-specs retain:1e-3:constant:1000
 date; uptime
+# 11. DiMUM with held-out alternative data (item 4), seeds 0-2, forget class 0: half of
+#     the held-out split's class-1 images, none of them in D_r (the attack set)
+$G --seeds 0 1 2 --classes 0 --methods dimum --set dimum_alt=heldout --label=-heldout \
+   --attack-specs retain:1e-3:constant:1000 retain_noalt:1e-3:constant:1000
+date; uptime
+# 12. the two attacks that moved DiMUM on seed 0 (D_r without the alternative class; a
+#     3,000-step attack) on seeds 1 and 2, with swap-label and the retrain control
+$G --seeds 1 2 --classes 0 --methods swap_label dimum retrain \
+   --attack-specs retain_noalt:1e-3:constant:1000 retain:1e-3:constant:3000
+date; uptime
