@@ -172,6 +172,26 @@ UNLEARNING_QUICK = (_grid(
 UNLEARNING_SUMMARY = ("simulations/run_unlearning_grid.py", "--robust", "--summary-only",
                       "--robust-out", "{out}")
 
+#: The same protocol on the diffusers UNet2DModel digits preset (issue 15, item 5), sized
+#: for CPU: forget class 0, the main attack, a 1,500-step pre-training and checkpoints
+#: every 200 attack steps (the MLP grid: 3,000 and 100), four methods. One process per
+#: seed; the judges are the MLP grid's (they classify images, whatever made them).
+UNET_GRID = ("--arch", "unet", "--classes", "0", "--pretrain-steps", "1500",
+             # EraseDiff (twice a swap-label step's cost) is left out to fit the budget
+             "--methods", "retrain", "swap_label", "dimum", "salun",
+             "--curve-every", "200", "--late-k", "3",
+             "--attack-specs", "retain:1e-3:constant:1000",
+             "--judges", "simulations/results/cache/unlearning_robust/judges.pt")
+UNET_STEPS = tuple(
+    _grid("--seeds", str(s), *UNET_GRID,
+          cache=("--cache", "simulations/results/cache/unlearning_robust_unet"))
+    for s in (0, 1, 2))
+UNET_QUICK = (_grid(
+    "--arch", "unet", "--seeds", "0", "--classes", "0", "--methods", "swap_label",
+    "dimum", "--pretrain-steps", "100", "--unlearn-steps", "20", "--attack-specs",
+    "retain:1e-3:constant:40", "--curve-every", "20", "--curve-samples", "30",
+    "--final-samples", "30", "--judge-seeds", "0", "1", cache=("--cache", "{out}/cache")),)
+
 
 TABLES: dict[str, Table] = {t.name: t for t in [
     compare_table(
@@ -244,6 +264,11 @@ TABLES: dict[str, Table] = {t.name: t for t in [
           tuple(range(10)), "87 min for the first six commands at load 4-6 (see its "
           "section); the later ones 20-40 min each",
           out="simulations/results/unlearning", table_file="summary.md",
+          append_outputs=False),
+    Table("unlearning-unet", "Unlearning on the diffusers UNet2DModel (issue 15, item 5)",
+          UNET_STEPS, UNLEARNING_SUMMARY, UNET_QUICK, UNLEARNING_SUMMARY, (0, 1, 2),
+          "2 h 0 min with --jobs 3 on 2 cores at load 3.5-5 (see its section)",
+          out="simulations/results/unlearning-unet", table_file="summary.md",
           append_outputs=False),
 ]}
 

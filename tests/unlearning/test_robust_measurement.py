@@ -446,7 +446,8 @@ def test_a_variant_gets_its_own_models_and_cells(tmp_path, monkeypatch):
     seen = []
     real = rg.unlearn_with_log
     monkeypatch.setattr(rg, "unlearn_with_log",
-                        lambda base, f, r, cfg: seen.append(cfg) or real(base, f, r, cfg))
+                        lambda base, f, r, cfg, **kw: seen.append(cfg)
+                        or real(base, f, r, cfg, **kw))
     spec = _tiny_spec(tmp_path, methods=["dimum"], attacks=[],
                       overrides={"dimum_alt_class": 7}, label="-alt7")
     rg.RobustGrid(spec).run()
