@@ -36,6 +36,7 @@ from unlearning.evaluate import (
     parameter_change_norms,
 )
 from unlearning.judge import JUDGE_BUDGET, load_judge, save_judge, train_judge
+from unlearning.objectives import dimum_alt_class
 from unlearning.plots import save_class_grid, save_curves
 from unlearning.relearn import run_relearning_attack
 from unlearning.train import pretrain
@@ -154,11 +155,7 @@ def cmd_pretrain(ns: argparse.Namespace) -> None:
 
 def heldout_alternative(data, cfg: UnlearnConfig):
     """The held-out split's images of DiMUM's alternative class (never in D_r)."""
-    alt = (
-        cfg.dimum_alt_class
-        if cfg.dimum_alt_class is not None
-        else (cfg.forget_class + 1) % data.num_classes
-    )
+    alt = dimum_alt_class(cfg, data.num_classes)
     images = data.holdout.images[data.holdout.labels == alt]
     if len(images) == 0:
         raise ValueError(

@@ -14,6 +14,7 @@ Sample metrics: forget rate, p_forget, retained accuracy, Frechet distances.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -161,12 +162,16 @@ def inception_unavailable() -> str:
     return ""
 
 
-def _pytorch_fid_extractor(device: torch.device) -> nn.Module:
+@functools.cache
+def _pytorch_fid_extractor(
+    device: torch.device,
+) -> Callable[[torch.Tensor], torch.Tensor]:
     from pytorch_fid.inception import InceptionV3
 
-    # Loads the cached file only: inception_unavailable() checked that it exists.
+    # Loads the cached file only: inception_unavailable() checked that it exists. Built
+    # once per device (every model's evaluation reuses it).
     net = InceptionV3([InceptionV3.BLOCK_INDEX_BY_DIM[2048]]).to(device).eval()
-    return lambda x: net(x)[0].flatten(1)  # type: ignore[return-value]
+    return lambda x: net(x)[0].flatten(1)
 
 
 def inception_fid(

@@ -360,17 +360,20 @@ class FineTune(Objective):
         return self.retain_loss(), {}
 
 
+def dimum_alt_class(cfg: UnlearnConfig, num_classes: int) -> int:
+    """DiMUM's alternative class: ``cfg.dimum_alt_class``, default (c_f + 1) mod K."""
+    if cfg.dimum_alt_class is not None:
+        return cfg.dimum_alt_class
+    return (cfg.forget_class + 1) % num_classes
+
+
 class DiMUM(Objective):
     """DiMUM: L_r + lambda * L_mem, L_mem = L_simple(D_alt under label c_f)."""
 
     def __init__(self, *args) -> None:  # noqa: D107
         super().__init__(*args)
         cfg = self.cfg
-        self.alt_class = (
-            cfg.dimum_alt_class
-            if cfg.dimum_alt_class is not None
-            else (cfg.forget_class + 1) % self.K
-        )
+        self.alt_class = dimum_alt_class(cfg, self.K)
         check_forget_class(self.alt_class, self.K)
         self.alt = self.alternative_data()
 

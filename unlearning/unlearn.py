@@ -121,11 +121,9 @@ def check_alt_images(
         ImageData(alt_images, torch.zeros(len(alt_images), dtype=torch.long)),
         "alt_images",
     )
-    flat_a = alt_images.reshape(len(alt_images), -1).double()
-    flat_r = retain.images.reshape(len(retain), -1).to(flat_a)
-    shared = 0
-    for chunk in flat_a.split(256):
-        shared += int((torch.cdist(chunk, flat_r).min(dim=1).values == 0).sum())
+    # exact row equality (a distance test would round); rows compared as bytes
+    rows = {r.numpy().tobytes() for r in retain.images.detach().float().cpu()}
+    shared = sum(a.numpy().tobytes() in rows for a in alt_images.detach().float().cpu())
     if shared:
         raise ValueError(
             f"alt_images: {shared} of {len(alt_images)} images are rows of the retain "
