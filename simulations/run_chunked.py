@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from trainkit import atomic_write_json
 from vflgan_app.api import build_federation
 from vflgan_app.config import VFLGANConfig
 from vflgan_app.eval.evaluator import Evaluator
@@ -43,15 +44,24 @@ def main() -> None:
     a = p.parse_args()
     overrides = dict(parse_override(s) for s in a.set)
     torch.set_num_threads(1)
-    rows = []
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    # rows land in <out>.partial.json as each K finishes; <out> itself is written (atomically)
+    # only when every seed and K is done, so a table driver can take its existence as
+    # "complete", and a rerun resumes from the partial rows of the same settings
+    partial = out.with_name(out.stem + ".partial.json")
+    rows = json.loads(partial.read_text()) if partial.exists() else []
+    rows = [r for r in rows if r.get("dataset") == a.dataset and r.get("steps") == a.steps
+            and r.get("overrides") == overrides]
     for seed in [int(s) for s in a.seeds.split(",")]:
         cfg = VFLGANConfig.from_dict({"dataset": a.dataset, "steps": a.steps, "seed": seed,
                                       "threads": 1, "progress": False, **overrides})
         ds, parties = prepare_dataset(cfg)
         ev = Evaluator(ds, parties, seed=seed)
         for k in [int(x) for x in a.ks.split(",")]:
+            if any(r["seed"] == seed and r["k"] == k for r in rows):
+                print(f"seed {seed} K {k}: kept from {partial.name}", flush=True)
+                continue
             model = build_federation(parties, cfg)
             t0 = time.perf_counter()
             model.coordinator.fit(a.steps, steps_per_round=k)
@@ -72,8 +82,12 @@ def main() -> None:
                       if name in dep for who in ("real", "model", "control")}}
             rows.append(row)
             print(json.dumps(row), flush=True)
-            out.write_text(json.dumps(rows, indent=1))
-
+            atomic_write_json(partial, rows)
+    order = {(int(s), int(k)): i for i, (s, k) in enumerate(
+        (s, k) for s in a.seeds.split(",") for k in a.ks.split(","))}
+    atomic_write_json(out, sorted((r for r in rows if (r["seed"], r["k"]) in order),
+                                  key=lambda r: order[(r["seed"], r["k"])]))
+    partial.unlink(missing_ok=True)
 
 if __name__ == "__main__":
     main()

@@ -135,6 +135,21 @@ def _grid(*args: str, cache: tuple[str, ...] = ()) -> Step:
                  *args, "--robust-out", "{out}", *cache), None)
 
 
+#: run_grid.sh command 13: the seed-0 sweeps and stronger attacks on seeds 1 and 2
+UNLEARNING_SEEDS12 = [
+    "--seeds 1 2 --classes 0 --methods swap_label erasediff dimum --attack-specs "
+    "retain:1e-3:cosine:1000 retain:1e-4:constant:1000 retain:1e-4:cosine:1000 "
+    "retain:1e-5:constant:1000",
+    "--seeds 1 2 --classes 0 --methods salun erasediff --attack-specs "
+    "retain:1e-3:constant:3000",
+    "--seeds 1 2 --classes 0 --methods swap_label dimum --attack-specs "
+    "retain_noalt:1e-3:constant:1000:untie retain:1e-3:constant:1000:last2 "
+    "fewshot5:1e-3:constant:1000",
+    "--seeds 1 2 --classes 0 --methods retrain --attack-specs fewshot5:1e-3:constant:1000",
+    "--seeds 1 2 --classes 0 --methods swap_label erasediff dimum --attack-specs "
+    "retain:1e-3:constant:1000:lora4 retain:1e-3:constant:1000:lora16 "
+    "retain:3e-3:constant:1000:lora4 retain:3e-3:constant:1000:lora16",
+]
 UNLEARNING_STEPS = tuple(_grid(*a.split()) for a in [  # simulations/results/unlearning/run_grid.sh
     "--seeds 0 1 2 --classes 0 3 8 --attack-specs retain:1e-3:constant:1000",
     "--seeds 0 --classes 0 --methods swap_label erasediff dimum --attack-specs "
@@ -163,6 +178,7 @@ UNLEARNING_STEPS = tuple(_grid(*a.split()) for a in [  # simulations/results/unl
     "--attack-specs retain:1e-3:constant:1000 retain_noalt:1e-3:constant:1000",
     "--seeds 1 2 --classes 0 --methods swap_label dimum retrain --attack-specs "
     "retain_noalt:1e-3:constant:1000 retain:1e-3:constant:3000",
+    *UNLEARNING_SEEDS12,
 ])
 UNLEARNING_QUICK = (_grid(
     "--seeds", "0", "1", "2", "--classes", "0", "--methods", "swap_label", "dimum",
@@ -192,6 +208,33 @@ UNET_QUICK = (_grid(
     "--final-samples", "30", "--judge-seeds", "0", "1", cache=("--cache", "{out}/cache")),)
 
 
+# --- run_chunked: K against quality at the same step budget -------------------------
+
+def _chunked_step(steps: int, ks: str, seed: int, label: str) -> Step:
+    return Step(("simulations/run_chunked.py", "--steps", str(steps), "--ks", ks,
+                 "--seeds", str(seed), "--out", f"{{out}}/chunked-{label}-seed{seed}.json"),
+                f"chunked-{label}-seed{seed}.json")
+
+
+def chunked_table(name: str, section: str, steps: int, ks: str, seeds: tuple[int, ...],
+                  quick: tuple[int, str, tuple[int, ...]], wall: str) -> Table:
+    """One ``run_chunked.py`` process per seed (every K in it); ``quick``: (steps, Ks,
+    seeds) of the smoke version."""
+    summary = ("simulations/summarize_rows.py", "--key", "k",
+               "--out", f"{{out}}/{name}.md", "--csv", f"{{out}}/{name}.csv",
+               "--plot", f"{{out}}/{name}.png",
+               "--plot-y", "fd,agreement_model,shuffle_auc_model",
+               "--columns", "round_trips,train_s,fd,fd_control,agreement_model,"
+               "agreement_control,agreement_real,corr_error_focused_model,"
+               "corr_error_focused_control,corr_error_focused_real,shuffle_auc_model,"
+               "shuffle_auc_control,shuffle_auc_real,corr_err,corr_err_control")
+    q_steps, q_ks, q_seeds = quick
+    return Table(name, section, tuple(_chunked_step(steps, ks, s, str(steps)) for s in seeds),
+                 summary,
+                 tuple(_chunked_step(q_steps, q_ks, s, f"{q_steps}-quick") for s in q_seeds),
+                 summary, seeds, wall)
+
+
 TABLES: dict[str, Table] = {t.name: t for t in [
     compare_table(
         "digits-5000", "Objectives: the paper's per-module penalties vs the joint penalty",
@@ -203,6 +246,13 @@ TABLES: dict[str, Table] = {t.name: t for t in [
         "digits", 5000, [("vflgan-shuffle,vflgan-joint-shuffle", "shuffle", ())], (0, 1, 2),
         (300, "vflgan-shuffle,vflgan-joint-shuffle", (0, 1, 2)),
         "about 6 min per seed at load 2-3"),
+    compare_table(
+        "digits-5000-trunk", "A shared generator trunk (`generator_trunk = 3`), the ablation",
+        "digits", 5000,
+        [("vflgan-trunk,vflgan-trunk-shuffle,vflgan-joint-trunk,vflgan-joint-trunk-shuffle",
+          "trunk-ablation", ("--curve-every", "1000"))], (0, 1, 2),
+        (300, "vflgan-trunk,vflgan-joint-trunk-shuffle", (0, 1, 2)),
+        "855 s with --jobs 1 --nice 10 at load 0.4-3.2"),
     compare_table(
         "digits-20000", "Objectives (issue 10): every option at 20,000 steps",
         "digits", 20000,
@@ -248,6 +298,10 @@ TABLES: dict[str, Table] = {t.name: t for t in [
           (_compare_step("mnist", 100, "vflgan,vertigan", 0, "quick"),),
           (*_summary("mnist-6000"), "--by-metric"), (0,),
           "training 831 + 635 + 249 s on one core at load 6-10, plus evaluation"),
+    chunked_table(
+        "chunked-6000", "Chunked mode: K against quality at the same step budget",
+        6000, "1,4,16,64", (0, 1, 2), (100, "1,4", (0, 1, 2)),
+        "438 s with --jobs 2 --nice 10 at load 0.3-1.7"),
     dp_table("dp-2000", "DP-VFLGAN on digits: no DP vs paper mode vs strict mode",
              ("none", "none-wor", "none-wor-nobias", "paper-10", "paper-5", "strict-10",
               "strict-5"), 2000, (0, 1), "settings",

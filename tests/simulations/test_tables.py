@@ -108,7 +108,7 @@ def test_cli_lists_tables():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["digits-5000", "dp-2000"])
+@pytest.mark.parametrize("name", ["digits-5000", "dp-2000", "chunked-6000"])
 def test_quick_table_regenerates_the_readme_numbers(name, tmp_path):
     """The README's quick blocks are what `python -m simulations run NAME --quick` prints,
     within the tables' stated seed spread."""

@@ -65,3 +65,18 @@ date; uptime
 $G --seeds 1 2 --classes 0 --methods swap_label dimum retrain \
    --attack-specs retain_noalt:1e-3:constant:1000 retain:1e-3:constant:3000
 date; uptime
+# 13. the seed-0 sweeps and stronger attacks (commands 2-4 and 6) on seeds 1 and 2, so
+#     that they have intervals (run as one process per seed side by side: cells are
+#     per-seed files; the judges were trained first, by the seed-1 process)
+$G --seeds 1 2 --classes 0 --methods swap_label erasediff dimum \
+   --attack-specs retain:1e-3:cosine:1000 retain:1e-4:constant:1000 \
+   retain:1e-4:cosine:1000 retain:1e-5:constant:1000
+$G --seeds 1 2 --classes 0 --methods salun erasediff --attack-specs retain:1e-3:constant:3000
+$G --seeds 1 2 --classes 0 --methods swap_label dimum \
+   --attack-specs retain_noalt:1e-3:constant:1000:untie retain:1e-3:constant:1000:last2 \
+   fewshot5:1e-3:constant:1000
+$G --seeds 1 2 --classes 0 --methods retrain --attack-specs fewshot5:1e-3:constant:1000
+$G --seeds 1 2 --classes 0 --methods swap_label erasediff dimum \
+   --attack-specs retain:1e-3:constant:1000:lora4 retain:1e-3:constant:1000:lora16 \
+   retain:3e-3:constant:1000:lora4 retain:3e-3:constant:1000:lora16
+date; uptime
