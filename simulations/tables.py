@@ -179,6 +179,8 @@ UNLEARNING_STEPS = tuple(_grid(*a.split()) for a in [  # simulations/results/unl
     "--seeds 1 2 --classes 0 --methods swap_label dimum retrain --attack-specs "
     "retain_noalt:1e-3:constant:1000 retain:1e-3:constant:3000",
     *UNLEARNING_SEEDS12,
+    "--seeds 0 1 2 --classes 8 --methods swap_label erasediff --unlearn-steps 1800 "
+    "--label=-1800 --attack-specs retain:1e-3:constant:1000",
 ])
 UNLEARNING_QUICK = (_grid(
     "--seeds", "0", "1", "2", "--classes", "0", "--methods", "swap_label", "dimum",
@@ -210,16 +212,20 @@ UNET_QUICK = (_grid(
 
 # --- run_chunked: K against quality at the same step budget -------------------------
 
-def _chunked_step(steps: int, ks: str, seed: int, label: str) -> Step:
+def _chunked_step(steps: int, ks: str, seed: int, label: str,
+                  sets: tuple[str, ...] = ()) -> Step:
     return Step(("simulations/run_chunked.py", "--steps", str(steps), "--ks", ks,
-                 "--seeds", str(seed), "--out", f"{{out}}/chunked-{label}-seed{seed}.json"),
+                 "--seeds", str(seed), *(a for kv in sets for a in ("--set", kv)),
+                 "--out", f"{{out}}/chunked-{label}-seed{seed}.json"),
                 f"chunked-{label}-seed{seed}.json")
 
 
 def chunked_table(name: str, section: str, steps: int, ks: str, seeds: tuple[int, ...],
-                  quick: tuple[int, str, tuple[int, ...]], wall: str) -> Table:
+                  quick: tuple[int, str, tuple[int, ...]], wall: str,
+                  sets: tuple[str, ...] = (), label: str = "") -> Table:
     """One ``run_chunked.py`` process per seed (every K in it); ``quick``: (steps, Ks,
-    seeds) of the smoke version."""
+    seeds) of the smoke version; ``sets``: config overrides (``KEY=VALUE``); ``label``
+    names the step files (default: the step count)."""
     summary = ("simulations/summarize_rows.py", "--key", "k",
                "--out", f"{{out}}/{name}.md", "--csv", f"{{out}}/{name}.csv",
                "--plot", f"{{out}}/{name}.png",
@@ -229,9 +235,11 @@ def chunked_table(name: str, section: str, steps: int, ks: str, seeds: tuple[int
                "corr_error_focused_control,corr_error_focused_real,shuffle_auc_model,"
                "shuffle_auc_control,shuffle_auc_real,corr_err,corr_err_control")
     q_steps, q_ks, q_seeds = quick
-    return Table(name, section, tuple(_chunked_step(steps, ks, s, str(steps)) for s in seeds),
-                 summary,
-                 tuple(_chunked_step(q_steps, q_ks, s, f"{q_steps}-quick") for s in q_seeds),
+    label = label or str(steps)
+    return Table(name, section,
+                 tuple(_chunked_step(steps, ks, s, label, sets) for s in seeds), summary,
+                 tuple(_chunked_step(q_steps, q_ks, s, f"{label}-quick", sets)
+                       for s in q_seeds),
                  summary, seeds, wall)
 
 
@@ -302,6 +310,12 @@ TABLES: dict[str, Table] = {t.name: t for t in [
         "chunked-6000", "Chunked mode: K against quality at the same step budget",
         6000, "1,4,16,64", (0, 1, 2), (100, "1,4", (0, 1, 2)),
         "438 s with --jobs 2 --nice 10 at load 0.3-1.7"),
+    chunked_table(
+        "chunked-main-4000", "The main job's setting in chunked mode: K = 1, 16, 32",
+        4000, "1,16,32", (0, 1, 2), (100, "1,16", (0, 1, 2)),
+        "556 s with --jobs 1 --nice 10 at load 1.1-2.1",
+        sets=("objective=joint", "generator_trunk=3", "shuffle_negatives=0.5"),
+        label="main-4000"),
     dp_table("dp-2000", "DP-VFLGAN on digits: no DP vs paper mode vs strict mode",
              ("none", "none-wor", "none-wor-nobias", "paper-10", "paper-5", "strict-10",
               "strict-5"), 2000, (0, 1), "settings",

@@ -80,3 +80,9 @@ $G --seeds 1 2 --classes 0 --methods swap_label erasediff dimum \
    --attack-specs retain:1e-3:constant:1000:lora4 retain:1e-3:constant:1000:lora16 \
    retain:3e-3:constant:1000:lora4 retain:3e-3:constant:1000:lora16
 date; uptime
+# 14. c_f = 8, where swap-label and EraseDiff do not finish unlearning in 600 steps: the
+#     same methods with three times the budget (1,800 steps), seeds 0-2, the main attack
+#     (run as two processes side by side, seed 0 and seeds 1-2)
+$G --seeds 0 1 2 --classes 8 --methods swap_label erasediff --unlearn-steps 1800 \
+   --label=-1800 --attack-specs retain:1e-3:constant:1000
+date; uptime
