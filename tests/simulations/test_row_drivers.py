@@ -69,3 +69,8 @@ def test_summarize_rows_names_bad_arguments(tmp_path, argv, message):
     res = _run("simulations/summarize_rows.py", "--key", "k", *argv, str(src))
     assert res.returncode != 0 and message in res.stderr
     assert not list(tmp_path.glob("*.png"))
+
+
+def test_judge_blend_probe_names_a_missing_ensemble(tmp_path):
+    res = _run("simulations/judge_blend_probe.py", "--judges", str(tmp_path / "none.pt"))
+    assert res.returncode != 0 and "--judges:" in res.stderr and "does not exist" in res.stderr
