@@ -119,6 +119,12 @@ class UnlearnConfig:
     retain_weight: float = _f(
         1.0, "weight of the retain loss (swap_label, ga, sa, dimum)"
     )
+    swap_label_target: str = _f(
+        "random",
+        f"swap_label: target label c' of the forget term, one of {PSEUDO_LABELS}: uniform "
+        "over the other classes per image (the default: SalUn-RL's paper form), or "
+        "(c_f + 1) mod K for every image (a fixed target, as SalUn's DDPM code)",
+    )
     salun_alpha: float = _f(
         1e-3,
         "SalUn retain weight alpha (README command: 1e-3), applied to a retain loss "
@@ -235,6 +241,12 @@ class UnlearnConfig:
         ):
             v = getattr(self, name)
             _check(v in REDUCTIONS, name, v, f"one of {REDUCTIONS}")
+        _check(
+            self.swap_label_target in PSEUDO_LABELS,
+            "swap_label_target",
+            self.swap_label_target,
+            f"one of {PSEUDO_LABELS}",
+        )
         _check(
             self.salun_pseudo_label in PSEUDO_LABELS,
             "salun_pseudo_label",

@@ -117,7 +117,8 @@ class SwapLabel(Objective):
     """SalUn-RL without mask: swap-label forget term + retain_weight * L_r."""
 
     def loss(self, step):  # noqa: D102 - see Objective.loss
-        return self.swap_loss() + self.cfg.retain_weight * self.retain_loss(), {}
+        forget = self.swap_loss(next_label=self.cfg.swap_label_target == "next")
+        return forget + self.cfg.retain_weight * self.retain_loss(), {}
 
 
 class SalUn(Objective):

@@ -340,3 +340,45 @@ def test_sa_mean_reduction_is_the_official_objective_over_the_pixel_count(
         _perturb(model)
         losses[red] = obj.loss(1)[0].item()
     assert losses["sum"] == pytest.approx(D * losses["mean"], rel=1e-5)
+
+
+# ---------------------------------------------------------------- swap-label
+
+
+@pytest.mark.parametrize("target", ["random", "next"])
+def test_swap_label_loss_is_mean_swap_term_plus_retain_weight_times_mean_retain(
+    forget_retain, spy, monkeypatch, target
+):
+    # Prepare: record the random targets c' the objective draws
+    drawn = []
+    real = objectives.random_other_labels
+
+    def record(*args, **kwargs):
+        out = real(*args, **kwargs)
+        drawn.append(out)
+        return out
+
+    monkeypatch.setattr(objectives, "random_other_labels", record)
+    cfg = _cfg("swap_label", swap_label_target=target, retain_weight=0.5)
+    obj, model = _objective(objectives.SwapLabel, forget_retain, cfg)
+    spy.clear()
+    # Execute
+    loss, _ = obj.loss(1)
+    # Assert: mean((eps(x_t|c_f) - sg eps(x_t|c'))^2) + 0.5 * mean((eps - eps(x_r|y))^2)
+    (x_f, t_f, _, y_f), (x_r, t_r, e_r, y_r) = spy
+    if target == "next":
+        assert not drawn
+        c_prime = torch.full_like(y_f, 1)  # (c_f + 1) % 10
+    else:
+        (c_prime,) = drawn
+        assert c_prime.shape == y_f.shape and not (c_prime == 0).any()
+        assert len(set(c_prime.tolist())) > 1  # one target per image, not per batch
+    with torch.no_grad():
+        forget = (_eps(model, x_f, t_f, y_f) - _eps(model, x_f, t_f, c_prime)).pow(2).mean()
+        retain = (e_r - _eps(model, x_r, t_r, y_r)).pow(2).mean()
+    assert torch.allclose(loss.detach(), forget + 0.5 * retain, rtol=1e-5)
+
+
+def test_swap_label_target_is_checked():
+    with pytest.raises(ValueError, match="swap_label_target"):
+        _cfg("swap_label", swap_label_target="nearest")
