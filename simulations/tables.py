@@ -186,6 +186,9 @@ UNLEARNING_STEPS = tuple(_grid(*a.split()) for a in [  # simulations/results/unl
     "--seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next "
     "--label=-next --attack-specs retain_noalt:1e-3:constant:1000 "
     "retain:1e-3:constant:3000",
+    "--seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next "
+    "--label=-next --attack-specs retain_noalt:1e-3:constant:1000:untie "
+    "fewshot5:1e-3:constant:1000",
 ])
 UNLEARNING_QUICK = (_grid(
     "--seeds", "0", "1", "2", "--classes", "0", "--methods", "swap_label", "dimum",

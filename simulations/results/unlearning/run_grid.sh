@@ -94,3 +94,6 @@ $G --seeds 0 1 2 --classes 0 8 --methods swap_label --set swap_label_target=next
 $G --seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next \
    --label=-next --attack-specs retain_noalt:1e-3:constant:1000 retain:1e-3:constant:3000
 date; uptime
+$G --seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next \
+   --label=-next --attack-specs retain_noalt:1e-3:constant:1000:untie fewshot5:1e-3:constant:1000
+date; uptime
