@@ -181,7 +181,7 @@ UNLEARNING_STEPS = tuple(_grid(*a.split()) for a in [  # simulations/results/unl
     *UNLEARNING_SEEDS12,
     "--seeds 0 1 2 --classes 8 --methods swap_label erasediff --unlearn-steps 1800 "
     "--label=-1800 --attack-specs retain:1e-3:constant:1000",
-    "--seeds 0 1 2 --classes 0 8 --methods swap_label --set swap_label_target=next "
+    "--seeds 0 1 2 --classes 0 3 8 --methods swap_label --set swap_label_target=next "
     "--label=-next --attack-specs retain:1e-3:constant:1000",
     "--seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next "
     "--label=-next --attack-specs retain_noalt:1e-3:constant:1000 "

@@ -87,9 +87,9 @@ $G --seeds 0 1 2 --classes 8 --methods swap_label erasediff --unlearn-steps 1800
    --label=-1800 --attack-specs retain:1e-3:constant:1000
 date; uptime
 # 15. swap-label with a fixed target c' = c_f + 1 (`swap_label_target=next`, as SalUn's
-#     DDPM code; the default draws c' per image), seeds 0-2, c_f = 0 and 8, under the
+#     DDPM code; the default draws c' per image), seeds 0-2, c_f = 0, 3 and 8, under the
 #     main attack, and at c_f = 0 under the alternative-free and 3,000-step attacks
-$G --seeds 0 1 2 --classes 0 8 --methods swap_label --set swap_label_target=next \
+$G --seeds 0 1 2 --classes 0 3 8 --methods swap_label --set swap_label_target=next \
    --label=-next --attack-specs retain:1e-3:constant:1000
 $G --seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next \
    --label=-next --attack-specs retain_noalt:1e-3:constant:1000 retain:1e-3:constant:3000
