@@ -53,12 +53,13 @@ def main() -> None:
     rows = json.loads(partial.read_text()) if partial.exists() else []
     rows = [r for r in rows if r.get("dataset") == a.dataset and r.get("steps") == a.steps
             and r.get("overrides") == overrides]
-    for seed in [int(s) for s in a.seeds.split(",")]:
+    seeds, ks = [int(x) for x in a.seeds.split(",")], [int(x) for x in a.ks.split(",")]
+    for seed in seeds:
         cfg = VFLGANConfig.from_dict({"dataset": a.dataset, "steps": a.steps, "seed": seed,
                                       "threads": 1, "progress": False, **overrides})
         ds, parties = prepare_dataset(cfg)
         ev = Evaluator(ds, parties, seed=seed)
-        for k in [int(x) for x in a.ks.split(",")]:
+        for k in ks:
             if any(r["seed"] == seed and r["k"] == k for r in rows):
                 print(f"seed {seed} K {k}: kept from {partial.name}", flush=True)
                 continue
@@ -83,10 +84,8 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
             atomic_write_json(partial, rows)
-    order = {(int(s), int(k)): i for i, (s, k) in enumerate(
-        (s, k) for s in a.seeds.split(",") for k in a.ks.split(","))}
-    atomic_write_json(out, sorted((r for r in rows if (r["seed"], r["k"]) in order),
-                                  key=lambda r: order[(r["seed"], r["k"])]))
+    by_cell = {(r["seed"], r["k"]): r for r in rows}
+    atomic_write_json(out, [by_cell[(seed, k)] for seed in seeds for k in ks])
     partial.unlink(missing_ok=True)
 
 if __name__ == "__main__":

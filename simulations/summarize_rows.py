@@ -24,10 +24,16 @@ def _cell(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}"
 
 
-def summarize(rows: list[dict], key: str, columns: list[str] | None = None) -> str:
+def _groups(rows: list[dict], key: str) -> dict[str, list[dict]]:
+    """Rows by their ``key`` value, in order of first appearance."""
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[str(r[key])].append(r)
+    return groups
+
+
+def summarize(rows: list[dict], key: str, columns: list[str] | None = None) -> str:
+    groups = _groups(rows, key)
     cols = [c for c in dict.fromkeys(c for r in rows for c in r)
             if c not in (key, "seed") and any(isinstance(r.get(c), (int, float))
                                               and not isinstance(r.get(c), bool)
@@ -61,9 +67,7 @@ def plot(rows: list[dict], key: str, ys: list[str], path: Path) -> None:
     unknown = [y for y in ys if not any(y in r for r in rows)]
     if unknown:
         raise SystemExit(f"--plot-y: no rows have column(s) {unknown}")
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for r in rows:
-        groups[str(r[key])].append(r)
+    groups = _groups(rows, key)
     names = list(groups)
     fig, axes = plt.subplots(1, len(ys), figsize=(3.2 * len(ys), 2.8), squeeze=False)
     for ax, y in zip(axes[0], ys):

@@ -46,19 +46,24 @@ def _objective(cls, forget_retain, cfg, seed=0):
     return obj, pipe.unet
 
 
-@pytest.fixture
-def spy(monkeypatch):
-    """Record the (x_t, t, eps, labels) of every diffusion_inputs call in objectives."""
+def _record(monkeypatch, name: str) -> list:
+    """Wrap ``objectives.<name>`` so that every return value is appended to a list."""
     calls = []
-    real = objectives.diffusion_inputs
+    real = getattr(objectives, name)
 
     def wrapper(*args, **kwargs):
         out = real(*args, **kwargs)
         calls.append(out)
         return out
 
-    monkeypatch.setattr(objectives, "diffusion_inputs", wrapper)
+    monkeypatch.setattr(objectives, name, wrapper)
     return calls
+
+
+@pytest.fixture
+def spy(monkeypatch):
+    """Record the (x_t, t, eps, labels) of every diffusion_inputs call in objectives."""
+    return _record(monkeypatch, "diffusion_inputs")
 
 
 def _eps(model, x_t, t, y):
@@ -350,15 +355,7 @@ def test_swap_label_loss_is_mean_swap_term_plus_retain_weight_times_mean_retain(
     forget_retain, spy, monkeypatch, target
 ):
     # Prepare: record the random targets c' the objective draws
-    drawn = []
-    real = objectives.random_other_labels
-
-    def record(*args, **kwargs):
-        out = real(*args, **kwargs)
-        drawn.append(out)
-        return out
-
-    monkeypatch.setattr(objectives, "random_other_labels", record)
+    drawn = _record(monkeypatch, "random_other_labels")
     cfg = _cfg("swap_label", swap_label_target=target, retain_weight=0.5)
     obj, model = _objective(objectives.SwapLabel, forget_retain, cfg)
     spy.clear()
