@@ -189,6 +189,16 @@ UNLEARNING_STEPS = tuple(_grid(*a.split()) for a in [  # simulations/results/unl
     "--seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next "
     "--label=-next --attack-specs retain_noalt:1e-3:constant:1000:untie "
     "fewshot5:1e-3:constant:1000",
+    "--seeds 0 1 2 --classes 0 --methods retrain --attack-specs "
+    "retain_noalt:1e-3:constant:1000 retain_noalt:1e-3:constant:1000:untie "
+    "retain:1e-3:constant:1000:last2 retain:3e-3:constant:1000:lora16",
+    "--seeds 0 1 2 --classes 0 --methods salun --attack-specs retain:1e-3:cosine:1000 "
+    "retain:1e-4:constant:1000 retain_noalt:1e-3:constant:1000:untie "
+    "retain:1e-3:constant:1000:last2 retain:1e-3:constant:1000:lora4 "
+    "retain:3e-3:constant:1000:lora16",
+    "--seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next "
+    "--label=-next --attack-specs retain:1e-3:constant:1000:lora4 "
+    "retain:3e-3:constant:1000:lora16",
 ])
 UNLEARNING_QUICK = (_grid(
     "--seeds", "0", "1", "2", "--classes", "0", "--methods", "swap_label", "dimum",
@@ -352,6 +362,20 @@ TABLES: dict[str, Table] = {t.name: t for t in [
           "79 min at load 2-4 (strict 10 alone 40 min)",
           # one run: an AUC's own spread is its chance interval, +-0.143 for 32 + 32
           slack=0.15, out="simulations/results/audit-32", table_file="wine_red-summary.md"),
+    Table("transport", "Transport: in-process vs Flower simulation vs loopback deployment "
+          "(issues 13, 16)",
+          (Step(("simulations/benchmarks/bench_transport.py", "--steps", "2000",
+                 "--exact-steps", "60", "--exact-deploy-steps", "500", "--latency-steps", "4",
+                 "--csv", "{out}/bench_transport.csv", "--md", "{out}/transport.md"),
+                "transport.md"),), (),
+          (Step(("simulations/benchmarks/bench_transport.py", "--steps", "64",
+                 "--exact-steps", "6", "--exact-deploy-steps", "10", "--latency-steps", "2",
+                 "--launcher-latency-steps", "5", "--csv", "{out}/bench_transport.csv",
+                 "--md", "{out}/transport.md"), "transport.md"),), (), (0,),
+          "584 s at load 2.1-3.7 (the benchmark's own processes; nothing else ran)",
+          # timings are this machine's; steps and round trips (the row key) are the
+          # protocol's, and are what a check compares
+          volatile=("value", "details"), append_outputs=False, table_file="transport.md"),
     Table("unlearning-robust", "Unlearning: a robust DiMRA measurement (issue 15)",
           UNLEARNING_STEPS, UNLEARNING_SUMMARY, UNLEARNING_QUICK, UNLEARNING_SUMMARY,
           tuple(range(10)), "87 min for the first six commands at load 4-6 (see its "

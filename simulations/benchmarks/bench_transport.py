@@ -22,6 +22,7 @@ printed before and after (the machine is shared).
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
@@ -32,9 +33,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "scripts" / "deploy"))
 try:  # run as a script: simulations/benchmarks/ is on sys.path
-    from summary import report
+    from summary import goal_met, report
 except ImportError:  # imported as simulations.benchmarks.<name>
-    from simulations.benchmarks.summary import report
+    from simulations.benchmarks.summary import goal_met, report
 
 
 def in_process(steps: int, device: str, k: int = 1) -> float:
@@ -134,6 +135,67 @@ def _deploy_rows(a, row, t_in: float, out: Path) -> None:
         median_s=ch["round_trip_median_s"], total_wall_s=ch["wall_s"])
 
 
+def write_table(rows: list[dict], md: Path, loads: tuple[str, str]) -> None:
+    """This run's rows as ``md`` (markdown), ``md.csv`` and ``md.png`` (atomic writes).
+
+    ``steps`` and ``round trips`` are properties of the protocol (what ``simulations
+    check`` compares); the values are timings of this machine at this load."""
+    from trainkit.checkpoint import atomic_write_text
+
+    head = ["scenario", "steps", "round trips", "value", "unit", "goal", "met", "details"]
+    lines = [f"Transport: digits, 2 parties; load {loads[0]} at the start, {loads[1]} at "
+             "the end (1, 5, 15 min).", "", "| " + " | ".join(head) + " |",
+             "|" + " --- |" * len(head)]
+    table = []
+    for r in rows:
+        extra = json.loads(r["extra"])
+        rt = extra.pop("round_trips", None)
+        met = {True: "yes", False: "no", None: "-"}[goal_met(r["value"], r["goal"])]
+        cells = {"scenario": r["scenario"], "steps": r["steps"],
+                 "round trips": "-" if rt is None else rt, "value": f"{r['value']:.3f}",
+                 "unit": r["unit"], "goal": r["goal"] or "-", "met": met,
+                 "details": ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
+                                      for k, v in extra.items())}
+        table.append(cells)
+        lines.append("| " + " | ".join(str(cells[h]) for h in head) + " |")
+    md.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(md, "\n".join(lines) + "\n")
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=head, lineterminator="\n")
+    w.writeheader()
+    w.writerows(table)
+    atomic_write_text(md.with_suffix(".csv"), buf.getvalue())
+    _plot(rows, md.with_suffix(".png"))
+
+
+def _plot(rows: list[dict], path: Path) -> None:
+    """Seconds per round trip (or per step) and the ratios, each beside its goal."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [[r for r in rows if r["unit"] != "ratio" and r["unit"] != "s"],
+              [r for r in rows if r["unit"] == "ratio"]]
+    groups = [g for g in groups if g]
+    if not groups:
+        return
+    fig, axes = plt.subplots(1, len(groups), figsize=(6 * len(groups), 3.2), squeeze=False)
+    for ax, g in zip(axes[0], groups):
+        ax.barh([r["scenario"] for r in g], [r["value"] for r in g], color="tab:blue")
+        for i, r in enumerate(g):
+            if r["goal"].startswith("<="):
+                ax.plot([float(r["goal"][2:])] * 2, [i - 0.4, i + 0.4], "r-")
+        ax.set_xscale("log")
+        ax.set_xlabel(g[0]["unit"] + " (red: goal)")
+        ax.tick_params(axis="y", labelsize=7)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -150,7 +212,10 @@ def main() -> None:
     p.add_argument("--exact-deploy-steps", type=int, default=500,
                    help="exact-mode steps of the launcher's ratio (0: skip)")
     p.add_argument("--only-deploy", action="store_true", help="in-process + deployment only")
-    p.add_argument("--csv", default=str(ROOT / "simulations/results/bench_transport.csv"))
+    p.add_argument("--csv", default=str(ROOT / "simulations/results/bench_transport.csv"),
+                   help="the benchmark's history: this run's rows are appended")
+    p.add_argument("--md", default=None,
+                   help="also write this run's rows as a table: MD, its .csv and .png")
     a = p.parse_args()
     from trainkit import git_commit
 
@@ -167,7 +232,8 @@ def main() -> None:
             report("bench_transport", scenario, value,
                    "in-process, same run" if unit == "ratio" else "-", goal, unit)
 
-    print(f"load average (1, 5, 15 min) at the start: {_load()}", flush=True)
+    load0 = _load()
+    print(f"load average (1, 5, 15 min) at the start: {load0}", flush=True)
     t_in = in_process(a.steps, a.device)
     row("in-process exact", t_in, "s", steps=a.steps, s_per_step=t_in / a.steps)
     if a.only_deploy:
@@ -178,7 +244,8 @@ def main() -> None:
         _sim_rows(a, row, sim, t_in_exact, t_in, out)
     if not a.skip_deploy:
         _deploy_rows(a, row, t_in, out)
-    print(f"load average (1, 5, 15 min) at the end: {_load()}", flush=True)
+    load1 = _load()
+    print(f"load average (1, 5, 15 min) at the end: {load1}", flush=True)
     path = Path(a.csv)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
@@ -188,6 +255,9 @@ def main() -> None:
             w.writeheader()
         w.writerows(rows)
     print(f"appended {len(rows)} rows to {path}")
+    if a.md:
+        write_table(rows, Path(a.md), (load0, load1))
+        print(f"wrote {a.md} (and its .csv, .png)")
 
 
 if __name__ == "__main__":

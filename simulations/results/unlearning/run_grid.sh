@@ -97,3 +97,21 @@ date; uptime
 $G --seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next \
    --label=-next --attack-specs retain_noalt:1e-3:constant:1000:untie fewshot5:1e-3:constant:1000
 date; uptime
+# 16. the retrain control (never saw c_f) under the attacks it had not met: the
+#     alternative-free set on seed 0, the adaptive untie attacker, the last-layers and the
+#     strongest LoRA fine-tunes, seeds 0-2, c_f = 0 (its rate under an attack is that
+#     attack's floor: what it "relearns" from nothing)
+$G --seeds 0 1 2 --classes 0 --methods retrain --attack-specs \
+   retain_noalt:1e-3:constant:1000 retain_noalt:1e-3:constant:1000:untie \
+   retain:1e-3:constant:1000:last2 retain:3e-3:constant:1000:lora16
+date; uptime
+# 17. SalUn under the attacks it had not met (the lr / schedule sweep, untie, last
+#     layers, LoRA), and the fixed-target swap-label under LoRA, seeds 0-2, c_f = 0
+$G --seeds 0 1 2 --classes 0 --methods salun --attack-specs retain:1e-3:cosine:1000 \
+   retain:1e-4:constant:1000 retain_noalt:1e-3:constant:1000:untie \
+   retain:1e-3:constant:1000:last2 retain:1e-3:constant:1000:lora4 \
+   retain:3e-3:constant:1000:lora16
+$G --seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next \
+   --label=-next --attack-specs retain:1e-3:constant:1000:lora4 \
+   retain:3e-3:constant:1000:lora16
+date; uptime
