@@ -264,6 +264,9 @@ def write_robust_summary(out: Path) -> str:
                 lines.append(
                     f"* {m}: reached in {len(got)}/{len(st)} cells; steps {sorted(got)}"
                 )
+    excess_md, excess_rec = _excess_over_control(att)
+    lines += excess_md
+    records += excess_rec
     copies = [(r, r["copy_check"]) for r in unl + att if "copy_check" in r]
     if copies:
         lines += [
@@ -327,6 +330,56 @@ def write_robust_summary(out: Path) -> str:
         w.writerow(rec_)
     atomic_write_text(out / "summary.csv", buf.getvalue())
     return text
+
+
+EXCESS_METRICS = [
+    ("peak (w=2)", lambda r: r["summary"]["w2_forget_rate"]["peak"]),
+    ("late mean (w=2)", lambda r: r["summary"]["w2_forget_rate"]["late_mean"]),
+    ("confident peak (w=2)", lambda r: r["summary"]["w2_confident_forget_rate"]["peak"]),
+]
+
+
+def _excess_over_control(att: list[dict]) -> tuple[list[str], list[dict]]:
+    """Each attack cell minus the retrain control's cell under the same attack, seed and
+    forget class: what the attack recovers beyond its own floor (the control never saw
+    c_f, so its rate is what the attack and the judges make of nothing). Only pairs
+    whose control exists are counted."""
+    control = {(r["attack"], r["seed"], r["forget_class"]): r
+               for r in att if r["method"] == "retrain"}
+    groups: dict = {}
+    for r in att:
+        c = control.get((r["attack"], r["seed"], r["forget_class"]))
+        if r["method"] != "retrain" and c is not None:
+            groups.setdefault((r["attack"], r["method"]), []).append((r, c))
+    if not groups:
+        return [], []
+    lines = [
+        "",
+        "## Excess over the retrain control (same attack, seed and forget class)",
+        "",
+        "Mean [95% t interval] of (method - retrain) over the pairs; 'above' counts the "
+        "pairs whose peak (w=2) exceeds the control's by more than 0.05.",
+        "",
+        "| attack | method | pairs | " + " | ".join(f"{m} - control" for m, _ in EXCESS_METRICS)
+        + " | above |",
+        "| --- | --- | --- | " + " | ".join("---" for _ in EXCESS_METRICS) + " | --- |",
+    ]
+    records = []
+    for attack in sorted({a for a, _ in groups}):
+        for method in _order(m for a, m in groups if a == attack):
+            pairs = groups[(attack, method)]
+            cells = []
+            for name, f in EXCESS_METRICS:
+                ci = _ci([float(f(r)) - float(f(c)) for r, c in pairs])
+                cells.append(_fmt(ci))
+                records.append({"table": "excess_over_control", "attack": attack,
+                                "method": method, "metric": name,
+                                **{k: v for k, v in ci.items() if k != "half"}})
+            peak = EXCESS_METRICS[0][1]
+            above = sum(float(peak(r)) - float(peak(c)) > 0.05 for r, c in pairs)
+            lines.append(f"| {attack} | {method} | {len(pairs)} | " + " | ".join(cells)
+                         + f" | {above}/{len(pairs)} |")
+    return lines, records
 
 
 def _histograms(unl: list[dict], att: list[dict]) -> list[str]:

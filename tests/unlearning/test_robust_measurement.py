@@ -566,3 +566,38 @@ def test_the_heldout_variant_memorises_half_the_heldout_alternatives(
     row = json.loads(cell.read_text())
     cc = row["copy_check"]
     assert (cc["n_memorised"], cc["n_heldout"]) == (len(memorised), len(reference))
+
+
+def _attack_cell(method, seed, peak, late=0.0, confident=0.0, attack="a", c_f=0):
+    return {"kind": "attack", "attack": attack, "method": method, "seed": seed,
+            "forget_class": c_f,
+            "summary": {"w2_forget_rate": {"peak": peak, "late_mean": late},
+                        "w2_confident_forget_rate": {"peak": confident}}}
+
+
+def test_excess_over_the_retrain_control_is_paired_by_seed_and_class():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "simulations"))
+    try:
+        from unlearning_grid_summary import _excess_over_control
+    finally:
+        sys.path.pop(0)
+    cells = [
+        _attack_cell("retrain", 0, 0.05), _attack_cell("retrain", 1, 0.02),
+        _attack_cell("dimum", 0, 0.17, confident=0.03),  # +0.12: above
+        _attack_cell("dimum", 1, 0.06),  # +0.04: not above
+        _attack_cell("dimum", 2, 0.90),  # no control on seed 2: not counted
+        _attack_cell("dimum", 0, 0.90, c_f=3),  # no control at c_f = 3: not counted
+        _attack_cell("dimum", 0, 0.90, attack="b"),  # no control under attack b
+    ]
+    lines, records = _excess_over_control(cells)
+    [row] = [ln for ln in lines if ln.startswith("| a | dimum |")]
+    assert row.endswith("| 1/2 |") and "| 2 |" in row
+    peak = next(r for r in records if r["metric"] == "peak (w=2)")
+    assert peak["n"] == 2 and abs(peak["mean"] - 0.08) < 1e-12
+    conf = next(r for r in records if r["metric"] == "confident peak (w=2)")
+    assert abs(conf["mean"] - 0.015) < 1e-12
+    assert not any(ln.startswith("| b |") for ln in lines)
+    assert _excess_over_control([c for c in cells if c["method"] != "retrain"]) == ([], [])

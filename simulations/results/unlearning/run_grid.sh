@@ -115,3 +115,11 @@ $G --seeds 0 1 2 --classes 0 --methods swap_label --set swap_label_target=next \
    --label=-next --attack-specs retain:1e-3:constant:1000:lora4 \
    retain:3e-3:constant:1000:lora16
 date; uptime
+# 18. the adaptive untie attacker on seeds 3-9 (the retrain control, DiMUM and the
+#     fixed-target swap-label), so that its rows have 10 seeds, paired with the control
+#     (run as two processes, seeds 3-6 and 7-9, then the swap-label line)
+$G --seeds 3 4 5 6 7 8 9 --classes 0 --methods retrain dimum \
+   --attack-specs retain_noalt:1e-3:constant:1000:untie
+$G --seeds 3 4 5 6 7 8 9 --classes 0 --methods swap_label --set swap_label_target=next \
+   --label=-next --attack-specs retain_noalt:1e-3:constant:1000:untie
+date; uptime
