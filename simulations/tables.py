@@ -229,17 +229,17 @@ UNET_NEXT = ("--arch", "unet", "--classes", "0", "--pretrain-steps", "1500",
              "--attack-specs", "retain:1e-3:constant:1000", "retain_noalt:1e-3:constant:1000",
              "retain_noalt:1e-3:constant:1000:untie",
              "--judges", "simulations/results/cache/unlearning_robust/judges.pt")
-#: the retrain control (never saw c_f) under the two attacks the fixed-target rows met
-#: beyond the main one: each attack's own floor
-UNET_RETRAIN = ("--arch", "unet", "--classes", "0", "--pretrain-steps", "1500",
-                "--methods", "retrain", "--curve-every", "200", "--late-k", "3",
-                "--attack-specs", "retain_noalt:1e-3:constant:1000",
-                "retain_noalt:1e-3:constant:1000:untie",
-                "--judges", "simulations/results/cache/unlearning_robust/judges.pt")
+#: the retrain control (never saw c_f: each attack's own floor) under the two
+#: attacks the fixed-target rows met beyond the main one
+UNET_NOALT = ("--arch", "unet", "--classes", "0", "--pretrain-steps", "1500",
+              "--methods", "retrain", "--curve-every", "200", "--late-k", "3",
+              "--attack-specs", "retain_noalt:1e-3:constant:1000",
+              "retain_noalt:1e-3:constant:1000:untie",
+              "--judges", "simulations/results/cache/unlearning_robust/judges.pt")
 UNET_STEPS = tuple(
     _grid("--seeds", str(s), *grid,
           cache=("--cache", "simulations/results/cache/unlearning_robust_unet"))
-    for grid in (UNET_GRID, UNET_NEXT, UNET_RETRAIN) for s in (0, 1, 2))
+    for grid in (UNET_GRID, UNET_NEXT, UNET_NOALT) for s in (0, 1, 2))
 UNET_QUICK = (_grid(
     "--arch", "unet", "--seeds", "0", "--classes", "0", "--methods", "swap_label",
     "dimum", "--pretrain-steps", "100", "--unlearn-steps", "20", "--attack-specs",
