@@ -175,6 +175,8 @@ def _plot(rows: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from trainkit.checkpoint import atomic_write_bytes
+
     groups = [[r for r in rows if r["unit"] != "ratio" and r["unit"] != "s"],
               [r for r in rows if r["unit"] == "ratio"]]
     groups = [g for g in groups if g]
@@ -190,10 +192,10 @@ def _plot(rows: list[dict], path: Path) -> None:
         ax.set_xlabel(g[0]["unit"] + " (red: goal)")
         ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def main() -> None:
