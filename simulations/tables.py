@@ -229,17 +229,27 @@ UNET_NEXT = ("--arch", "unet", "--classes", "0", "--pretrain-steps", "1500",
              "--attack-specs", "retain:1e-3:constant:1000", "retain_noalt:1e-3:constant:1000",
              "retain_noalt:1e-3:constant:1000:untie",
              "--judges", "simulations/results/cache/unlearning_robust/judges.pt")
-#: the retrain control (never saw c_f: each attack's own floor) under the two
-#: attacks the fixed-target rows met beyond the main one
+#: DiMUM and the retrain control (never saw c_f: each attack's own floor) under the
+#: attacks beyond the main one: the alternative-free set, the untie attacker, few-shot
+#: relearning from 5 c_f images and a rank-16 LoRA (the MLP grid's settings)
 UNET_NOALT = ("--arch", "unet", "--classes", "0", "--pretrain-steps", "1500",
-              "--methods", "retrain", "--curve-every", "200", "--late-k", "3",
+              "--methods", "dimum", "retrain", "--curve-every", "200", "--late-k", "3",
               "--attack-specs", "retain_noalt:1e-3:constant:1000",
-              "retain_noalt:1e-3:constant:1000:untie",
+              "retain_noalt:1e-3:constant:1000:untie", "fewshot5:1e-3:constant:1000",
+              "retain:3e-3:constant:1000:lora16",
               "--judges", "simulations/results/cache/unlearning_robust/judges.pt")
+#: two more seeds of the rows that break DiMUM: DiMUM and the retrain control under
+#: the main and the alternative-free attacks
+UNET_MORE = ("--arch", "unet", "--classes", "0", "--pretrain-steps", "1500",
+             "--methods", "retrain", "dimum", "--curve-every", "200", "--late-k", "3",
+             "--attack-specs", "retain:1e-3:constant:1000", "retain_noalt:1e-3:constant:1000",
+             "--judges", "simulations/results/cache/unlearning_robust/judges.pt")
 UNET_STEPS = tuple(
     _grid("--seeds", str(s), *grid,
           cache=("--cache", "simulations/results/cache/unlearning_robust_unet"))
-    for grid in (UNET_GRID, UNET_NEXT, UNET_NOALT) for s in (0, 1, 2))
+    for grid, seeds in ((UNET_GRID, (0, 1, 2)), (UNET_NEXT, (0, 1, 2)),
+                        (UNET_NOALT, (0, 1, 2)), (UNET_MORE, (3, 4)))
+    for s in seeds)
 UNET_QUICK = (_grid(
     "--arch", "unet", "--seeds", "0", "--classes", "0", "--methods", "swap_label",
     "dimum", "--pretrain-steps", "100", "--unlearn-steps", "20", "--attack-specs",
@@ -394,7 +404,7 @@ TABLES: dict[str, Table] = {t.name: t for t in [
           out="simulations/results/unlearning", table_file="summary.md",
           append_outputs=False),
     Table("unlearning-unet", "Unlearning on the diffusers UNet2DModel (issue 15, item 5)",
-          UNET_STEPS, UNLEARNING_SUMMARY, UNET_QUICK, UNLEARNING_SUMMARY, (0, 1, 2),
+          UNET_STEPS, UNLEARNING_SUMMARY, UNET_QUICK, UNLEARNING_SUMMARY, (0, 1, 2, 3, 4),
           "2 h 0 min with --jobs 3 on 2 cores at load 3.5-5, plus 43 min for EraseDiff "
           "(see its section) and 40 min for the fixed-target swap-label",
           out="simulations/results/unlearning-unet", table_file="summary.md",
