@@ -310,6 +310,7 @@ def write_robust_summary(out: Path) -> str:
         f"Sum of cell wall times: {sum(walls):.0f} s over {len(walls)} cells. "
         f"Commit of the first cell: {(unl or att or [{}])[0].get('commit')}.",
     ]
+    lines += _provenance(unl, att)
     text = "\n".join(lines) + "\n"
     atomic_write_text(out / "summary.md", text)
     buf = io.StringIO()
@@ -330,6 +331,45 @@ def write_robust_summary(out: Path) -> str:
         w.writerow(rec_)
     atomic_write_text(out / "summary.csv", buf.getvalue())
     return text
+
+
+def _cell_id(r: dict) -> str:
+    what = "after unlearning" if r["kind"] == "unlearn" else r["attack"]
+    return f"s{r['seed']} c{r['forget_class']} {r['method']} {what}"
+
+
+def _provenance(unl: list[dict], att: list[dict]) -> list[str]:
+    """Which judge ensemble measured each cell, and which attacks ran on a rebuilt model.
+
+    Empty when no cell records fingerprints (grids written before they were added), so
+    such a grid's summary is unchanged.
+    """
+    cells = unl + att
+    judges: dict[str, list[dict]] = {}
+    for r in cells:
+        if "judges_sha256" in r:
+            judges.setdefault(r["judges_sha256"], []).append(r)
+    if not judges:
+        return []
+    unrecorded = len(cells) - sum(len(v) for v in judges.values())
+    lines = ["", "## Provenance (sha256 fingerprints of the weights)", ""]
+    lines += [f"* judge ensemble `{sha}`: {len(rs)} cells" for sha, rs in sorted(judges.items())]
+    if unrecorded:
+        lines.append(f"* {unrecorded} cells predate the fingerprint (judge ensemble "
+                     "unrecorded)")
+    if len(judges) > 1:
+        lines.append(f"\n**These cells were measured by {len(judges)} different judge "
+                     "ensembles**; rates from different ensembles are not directly "
+                     "comparable.")
+    checked = [r for r in att if r.get("model_matches_unlearn_cell") is not None]
+    rebuilt = [r for r in checked if not r["model_matches_unlearn_cell"]]
+    lines.append(
+        f"\nAttack cells whose model is not the one its unlearn cell measured (a model "
+        f"rebuilt after the cache was lost): {len(rebuilt)} of the {len(checked)} that "
+        "can tell" + (": " + "; ".join(_cell_id(r) for r in rebuilt) if rebuilt else "")
+        + "."
+    )
+    return lines
 
 
 EXCESS_METRICS = [m for m in ATTACK_METRICS

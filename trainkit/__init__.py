@@ -11,6 +11,7 @@ from trainkit.checkpoint import (
     atomic_write_text,
     load_checkpoint,
     save_checkpoint,
+    state_fingerprint,
 )
 from trainkit.device import DeviceSetup, autocast, select_device, set_cpu_threads
 from trainkit.ema import EMA
@@ -38,4 +39,5 @@ __all__ = [
     "seed_everything",
     "select_device",
     "set_cpu_threads",
+    "state_fingerprint",
 ]

@@ -6,10 +6,12 @@ A crash mid-write leaves the previous file intact; a file that is truncated anyw
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +59,29 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(
         path, json.dumps(obj, indent=2, sort_keys=True, default=str)
     )
+
+
+def state_fingerprint(state: Mapping[str, torch.Tensor] | torch.nn.Module,
+                      length: int = 16) -> str:
+    """A short sha256 of a state dict (or a module's): names, dtypes, shapes and bytes.
+
+    Two models get the same fingerprint exactly when every tensor is bit-identical, so
+    a result can record which weights produced it and a rebuilt model can be told apart
+    from the one that was measured. Order of the keys does not matter.
+    """
+    if isinstance(state, torch.nn.Module):
+        state = state.state_dict()
+    if not 1 <= length <= 64:
+        raise ValueError(f"length: got {length}, expected 1..64 hex digits")
+    h = hashlib.sha256()
+    for name in sorted(state):
+        t = state[name]
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"state[{name!r}]: got {type(t).__name__}, expected a tensor")
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:length]
 
 
 def save_checkpoint(obj: Any, path: str | os.PathLike) -> Path:

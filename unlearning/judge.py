@@ -202,6 +202,19 @@ class JudgeEnsemble:
     def __len__(self) -> int:
         return len(self.judges)
 
+    @property
+    def fingerprint(self) -> str:
+        """sha256 (16 hex digits) of every judge's weights, in order.
+
+        Cells measured by the same ensemble carry the same value.
+        """
+        from trainkit import state_fingerprint
+
+        return state_fingerprint(
+            {f"{i}.{k}": v for i, j in enumerate(self.judges)
+             for k, v in j.state_dict().items()}
+        )
+
     @torch.no_grad()
     def probs(self, images: torch.Tensor, batch: int = 1024):
         """(J, N, K) softmax outputs as a NumPy array."""

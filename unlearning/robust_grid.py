@@ -38,7 +38,7 @@ from pathlib import Path
 
 import torch
 
-from trainkit import atomic_write_text, git_commit, make_generator
+from trainkit import atomic_write_text, git_commit, make_generator, state_fingerprint
 from unlearning.checkpoint import load_pipeline, save_pipeline
 from unlearning.config import (
     ARCHS,
@@ -427,6 +427,8 @@ class RobustGrid:
                 self.spec.threshold,
             ),
             "judge_accuracies": self.ensemble.accuracies,
+            "judges_sha256": self.ensemble.fingerprint,
+            "model_sha256": state_fingerprint(pipe.unet),
             "commit": git_commit(),
         }
         if method == "dimum":
@@ -453,6 +455,25 @@ class RobustGrid:
             row["wall_s"],
         )
         return row
+
+    def _matches_unlearn_cell(self, seed: int, c_f: int, name: str, sha: str) -> bool | None:
+        """Whether the model about to be attacked is the one its unlearn cell measured.
+
+        None: that cell predates fingerprints, or is missing. A model rebuilt after its
+        cache was lost need not be bit-identical; the attack cell then says so.
+        """
+        path = self.cells / f"unlearn_s{seed}_c{c_f}_{name}.json"
+        cell = json.loads(path.read_text()) if path.exists() else {}
+        recorded = cell.get("model_sha256")
+        if recorded is None:
+            return None
+        if recorded != sha:
+            logger.warning(
+                "s%d c%d %s: the model attacked (%s) is not the one its unlearn cell "
+                "measured (%s): it was rebuilt; the attack cell records this",
+                seed, c_f, name, sha, recorded,
+            )
+        return recorded == sha
 
     def attack_data(self, attack: AttackSpec, c_f: int, splits, seed: int):
         """(D_att, untie data or None) for ``attack``."""
@@ -486,6 +507,8 @@ class RobustGrid:
             return json.loads(path.read_text())
         s = self.spec
         pipe, _ = self.unlearned(seed, c_f, method, splits)
+        model_sha = state_fingerprint(pipe.unet)
+        matches = self._matches_unlearn_cell(seed, c_f, name, model_sha)
         t0, load0 = time.perf_counter(), _loadavg()
         d_att, untie = self.attack_data(attack, c_f, splits, seed)
         cfg = RelearnConfig(
@@ -546,6 +569,9 @@ class RobustGrid:
                 s.retain_per_class,
                 s.threshold,
             ),
+            "judges_sha256": self.ensemble.fingerprint,
+            "model_sha256": model_sha,
+            "model_matches_unlearn_cell": matches,
             "commit": git_commit(),
         }
         if method == "dimum":

@@ -601,3 +601,76 @@ def test_excess_over_the_retrain_control_is_paired_by_seed_and_class():
     assert abs(conf["mean"] - 0.015) < 1e-12
     assert not any(ln.startswith("| b |") for ln in lines)
     assert _excess_over_control([c for c in cells if c["method"] != "retrain"]) == ([], [])
+
+
+def test_cells_record_the_weights_they_measured_and_flag_a_rebuilt_model(
+    tmp_path, monkeypatch
+):
+    """Each cell names its judge ensemble and model by fingerprint; an attack on a model
+    that is not the one its unlearn cell measured (the cache lost and the model rebuilt
+    differently) says so in the cell and in the summary, and mixed judge ensembles are
+    called out (planted: a rebuilt model, a second ensemble)."""
+    import sys
+    from pathlib import Path
+
+    import unlearning.robust_grid as rg
+    from trainkit import state_fingerprint
+    from unlearning.checkpoint import load_pipeline, save_pipeline
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "simulations"))
+    try:
+        from unlearning_grid_summary import write_robust_summary
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(rg, "EvalConfig", _fast_eval)
+    spec = _tiny_spec(tmp_path, methods=["dimum"])
+    grid = rg.RobustGrid(spec)
+    grid.run()
+    cells = spec.out / "cells"
+    unl = json.loads((cells / "unlearn_s0_c0_dimum.json").read_text())
+    att_path = cells / "attack_s0_c0_dimum_retain_lr0.001_constant_4.json"
+    att = json.loads(att_path.read_text())
+    model_dir = spec.cache / "seed0" / "c0" / "dimum"
+    assert unl["model_sha256"] == state_fingerprint(load_pipeline(model_dir).unet)
+    assert unl["judges_sha256"] == att["judges_sha256"] == grid.ensemble.fingerprint
+    assert att["model_sha256"] == unl["model_sha256"]
+    assert att["model_matches_unlearn_cell"] is True
+    md = write_robust_summary(spec.out)
+    assert f"judge ensemble `{grid.ensemble.fingerprint}`: 3 cells" in md
+    assert "different judge ensembles" not in md
+    assert "measured (a model rebuilt after the cache was lost): 0 of the 1" in md
+
+    # planted: the cached model changes (as a rebuild that is not bit-identical would)
+    pipe = load_pipeline(model_dir)
+    with torch.no_grad():
+        next(pipe.unet.parameters()).add_(1e-3)
+    save_pipeline(pipe, model_dir, {"dataset": "digits", "method": "dimum", "seed": 0,
+                                    "forget_class": 0})
+    att_path.unlink()
+    rg.RobustGrid(spec).run()
+    att = json.loads(att_path.read_text())
+    assert att["model_matches_unlearn_cell"] is False
+    assert att["model_sha256"] != unl["model_sha256"]
+    # planted: one cell measured by another ensemble
+    base = json.loads((cells / "unlearn_s0_c0_base.json").read_text())
+    base["judges_sha256"] = "0" * 16
+    (cells / "unlearn_s0_c0_base.json").write_text(json.dumps(base))
+    md = write_robust_summary(spec.out)
+    assert "1 of the 1 that can tell: s0 c0 dimum retain_lr0.001_constant_4" in md
+    assert "measured by 2 different judge ensembles" in md
+
+
+def test_a_grid_without_fingerprints_keeps_its_summary(tmp_path):
+    """Cells written before the fingerprints: no provenance section (old summaries
+    regenerate unchanged)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "simulations"))
+    try:
+        from unlearning_grid_summary import _provenance
+    finally:
+        sys.path.pop(0)
+    old = {"kind": "unlearn", "seed": 0, "forget_class": 0, "method": "base"}
+    assert _provenance([old], []) == []
+    assert _provenance([{**old, "judges_sha256": "ab"}], [])[3] == "* judge ensemble `ab`: 1 cells"
