@@ -363,6 +363,11 @@ TABLES: dict[str, Table] = {t.name: t for t in [
         "556 s with --jobs 1 --nice 10 at load 1.1-2.1",
         sets=("objective=joint", "generator_trunk=3", "shuffle_negatives=0.5"),
         label="main-4000"),
+    chunked_table(
+        "chunked-joint-5000", "Chunked mode with the joint objective: K = 1, 4, 16, 64",
+        5000, "1,4,16,64", (0, 1, 2), (100, "1,4", (0, 1, 2)),
+        "to be measured", sets=("objective=joint", "shuffle_negatives=0.5"),
+        label="joint-5000"),
     dp_table("dp-2000", "DP-VFLGAN on digits: no DP vs paper mode vs strict mode",
              ("none", "none-wor", "none-wor-nobias", "paper-10", "paper-5", "strict-10",
               "strict-5"), 2000, (0, 1), "settings",
