@@ -411,7 +411,8 @@ TABLES: dict[str, Table] = {t.name: t for t in [
     Table("unlearning-unet", "Unlearning on the diffusers UNet2DModel (issue 15, item 5)",
           UNET_STEPS, UNLEARNING_SUMMARY, UNET_QUICK, UNLEARNING_SUMMARY, (0, 1, 2, 3, 4),
           "2 h 0 min with --jobs 3 on 2 cores at load 3.5-5, plus 43 min for EraseDiff "
-          "(see its section) and 40 min for the fixed-target swap-label",
+          "(see its section), 40 min for the fixed-target swap-label, 40 min for DiMUM under "
+          "four more attacks and 53 min for seeds 3-4",
           out="simulations/results/unlearning-unet", table_file="summary.md",
           append_outputs=False),
 ]}
