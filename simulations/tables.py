@@ -238,12 +238,13 @@ UNET_NOALT = ("--arch", "unet", "--classes", "0", "--pretrain-steps", "1500",
               "retain_noalt:1e-3:constant:1000:untie", "fewshot5:1e-3:constant:1000",
               "retain:3e-3:constant:1000:lora16",
               "--judges", "simulations/results/cache/unlearning_robust/judges.pt")
-#: two more seeds of the rows that break DiMUM: DiMUM and the retrain control under
-#: the main and the alternative-free attacks
+#: two more seeds of DiMUM and the retrain control, under every attack of the two
+#: groups above (the main and the alternative-free ones first)
 UNET_MORE = ("--arch", "unet", "--classes", "0", "--pretrain-steps", "1500",
              "--methods", "retrain", "dimum", "--curve-every", "200", "--late-k", "3",
              "--attack-specs", "retain:1e-3:constant:1000", "retain_noalt:1e-3:constant:1000",
-             "--judges", "simulations/results/cache/unlearning_robust/judges.pt")
+             "retain_noalt:1e-3:constant:1000:untie", "retain:3e-3:constant:1000:lora16",
+             "fewshot5:1e-3:constant:1000", "--judges", "simulations/results/cache/unlearning_robust/judges.pt")
 UNET_STEPS = tuple(
     _grid("--seeds", str(s), *grid,
           cache=("--cache", "simulations/results/cache/unlearning_robust_unet"))
